@@ -1,0 +1,405 @@
+//! The shared behaviour suite for [`SessionStore`]s.
+//!
+//! Every `# Behavior` bullet of [`SessionStore`] has a case here. Each case
+//! is a plain public async function over a [`Context`] (a store plus a
+//! random [`Namespace`]), listed in [`CASES`], so the suite can be driven
+//! from any harness. Most users adopt it in one line with [`suite!`], which
+//! expands to one separately named `#[test]` per case:
+//!
+//! ```ignore
+//! // tests/conformance.rs of your store crate
+//! async fn store(ns: session_store_conformance::Namespace) -> Result<MyStore, MyError> {
+//!     MyStore::connect(&format!("sessions:{ns}:")).await
+//! }
+//! session_store_conformance::suite!(store);
+//! ```
+//!
+//! The factory is called once per case with a fresh namespace; it must
+//! return a store that sees only what was written through that namespace
+//! (a new in-memory store, a key prefix, a table name, a temporary file),
+//! so cases can share one server and run in parallel. Each test builds its
+//! own multi-threaded tokio runtime, so your crate needs no tokio attribute.
+//!
+//! A failing case panics with a message naming the case, the operation,
+//! what was expected and what came back.
+//!
+//! [`SessionStore`]: session_core::SessionStore
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
+
+pub mod cases;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio;
+}
+
+/// A random name that isolates one case from every other: use it as a key
+/// prefix, a table name or a file name. Lowercase ASCII letters and digits,
+/// starting with a letter, at most 16 characters, so it is a valid SQL
+/// identifier and Redis key part as it is.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// A fresh random namespace (from the OS CSPRNG).
+    ///
+    /// # Errors
+    ///
+    /// When the operating system cannot provide randomness.
+    pub fn random() -> Result<Self, Error> {
+        let hex = SessionId::generate()?.storage_key().to_hex();
+        Ok(Self(format!("t{}", &hex[..15])))
+    }
+
+    /// The namespace as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Namespace({})", self.0)
+    }
+}
+
+/// What a case runs against: the store under test and its namespace.
+#[derive(Clone)]
+pub struct Context {
+    store: Arc<dyn SessionStore>,
+    namespace: Namespace,
+}
+
+impl Context {
+    /// A context over `store`, isolated by `namespace`.
+    pub fn new(store: Arc<dyn SessionStore>, namespace: Namespace) -> Self {
+        Self { store, namespace }
+    }
+
+    /// The store under test.
+    pub fn store(&self) -> &dyn SessionStore {
+        &*self.store
+    }
+
+    /// A shared handle to the store under test (for spawned tasks).
+    pub fn store_arc(&self) -> Arc<dyn SessionStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// This case's namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// A user name unique to this case, so a shared backend's per-user
+    /// index never mixes cases.
+    pub fn user(&self, name: &str) -> String {
+        format!("{name}@{}", self.namespace)
+    }
+
+    /// A fresh storage key (the hash of a fresh random id).
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when the OS cannot provide randomness.
+    pub fn fresh_key(&self) -> Result<StorageKey, Failure> {
+        SessionId::generate()
+            .map(|id| id.storage_key())
+            .map_err(|e| Failure::new("SessionId::generate()", "a fresh id", format!("Err({e})")))
+    }
+
+    /// A new record at version 0 that expires `ttl` from now, with one
+    /// data entry naming this case's namespace.
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when the OS cannot provide randomness.
+    pub fn live_record(&self, ttl: Duration) -> Result<Record, Failure> {
+        let now = Timestamp::now();
+        let mut record = Record::new(self.fresh_key()?, now, now.saturating_add(ttl));
+        record
+            .data
+            .insert("ns".into(), serde_json::Value::from(self.namespace.as_str()));
+        Ok(record)
+    }
+
+    /// A new record whose `expires_at` lies `ago` in the past.
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when the OS cannot provide randomness.
+    pub fn expired_record(&self, ago: Duration) -> Result<Record, Failure> {
+        let mut record = self.live_record(Duration::ZERO)?;
+        record.created_at = record.created_at.saturating_sub(ago + ago);
+        record.expires_at = record.expires_at.saturating_sub(ago);
+        Ok(record)
+    }
+}
+
+/// Why a case failed: the operation, what was expected, and what came back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The case's name, filled in by the runner.
+    pub case: &'static str,
+    /// The store call (or check) that went wrong, with its arguments.
+    pub operation: String,
+    /// What the contract requires.
+    pub expected: String,
+    /// What the store did instead.
+    pub got: String,
+}
+
+impl Failure {
+    /// A failure of `operation`: `expected` was required, `got` came back.
+    pub fn new(
+        operation: impl Into<String>,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        Self {
+            case: "",
+            operation: operation.into(),
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "conformance case `{}` failed\n  operation: {}\n  expected:  {}\n  got:       {}",
+            self.case, self.operation, self.expected, self.got
+        )
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// What a case returns.
+pub type Outcome = Result<(), Failure>;
+
+/// A boxed case future.
+pub type CaseFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+
+/// One case of the suite: its name and how to run it.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The case's name (also its test name under [`suite!`]).
+    pub name: &'static str,
+    /// Runs the case.
+    pub run: fn(Context) -> CaseFuture,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+/// How long one case may take before it fails as hung.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `case` against the store under `context`, with [`CASE_TIMEOUT`],
+/// and names the case in any failure.
+///
+/// # Errors
+///
+/// The case's [`Failure`], or one saying it timed out.
+pub async fn run(case: &Case, context: Context) -> Outcome {
+    let outcome = match tokio::time::timeout(CASE_TIMEOUT, (case.run)(context)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Failure::new(
+            "the whole case",
+            format!("to finish within {CASE_TIMEOUT:?}"),
+            "it was still running (a store call hangs?)",
+        )),
+    };
+    outcome.map_err(|mut failure| {
+        failure.case = case.name;
+        failure
+    })
+}
+
+/// Runs one case the way [`suite!`]'s tests do: builds a multi-threaded
+/// runtime, makes a fresh namespace, calls `factory` for the store, runs
+/// the case, and panics with the failure's full message if it fails.
+///
+/// # Panics
+///
+/// When the case fails, the factory fails, or no runtime can be built:
+/// this is the test harness, and a panic is how a test reports failure.
+#[allow(clippy::panic)]
+pub fn run_case<F, Fut, S, E>(case: &Case, factory: F)
+where
+    F: FnOnce(Namespace) -> Fut,
+    Fut: Future<Output = Result<S, E>>,
+    S: SessionStore,
+    E: fmt::Display,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => panic!("conformance case `{}`: cannot build a tokio runtime: {e}", case.name),
+    };
+    let result = runtime.block_on(async {
+        let namespace = Namespace::random().map_err(|e| {
+            format!("conformance case `{}`: cannot draw a namespace: {e}", case.name)
+        })?;
+        let store = factory(namespace.clone()).await.map_err(|e| {
+            format!(
+                "conformance case `{}`: the store factory failed for namespace {namespace}: {e}",
+                case.name
+            )
+        })?;
+        run(case, Context::new(Arc::new(store), namespace))
+            .await
+            .map_err(|failure| failure.to_string())
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+}
+
+/// Expands to one `#[test]` per case in [`CASES`], each named after its
+/// case, each with a fresh store from `factory` in a fresh [`Namespace`].
+///
+/// `factory` is any expression callable as
+/// `FnOnce(Namespace) -> impl Future<Output = Result<S, E>>` where
+/// `S: SessionStore` and `E: Display`: usually the path of an `async fn`.
+/// Put the call in a module of its own to run the suite twice in one file
+/// (say against a single server and a cluster).
+///
+/// ```ignore
+/// async fn store(_: session_store_conformance::Namespace) -> Result<MyStore, std::convert::Infallible> {
+///     Ok(MyStore::new())
+/// }
+/// session_store_conformance::suite!(store);
+/// ```
+#[macro_export]
+macro_rules! suite {
+    ($factory:expr) => {
+        $crate::__for_each_case!(suite $factory);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite_tests {
+    ($factory:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::run_case(
+                    &$crate::Case {
+                        name: ::core::stringify!($case),
+                        run: |cx| ::std::boxed::Box::pin($crate::cases::$module::$case(cx)),
+                    },
+                    $factory,
+                );
+            }
+        )*
+
+        /// The cases this expansion of `suite!` covers, in order.
+        #[allow(dead_code)]
+        const CONFORMANCE_CASES_COVERED: &[&str] = &[$(::core::stringify!($case)),*];
+    };
+}
+
+macro_rules! cases_const {
+    (; $($module:ident :: $case:ident),* $(,)?) => {
+        /// Every case of the suite, in order. [`suite!`] expands to exactly
+        /// these, one test each.
+        pub const CASES: &[Case] = &[$(
+            Case {
+                name: ::core::stringify!($case),
+                run: |cx| Box::pin(cases::$module::$case(cx)),
+            }
+        ),*];
+    };
+}
+
+/// The one list of cases, fed to both [`CASES`] and [`suite!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_case {
+    (suite $factory:expr) => {
+        $crate::__for_each_case!(@list [$crate::__suite_tests] { $factory });
+    };
+    (consts) => {
+        $crate::__for_each_case!(@list [cases_const] {});
+    };
+    (@list [$($callback:tt)*] { $($arg:tt)* }) => {
+        $($callback)*! { $($arg)*;
+            create::create_then_load_round_trips_every_field,
+            create::create_on_taken_key_is_exists_and_keeps_original,
+            create::create_over_expired_record_succeeds,
+            create::concurrent_creates_of_distinct_keys_all_land,
+            load::load_of_unknown_key_is_none,
+            load::load_past_deadline_is_none,
+            load::load_far_future_record,
+            load::short_real_deadline_disappears,
+            save::save_bumps_version_and_returns_it,
+            save::save_writes_every_field,
+            save::save_with_stale_version_is_conflict_and_changes_nothing,
+            save::save_with_version_ahead_is_conflict,
+            save::concurrent_saves_from_same_version_exactly_one_wins,
+            save::save_after_delete_is_not_found_and_does_not_recreate,
+            save::save_after_expiry_is_not_found,
+            save::save_of_never_created_key_is_not_found,
+            save::save_binding_a_user_adds_to_index,
+            save::save_moving_user_updates_index,
+            save::save_unbinding_user_removes_from_index,
+            touch::touch_extends_without_changing_data_or_version,
+            touch::touch_can_shorten_expiry,
+            touch::touch_of_missing_key_is_false_and_creates_nothing,
+            touch::touch_does_not_revive_expired_record,
+            touch::touch_into_past_makes_record_unloadable,
+            delete::delete_returns_true_then_false,
+            delete::delete_leaves_other_sessions_alone,
+            delete::delete_of_expired_record_is_false,
+            delete::deleted_session_leaves_user_index,
+            users::create_with_user_is_listed,
+            users::list_by_user_returns_exactly_live_sessions_of_user,
+            users::list_by_unknown_user_is_empty,
+            users::expired_sessions_are_not_listed,
+            users::user_names_match_exactly,
+            users::delete_by_user_removes_exactly_those_and_counts,
+            users::delete_by_user_counts_only_live_sessions,
+            users::delete_by_unknown_user_is_zero,
+            expired::delete_expired_removes_expired_and_keeps_live,
+            data::one_mebibyte_data_round_trips,
+            data::unicode_keys_and_values_round_trip,
+            data::nested_json_round_trips,
+            data::empty_data_round_trips,
+            data::data_of_different_sessions_never_mixes,
+            data::timestamps_keep_millisecond_precision,
+        }
+    };
+}
+
+__for_each_case!(consts);
