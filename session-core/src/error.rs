@@ -79,11 +79,7 @@ impl Error {
     /// assert!(err.is_retryable());
     /// assert_eq!(err.source().map(|s| s.to_string()), Some("no answer".into()));
     /// ```
-    pub fn backend(
-        operation: &'static str,
-        retryable: bool,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn backend(operation: &'static str, retryable: bool, source: impl Into<BoxError>) -> Self {
         Self::Backend {
             operation,
             retryable,
@@ -103,7 +99,13 @@ impl Error {
     /// [`Error::Backend`] marked retryable. (A [`Error::Conflict`] is
     /// resolved by reloading and replaying, not by retrying the same call.)
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Backend { retryable: true, .. })
+        matches!(
+            self,
+            Self::Backend {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 

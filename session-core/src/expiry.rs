@@ -183,7 +183,10 @@ mod tests {
         // Stored expiry already at the cap: nothing to move.
         assert_eq!(p.touch_due(ms(0), ms(60 * MIN), ms(45 * MIN)), None);
         // Stored 58, now 40: next = min(70, 60) = 60, a move of 2 min: due.
-        assert_eq!(p.touch_due(ms(0), ms(58 * MIN), ms(40 * MIN)), Some(ms(60 * MIN)));
+        assert_eq!(
+            p.touch_due(ms(0), ms(58 * MIN), ms(40 * MIN)),
+            Some(ms(60 * MIN))
+        );
     }
 
     #[test]

@@ -344,10 +344,7 @@ mod tests {
             bytes[7] = bad;
             // Non-UTF-8 bytes cannot form a &str; skip those as inputs.
             if let Ok(text) = String::from_utf8(bytes) {
-                assert_eq!(
-                    SessionId::parse(&text),
-                    Err(InvalidSessionId::Character(7))
-                );
+                assert_eq!(SessionId::parse(&text), Err(InvalidSessionId::Character(7)));
             }
         }
         // A multi-byte character changes the byte length, so it is a length error.

@@ -12,7 +12,10 @@
 //! (`session-store-memory`, `session-store-redis`, `session-store-sqlite`)
 //! or write one and prove it with `session-store-conformance`.
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod error;
 mod expiry;

@@ -131,9 +131,10 @@ impl Context {
     pub fn live_record(&self, ttl: Duration) -> Result<Record, Failure> {
         let now = Timestamp::now();
         let mut record = Record::new(self.fresh_key()?, now, now.saturating_add(ttl));
-        record
-            .data
-            .insert("ns".into(), serde_json::Value::from(self.namespace.as_str()));
+        record.data.insert(
+            "ns".into(),
+            serde_json::Value::from(self.namespace.as_str()),
+        );
         Ok(record)
     }
 
@@ -264,11 +265,17 @@ where
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => panic!("conformance case `{}`: cannot build a tokio runtime: {e}", case.name),
+        Err(e) => panic!(
+            "conformance case `{}`: cannot build a tokio runtime: {e}",
+            case.name
+        ),
     };
     let result = runtime.block_on(async {
         let namespace = Namespace::random().map_err(|e| {
-            format!("conformance case `{}`: cannot draw a namespace: {e}", case.name)
+            format!(
+                "conformance case `{}`: cannot draw a namespace: {e}",
+                case.name
+            )
         })?;
         let store = factory(namespace.clone()).await.map_err(|e| {
             format!(

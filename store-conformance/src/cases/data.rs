@@ -26,7 +26,10 @@ pub async fn one_mebibyte_data_round_trips(cx: Context) -> Outcome {
     let mut data = Data::new();
     for i in 0..16u8 {
         let fill = char::from(b'a' + i);
-        data.insert(format!("chunk{i:02}"), Value::String(fill.to_string().repeat(64 * 1024)));
+        data.insert(
+            format!("chunk{i:02}"),
+            Value::String(fill.to_string().repeat(64 * 1024)),
+        );
     }
     round_trip(&cx, data).await
 }
@@ -37,7 +40,10 @@ pub async fn unicode_keys_and_values_round_trip(cx: Context) -> Outcome {
     data.insert("ключ".into(), json!("значение"));
     data.insert("鍵".into(), json!("値 🗝️"));
     data.insert("🦀".into(), json!("zoë, zoe\u{0308}, \u{1F600}"));
-    data.insert("escapes".into(), json!("quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7}"));
+    data.insert(
+        "escapes".into(),
+        json!("quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7}"),
+    );
     data.insert("".into(), json!("the empty key"));
     data.insert("rtl".into(), json!("\u{202E}שלום"));
     round_trip(&cx, data).await
@@ -56,7 +62,16 @@ pub async fn nested_json_round_trips(cx: Context) -> Outcome {
     );
     data.insert(
         "numbers".into(),
-        json!([0, -1, i64::MIN, i64::MAX, u64::MAX, 0.1, -2.5e-300, 1.7976931348623157e308]),
+        json!([
+            0,
+            -1,
+            i64::MIN,
+            i64::MAX,
+            u64::MAX,
+            0.1,
+            -2.5e-300,
+            1.7976931348623157e308
+        ]),
     );
     data.insert("flags".into(), json!([true, false, null]));
     data.insert("empty".into(), json!({"object": {}, "array": []}));
@@ -74,7 +89,9 @@ pub async fn data_of_different_sessions_never_mixes(cx: Context) -> Outcome {
     for i in 0..20 {
         let mut record = cx.live_record(HOUR)?;
         record.data.insert("owner".into(), json!(i));
-        record.data.insert(format!("only_{i}"), json!("x".repeat(i)));
+        record
+            .data
+            .insert(format!("only_{i}"), json!("x".repeat(i)));
         create(&cx, &record).await?;
         records.push(record);
     }

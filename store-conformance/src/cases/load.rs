@@ -19,7 +19,12 @@ pub async fn load_past_deadline_is_none(cx: Context) -> Outcome {
     for ago in [Duration::from_millis(1), Duration::from_secs(3600)] {
         let record = cx.expired_record(ago)?;
         create(&cx, &record).await?;
-        expect_absent(&cx, &record.key, &format!("of a record that expired {ago:?} ago")).await?;
+        expect_absent(
+            &cx,
+            &record.key,
+            &format!("of a record that expired {ago:?} ago"),
+        )
+        .await?;
     }
     Ok(())
 }

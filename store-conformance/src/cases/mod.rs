@@ -40,13 +40,21 @@ pub(crate) fn ensure_eq<T: PartialEq + Debug>(
     if got == expected {
         Ok(())
     } else {
-        Err(Failure::new(op, format!("{expected:?}"), format!("{got:?}")))
+        Err(Failure::new(
+            op,
+            format!("{expected:?}"),
+            format!("{got:?}"),
+        ))
     }
 }
 
 /// Creates `record`, failing the case on any error.
 pub(crate) async fn create(cx: &Context, record: &Record) -> Result<(), Failure> {
-    call(format!("create({:?})", record.key), cx.store().create(record)).await
+    call(
+        format!("create({:?})", record.key),
+        cx.store().create(record),
+    )
+    .await
 }
 
 /// Loads `key`, failing the case on any error.
@@ -65,7 +73,11 @@ pub(crate) async fn expect_record(
 }
 
 /// Loads `key` and requires `None`.
-pub(crate) async fn expect_absent(cx: &Context, key: &StorageKey, why: &str) -> Result<(), Failure> {
+pub(crate) async fn expect_absent(
+    cx: &Context,
+    key: &StorageKey,
+    why: &str,
+) -> Result<(), Failure> {
     match load(cx, key).await? {
         None => Ok(()),
         Some(record) => Err(Failure::new(
@@ -100,7 +112,11 @@ pub(crate) fn expect_err<T: Debug>(
 
 /// Lists `user`'s sessions, failing the case on any error.
 pub(crate) async fn list(cx: &Context, user: &str) -> Result<Vec<Record>, Failure> {
-    call(format!("list_by_user({user:?})"), cx.store().list_by_user(user)).await
+    call(
+        format!("list_by_user({user:?})"),
+        cx.store().list_by_user(user),
+    )
+    .await
 }
 
 /// Requires `user`'s listed sessions to be exactly `expected` (any order),
@@ -120,7 +136,10 @@ pub(crate) async fn expect_listed(
     let want_keys: Vec<StorageKey> = want.iter().map(|r| r.key).collect();
     Err(Failure::new(
         format!("list_by_user({user:?})"),
-        format!("exactly {} record(s) with keys {want_keys:?}, as stored", want.len()),
+        format!(
+            "exactly {} record(s) with keys {want_keys:?}, as stored",
+            want.len()
+        ),
         format!("{} record(s): {got:?}", got.len()),
     ))
 }

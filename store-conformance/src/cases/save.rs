@@ -39,10 +39,14 @@ pub async fn save_writes_every_field(cx: Context) -> Outcome {
     let mut record = cx.live_record(HOUR)?;
     create(&cx, &record).await?;
     record.data.clear();
-    record.data.insert("replaced".into(), json!({"all": "of it"}));
+    record
+        .data
+        .insert("replaced".into(), json!({"all": "of it"}));
     record.user = Some(cx.user("carol"));
     record.created_at = Timestamp::from_millis(record.created_at.as_millis() - 7);
-    record.expires_at = record.expires_at.saturating_add(Duration::from_millis(12_345));
+    record.expires_at = record
+        .expires_at
+        .saturating_add(Duration::from_millis(12_345));
     record.version = save_ok(&cx, &record).await?;
     expect_record(&cx, &record.key, &record).await
 }
@@ -131,7 +135,9 @@ pub async fn save_after_delete_is_not_found_and_does_not_recreate(cx: Context) -
     create(&cx, &record).await?;
     let deleted = call("delete", cx.store().delete(&record.key)).await?;
     ensure_eq("delete of a live record", true, deleted)?;
-    record.data.insert("written after logout".into(), json!(true));
+    record
+        .data
+        .insert("written after logout".into(), json!(true));
     expect_err(
         "save after delete",
         "Err(NotFound)",
@@ -191,10 +197,18 @@ pub async fn save_moving_user_updates_index(cx: Context) -> Outcome {
     record.version = save_ok(&cx, &record).await?;
     expect_listed(&cx, &a, &[]).await?;
     expect_listed(&cx, &b, &[&record]).await?;
-    let removed = call(format!("delete_by_user({a:?})"), cx.store().delete_by_user(&a)).await?;
+    let removed = call(
+        format!("delete_by_user({a:?})"),
+        cx.store().delete_by_user(&a),
+    )
+    .await?;
     ensure_eq("delete_by_user of the former user", 0, removed)?;
     let loaded = load(&cx, &record.key).await?;
-    ensure_eq("load after delete_by_user of the former user", Some(&record), loaded.as_ref())
+    ensure_eq(
+        "load after delete_by_user of the former user",
+        Some(&record),
+        loaded.as_ref(),
+    )
 }
 
 /// Unbinding a session (user set to `None`) by save removes it from the

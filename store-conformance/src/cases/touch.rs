@@ -16,7 +16,9 @@ pub async fn touch_extends_without_changing_data_or_version(cx: Context) -> Outc
     record.data.insert("kept".into(), json!([1, "two"]));
     create(&cx, &record).await?;
     record.version = save(&cx, &record).await?;
-    let later = record.expires_at.saturating_add(Duration::from_millis(3_600_123));
+    let later = record
+        .expires_at
+        .saturating_add(Duration::from_millis(3_600_123));
     let touched = call("touch(live, later)", cx.store().touch(&record.key, later)).await?;
     ensure_eq("touch of a live record", true, touched)?;
     record.expires_at = later;
@@ -49,7 +51,11 @@ pub async fn touch_does_not_revive_expired_record(cx: Context) -> Outcome {
     let record = cx.expired_record(Duration::from_secs(5))?;
     create(&cx, &record).await?;
     let later = Timestamp::now().saturating_add(HOUR);
-    let touched = call("touch(expired, later)", cx.store().touch(&record.key, later)).await?;
+    let touched = call(
+        "touch(expired, later)",
+        cx.store().touch(&record.key, later),
+    )
+    .await?;
     ensure_eq("touch of an expired record", false, touched)?;
     expect_absent(&cx, &record.key, "after touching an expired record").await
 }
