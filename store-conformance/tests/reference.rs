@@ -1,0 +1,75 @@
+//! The suite, adopted in one line by a correct reference store: proves the
+//! macro expands to one passing test per case, and exactly the cases in
+//! `CASES`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Fault, Reference};
+use session_store_conformance::{CASES, Namespace};
+
+async fn store(_: Namespace) -> Result<Reference, std::convert::Infallible> {
+    Ok(Reference::new(Fault::None))
+}
+
+session_store_conformance::suite!(store);
+
+#[test]
+fn suite_macro_covers_exactly_the_cases() {
+    let listed: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+    assert_eq!(CONFORMANCE_CASES_COVERED, listed.as_slice());
+    let mut unique = listed.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), listed.len(), "case names must be unique");
+    assert!(listed.len() >= 30, "only {} cases", listed.len());
+}
+
+#[test]
+fn every_public_case_function_is_listed() {
+    // Scan the case modules' sources: a `pub async fn` that is not in
+    // CASES would be a case nobody runs.
+    let sources = [
+        include_str!("../src/cases/create.rs"),
+        include_str!("../src/cases/load.rs"),
+        include_str!("../src/cases/save.rs"),
+        include_str!("../src/cases/touch.rs"),
+        include_str!("../src/cases/delete.rs"),
+        include_str!("../src/cases/users.rs"),
+        include_str!("../src/cases/expired.rs"),
+        include_str!("../src/cases/data.rs"),
+    ];
+    let mut found: Vec<&str> = sources
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter_map(|l| l.strip_prefix("pub async fn "))
+        .map(|l| l.split('(').next().unwrap())
+        .collect();
+    let mut listed: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+    found.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(found, listed);
+}
+
+#[test]
+fn a_failure_names_case_operation_expected_and_got() {
+    let case = CASES
+        .iter()
+        .find(|c| c.name == "save_with_stale_version_is_conflict_and_changes_nothing")
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let failure = runtime
+        .block_on(session_store_conformance::run(
+            case,
+            session_store_conformance::Context::new(
+                std::sync::Arc::new(Reference::new(Fault::SaveIgnoresVersion)),
+                Namespace::random().unwrap(),
+            ),
+        ))
+        .unwrap_err();
+    let text = failure.to_string();
+    assert!(text.contains("save_with_stale_version_is_conflict_and_changes_nothing"), "{text}");
+    assert!(text.contains("operation: save with version 0"), "{text}");
+    assert!(text.contains("expected:  Err(Conflict)"), "{text}");
+    assert!(text.contains("got:       Ok(1)"), "{text}");
+}
