@@ -88,3 +88,28 @@ async fn weigher_counts_data_and_user() {
         + 2 * std::mem::size_of::<usize>();
     assert_eq!(entry.weight(), fixed + r#"{"k":"v"}"#.len() + "alice".len());
 }
+
+#[tokio::test]
+async fn a_stale_index_entry_is_never_listed_nor_deleted() {
+    // Plant an index entry that points at alice's live session under
+    // mallory's name: readers must check the session's own user.
+    let store = MemoryStore::default();
+    let mut alice = record(Duration::from_secs(600));
+    alice.user = Some("alice".into());
+    store.create(&alice).await.unwrap();
+    let incarnation = store.inner.cache.get(&alice.key).await.unwrap().incarnation;
+    store.inner.index.add("mallory", alice.key, incarnation);
+    assert!(store.list_by_user("mallory").await.unwrap().is_empty());
+    assert_eq!(store.delete_by_user("mallory").await.unwrap(), 0);
+    assert_eq!(store.load(&alice.key).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.list_by_user("alice").await.unwrap(), vec![alice]);
+}
+
+#[tokio::test]
+async fn an_index_entry_of_a_vanished_session_is_pruned_on_read() {
+    let store = MemoryStore::default();
+    let ghost = record(Duration::from_secs(600)).key;
+    store.inner.index.add("bob", ghost, 7);
+    assert!(store.list_by_user("bob").await.unwrap().is_empty());
+    assert_eq!(store.inner.index.user_count(), 0);
+}
