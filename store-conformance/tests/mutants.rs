@@ -146,7 +146,10 @@ fn a_touch_that_bumps_the_version_is_caught() {
 
 #[test]
 fn a_touch_that_revives_is_caught() {
-    assert_caught(Fault::TouchRevives, &["touch_does_not_revive_expired_record"]);
+    assert_caught(
+        Fault::TouchRevives,
+        &["touch_does_not_revive_expired_record"],
+    );
 }
 
 #[test]

@@ -68,7 +68,10 @@ fn a_failure_names_case_operation_expected_and_got() {
         ))
         .unwrap_err();
     let text = failure.to_string();
-    assert!(text.contains("save_with_stale_version_is_conflict_and_changes_nothing"), "{text}");
+    assert!(
+        text.contains("save_with_stale_version_is_conflict_and_changes_nothing"),
+        "{text}"
+    );
     assert!(text.contains("operation: save with version 0"), "{text}");
     assert!(text.contains("expected:  Err(Conflict)"), "{text}");
     assert!(text.contains("got:       Ok(1)"), "{text}");

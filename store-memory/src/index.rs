@@ -62,6 +62,7 @@ impl UserIndex {
     }
 
     /// Number of users with at least one index entry.
+    #[cfg(test)]
     pub(crate) fn user_count(&self) -> usize {
         self.lock().len()
     }

@@ -150,10 +150,10 @@ impl MemoryStore {
             .expire_after(ExpireAtDeadline)
             .eviction_listener(move |key: Arc<StorageKey>, value: Shared, cause| {
                 // Replacements are indexed by the write that made them.
-                if cause != RemovalCause::Replaced {
-                    if let Some(user) = value.user.as_deref() {
-                        listener_index.remove(user, &key, value.incarnation);
-                    }
+                if cause != RemovalCause::Replaced
+                    && let Some(user) = value.user.as_deref()
+                {
+                    listener_index.remove(user, &key, value.incarnation);
                 }
             })
             .build();
@@ -218,15 +218,15 @@ impl MemoryStore {
                 let (op, result) = decide(live);
                 // Whatever replaces or removes an entry also unindexes it;
                 // the eviction listener ignores replacements.
-                if let (Some(old), Op::Put(_) | Op::Remove) = (&current, &op) {
-                    if let Some(user) = old.user.as_deref() {
-                        self.inner.index.remove(user, &key, old.incarnation);
-                    }
+                if let (Some(old), Op::Put(_) | Op::Remove) = (&current, &op)
+                    && let Some(user) = old.user.as_deref()
+                {
+                    self.inner.index.remove(user, &key, old.incarnation);
                 }
-                if let Op::Put(new) = &op {
-                    if let Some(user) = new.user.as_deref() {
-                        self.inner.index.add(user, key, new.incarnation);
-                    }
+                if let Op::Put(new) = &op
+                    && let Some(user) = new.user.as_deref()
+                {
+                    self.inner.index.add(user, key, new.incarnation);
                 }
                 outcome = Some(result);
                 std::future::ready(op)

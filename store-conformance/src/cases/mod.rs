@@ -1,6 +1,6 @@
 //! The cases, by the store method they exercise. Each is a public async
-//! function taking a [`Context`](crate::Context); [`CASES`](crate::CASES)
-//! lists them all.
+//! function taking a [`Context`]; [`CASES`](crate::CASES) lists
+//! them all.
 
 use std::fmt::Debug;
 use std::future::Future;

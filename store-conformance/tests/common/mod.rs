@@ -103,7 +103,10 @@ impl SessionStore for Reference {
         }
         let mut records = self.records.lock().unwrap();
         let now = Timestamp::now();
-        let current = records.get(&record.key).filter(|r| r.is_live_at(now)).cloned();
+        let current = records
+            .get(&record.key)
+            .filter(|r| r.is_live_at(now))
+            .cloned();
         let Some(current) = current else {
             if self.fault == Fault::SaveResurrects {
                 let mut stored = self.mangle(record.clone());
