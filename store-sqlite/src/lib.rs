@@ -1,1 +1,69 @@
-//! Work in progress.
+//! A [`SessionStore`](session_core::SessionStore) in SQLite, on `sqlx`:
+//! sessions that survive a restart with no server to run.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use session_store_sqlite::SqliteStore;
+//!
+//! # async fn demo() -> Result<(), session_core::Error> {
+//! let store = SqliteStore::open("sessions.db").await?;
+//! let sweeper = store.spawn_sweeper(Duration::from_secs(300))?;
+//! // hand `store` (or an `Arc<dyn SessionStore>`) to the session manager
+//! # drop(sweeper);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! One table (default `sessions`, configurable with [`TableName`]):
+//! `key BLOB PRIMARY KEY` (the 32-byte storage key), `user TEXT`, `data
+//! TEXT` (the session map as JSON), `version INTEGER`, and `created_at`,
+//! `expires_at` as `INTEGER` milliseconds since the epoch, `WITHOUT ROWID`.
+//! An index on `expires_at` serves the sweeper; a partial index on `user`
+//! (only bound sessions) serves the per-user methods. A companion table
+//! `<table>_meta` records the schema version so a later release can
+//! migrate. Everything is created on open, idempotently.
+//!
+//! # Semantics
+//!
+//! A row is live while `now < expires_at`; every method filters on that,
+//! so an expired row is absent at once, and
+//! [`delete_expired`](session_core::SessionStore::delete_expired) (or the
+//! [sweeper](SqliteStore::spawn_sweeper)) removes it physically in short
+//! batches. `create` is an upsert that only replaces an expired row;
+//! `save` is `UPDATE ... WHERE key = ? AND version = ? AND expires_at >
+//! now`, followed (only when nothing changed) by one read telling
+//! `Conflict` from `NotFound`. Every method is one statement and so one
+//! atomic step; the schema setup runs in `BEGIN IMMEDIATE`.
+//!
+//! # Durability
+//!
+//! Files use WAL and, by default, `synchronous = NORMAL`: a crashed or
+//! killed process loses no acknowledged write, but a power cut or OS crash
+//! may lose the last few commits. [`Synchronous::Full`] syncs every commit.
+//! See [`SqliteOptions`] for the busy timeout, pool size and the in-memory
+//! mode.
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod codec;
+mod error;
+mod options;
+mod schema;
+mod store;
+mod sweeper;
+
+pub use options::{
+    DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,
+    Synchronous, TableName,
+};
+pub use store::SqliteStore;
+pub use sweeper::{SweepStats, SweeperHandle};
+
+/// The `sqlx` this crate is built on, for [`SqliteStore::from_pool`] and
+/// [`SqliteStore::pool`].
+pub use sqlx;

@@ -1,0 +1,91 @@
+//! Turning records into column values and rows back into records.
+//!
+//! Keys are 32-byte BLOBs, the data map is JSON text, timestamps are
+//! integer milliseconds and the version a (non-negative) INTEGER.
+
+use session_core::{Data, Error, Record, StorageKey, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::error::{BadColumn, BadKey, VersionOutOfRange, map_sqlx};
+
+/// The largest version a record may carry: SQLite integers are signed 64
+/// bits, and a save must still be able to add one.
+pub(crate) const MAX_VERSION: u64 = (i64::MAX - 1) as u64;
+
+/// `version` as the SQLite integer it is stored as.
+pub(crate) fn version_to_sql(operation: &'static str, version: u64) -> Result<i64, Error> {
+    if version > MAX_VERSION {
+        return Err(Error::backend(operation, false, VersionOutOfRange(version)));
+    }
+    i64::try_from(version).map_err(|_| Error::backend(operation, false, VersionOutOfRange(version)))
+}
+
+/// The record's data as JSON text.
+pub(crate) fn data_to_sql(operation: &'static str, data: &Data) -> Result<String, Error> {
+    serde_json::to_string(data).map_err(|e| Error::backend(operation, false, e))
+}
+
+/// Decodes a row selected with [`crate::schema::RECORD_COLUMNS`].
+///
+/// A row whose data or version cannot be read is [`Error::Decode`] naming
+/// its key; the row itself is not touched.
+pub(crate) fn decode_row(
+    operation: &'static str,
+    table: &str,
+    row: &SqliteRow,
+) -> Result<Record, Error> {
+    let key_bytes: Vec<u8> = row.try_get(0).map_err(|e| map_sqlx(operation, e))?;
+    let key = StorageKey::from_slice(&key_bytes).map_err(|_| {
+        Error::backend(
+            operation,
+            false,
+            BadKey {
+                table: table.to_owned(),
+                len: key_bytes.len(),
+            },
+        )
+    })?;
+    decode_fields(key, row)
+}
+
+fn decode_fields(key: StorageKey, row: &SqliteRow) -> Result<Record, Error> {
+    let decode = |e: sqlx::Error| Error::decode(key, e);
+    let user: Option<String> = row.try_get(1).map_err(decode)?;
+    let data: String = row.try_get(2).map_err(decode)?;
+    let version: i64 = row.try_get(3).map_err(decode)?;
+    let created_at: i64 = row.try_get(4).map_err(decode)?;
+    let expires_at: i64 = row.try_get(5).map_err(decode)?;
+    let data: Data = serde_json::from_str(&data).map_err(|e| Error::decode(key, e))?;
+    let version = u64::try_from(version).map_err(|_| {
+        Error::decode(
+            key,
+            BadColumn {
+                column: "version",
+                value: version,
+                what: "version (it is negative)",
+            },
+        )
+    })?;
+    Ok(Record {
+        key,
+        data,
+        user,
+        created_at: Timestamp::from_millis(created_at),
+        expires_at: Timestamp::from_millis(expires_at),
+        version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_beyond_sqlite_range_are_rejected() {
+        assert_eq!(version_to_sql("save", 0).ok(), Some(0));
+        assert_eq!(version_to_sql("save", MAX_VERSION).ok(), Some(i64::MAX - 1));
+        assert!(version_to_sql("save", MAX_VERSION + 1).is_err());
+        assert!(version_to_sql("save", u64::MAX).is_err());
+    }
+}

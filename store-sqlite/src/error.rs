@@ -1,0 +1,68 @@
+//! Mapping driver failures onto [`session_core::Error`].
+
+use session_core::Error;
+
+/// SQLite primary result codes worth a retry: the database was busy or
+/// locked by another connection, or an I/O error occurred.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_PROTOCOL: i64 = 15;
+
+/// Whether retrying the call that failed with `error` may succeed.
+pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            .is_some_and(|code| {
+                matches!(
+                    code & 0xff,
+                    SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_PROTOCOL
+                )
+            }),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// [`Error::Backend`] for a driver failure during `operation`.
+pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
+    let retryable = is_retryable(&error);
+    Error::backend(operation, retryable, error)
+}
+
+/// A record's version does not fit SQLite's signed 64-bit integers.
+#[derive(Debug, thiserror::Error)]
+#[error("version {0} is beyond what SQLite can store (at most {max})", max = i64::MAX - 1)]
+pub(crate) struct VersionOutOfRange(pub(crate) u64);
+
+/// The schema in the database was written by a newer release.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "table {table:?} has schema version {found}, newer than the {supported} this release \
+     understands; upgrade session-store-sqlite"
+)]
+pub(crate) struct SchemaTooNew {
+    pub(crate) table: String,
+    pub(crate) found: i64,
+    pub(crate) supported: i64,
+}
+
+/// A row that does not hold a valid record, for errors that cannot name a
+/// storage key (the key column itself is unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("a row of table {table:?} holds an unreadable key ({len} bytes, expected 32)")]
+pub(crate) struct BadKey {
+    pub(crate) table: String,
+    pub(crate) len: usize,
+}
+
+/// A column of a row holds a value out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column} holds {value}, which is not a valid {what}")]
+pub(crate) struct BadColumn {
+    pub(crate) column: &'static str,
+    pub(crate) value: i64,
+    pub(crate) what: &'static str,
+}

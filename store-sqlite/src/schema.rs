@@ -1,0 +1,177 @@
+//! The table layout, its creation, and every statement the store runs.
+//!
+//! Statement texts are built once per store from a validated
+//! [`TableName`]; no other runtime text is ever spliced into SQL. All
+//! values travel as bind parameters.
+
+use std::sync::Arc;
+
+use session_core::Error;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{AssertSqlSafe, Connection, SqlStr};
+
+use crate::error::{SchemaTooNew, map_sqlx};
+use crate::options::TableName;
+
+/// The schema version this release writes and understands.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// The columns a record is read from, in this order.
+pub(crate) const RECORD_COLUMNS: &str = "key, user, data, version, created_at, expires_at";
+
+/// Every statement of the store, for one table.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) table: TableName,
+    create: Arc<str>,
+    load: Arc<str>,
+    save: Arc<str>,
+    probe: Arc<str>,
+    touch: Arc<str>,
+    delete: Arc<str>,
+    list_by_user: Arc<str>,
+    delete_by_user: Arc<str>,
+    sweep: Arc<str>,
+}
+
+fn sql(text: &Arc<str>) -> SqlStr {
+    // Built only from fixed text and a validated `TableName`.
+    sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(Arc::clone(text)))
+}
+
+impl Statements {
+    pub(crate) fn new(table: TableName) -> Self {
+        let t = table.as_str();
+        Self {
+            // Inserts, or replaces a row that is no longer live; a live row
+            // makes the upsert's WHERE false, so nothing changes (0 rows).
+            create: format!(
+                "INSERT INTO \"{t}\" ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT(key) DO UPDATE SET user = excluded.user, data = excluded.data, \
+                 version = excluded.version, created_at = excluded.created_at, \
+                 expires_at = excluded.expires_at WHERE \"{t}\".expires_at <= ?7"
+            )
+            .into(),
+            load: format!(
+                "SELECT {RECORD_COLUMNS} FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2"
+            )
+            .into(),
+            save: format!(
+                "UPDATE \"{t}\" SET user = ?3, data = ?4, created_at = ?5, expires_at = ?6, \
+                 version = version + 1 WHERE key = ?1 AND version = ?2 AND expires_at > ?7"
+            )
+            .into(),
+            probe: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2").into(),
+            touch: format!("UPDATE \"{t}\" SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3")
+                .into(),
+            delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING expires_at").into(),
+            list_by_user: format!(
+                "SELECT {RECORD_COLUMNS} FROM \"{t}\" WHERE user = ?1 AND expires_at > ?2"
+            )
+            .into(),
+            delete_by_user: format!("DELETE FROM \"{t}\" WHERE user = ?1 RETURNING expires_at")
+                .into(),
+            sweep: format!(
+                "DELETE FROM \"{t}\" WHERE key IN \
+                 (SELECT key FROM \"{t}\" WHERE expires_at <= ?1 LIMIT ?2)"
+            )
+            .into(),
+            table,
+        }
+    }
+
+    pub(crate) fn create(&self) -> SqlStr {
+        sql(&self.create)
+    }
+    pub(crate) fn load(&self) -> SqlStr {
+        sql(&self.load)
+    }
+    pub(crate) fn save(&self) -> SqlStr {
+        sql(&self.save)
+    }
+    pub(crate) fn probe(&self) -> SqlStr {
+        sql(&self.probe)
+    }
+    pub(crate) fn touch(&self) -> SqlStr {
+        sql(&self.touch)
+    }
+    pub(crate) fn delete(&self) -> SqlStr {
+        sql(&self.delete)
+    }
+    pub(crate) fn list_by_user(&self) -> SqlStr {
+        sql(&self.list_by_user)
+    }
+    pub(crate) fn delete_by_user(&self) -> SqlStr {
+        sql(&self.delete_by_user)
+    }
+    pub(crate) fn sweep(&self) -> SqlStr {
+        sql(&self.sweep)
+    }
+}
+
+/// The DDL for `table`, every statement idempotent.
+fn ddl(table: &TableName) -> [String; 5] {
+    let t = table.as_str();
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{t}_meta\" (\
+             name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"{t}\" (\
+             key BLOB PRIMARY KEY NOT NULL, \
+             user TEXT, \
+             data TEXT NOT NULL, \
+             version INTEGER NOT NULL, \
+             created_at INTEGER NOT NULL, \
+             expires_at INTEGER NOT NULL\
+             ) WITHOUT ROWID"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS \"{t}_expires_at_idx\" ON \"{t}\" (expires_at)"),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{t}_user_idx\" ON \"{t}\" (user) WHERE user IS NOT NULL"
+        ),
+        format!(
+            "INSERT INTO \"{t}_meta\" (name, value) VALUES ('schema_version', {SCHEMA_VERSION}) \
+             ON CONFLICT(name) DO NOTHING"
+        ),
+    ]
+}
+
+/// Creates the schema for `table` if it is missing, in one `BEGIN
+/// IMMEDIATE` transaction (so concurrent openers of one file serialise),
+/// and checks the recorded schema version.
+pub(crate) async fn ensure(pool: &SqlitePool, table: &TableName) -> Result<(), Error> {
+    let op = "open";
+    let mut conn = pool.acquire().await.map_err(|e| map_sqlx(op, e))?;
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| map_sqlx(op, e))?;
+    for statement in ddl(table) {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx(op, e))?;
+    }
+    let found: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT value FROM \"{}_meta\" WHERE name = 'schema_version'",
+        table.as_str()
+    )))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| map_sqlx(op, e))?;
+    if found > SCHEMA_VERSION {
+        // Dropping the transaction rolls it back.
+        return Err(Error::backend(
+            op,
+            false,
+            SchemaTooNew {
+                table: table.as_str().to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+        ));
+    }
+    tx.commit().await.map_err(|e| map_sqlx(op, e))
+}

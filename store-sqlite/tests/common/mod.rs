@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
+use session_store_sqlite::{SqliteOptions, SqliteStore, TableName};
+
+/// A boxed error for test results.
+pub(crate) type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A store in a fresh database file, deleted (with its directory) when
+/// the store is dropped.
+pub(crate) struct TempFileStore {
+    pub(crate) store: SqliteStore,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl TempFileStore {
+    /// A fresh file database with table `table`.
+    pub(crate) async fn new(table: &str) -> TestResult<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteOptions::file(dir.path().join("sessions.db"))
+            .table(TableName::new(table)?)
+            .open()
+            .await?;
+        Ok(Self { store, dir })
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for TempFileStore {
+    async fn create(&self, record: &Record) -> Result<(), Error> {
+        self.store.create(record).await
+    }
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
+        self.store.load(key).await
+    }
+    async fn save(&self, record: &Record) -> Result<u64, Error> {
+        self.store.save(record).await
+    }
+    async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
+        self.store.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
+        self.store.delete(key).await
+    }
+    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+        self.store.list_by_user(user).await
+    }
+    async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
+        self.store.delete_by_user(user).await
+    }
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        self.store.delete_expired().await
+    }
+}
+
+/// A fresh random storage key.
+pub(crate) fn fresh_key() -> TestResult<StorageKey> {
+    Ok(SessionId::generate()?.storage_key())
+}
+
+/// A record that expires `ttl` from now.
+pub(crate) fn live_record(ttl: Duration) -> TestResult<Record> {
+    let now = Timestamp::now();
+    Ok(Record::new(fresh_key()?, now, now.saturating_add(ttl)))
+}
+
+/// A record whose deadline lies `ago` in the past.
+pub(crate) fn expired_record(ago: Duration) -> TestResult<Record> {
+    let now = Timestamp::now();
+    Ok(Record::new(
+        fresh_key()?,
+        now.saturating_sub(ago + ago),
+        now.saturating_sub(ago),
+    ))
+}
+
+pub(crate) const HOUR: Duration = Duration::from_secs(3600);
