@@ -62,6 +62,11 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A value given to a session cannot be represented as JSON (say, a
+    /// map whose keys are not strings). Nothing was changed.
+    #[error("session value cannot be encoded as JSON")]
+    Encode(#[source] serde_json::Error),
+
     /// The operating system could not provide randomness for a new id.
     #[error("the operating system's random number generator failed")]
     Random(#[source] getrandom::Error),

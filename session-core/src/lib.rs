@@ -20,6 +20,7 @@
 mod error;
 mod expiry;
 mod id;
+mod manager;
 mod record;
 mod store;
 mod time;
@@ -29,6 +30,7 @@ pub use expiry::ExpiryPolicy;
 pub use id::{
     ID_BYTES, ID_TEXT_LEN, InvalidSessionId, InvalidStorageKey, KEY_BYTES, SessionId, StorageKey,
 };
+pub use manager::{CookieAction, Session, SessionConfig, SessionManager};
 pub use record::{Data, Record};
 pub use store::SessionStore;
 pub use time::Timestamp;

@@ -405,6 +405,22 @@ macro_rules! __for_each_case {
             data::empty_data_round_trips,
             data::data_of_different_sessions_never_mixes,
             data::timestamps_keep_millisecond_precision,
+            lifecycle::lifecycle_untouched_session_makes_no_store_call,
+            lifecycle::lifecycle_read_only_request_loads_once,
+            lifecycle::lifecycle_idle_timeout_slides_with_throttled_touches,
+            lifecycle::lifecycle_absolute_timeout_beats_activity,
+            lifecycle::lifecycle_new_empty_session_is_never_stored,
+            lifecycle::lifecycle_malformed_cookie_never_reaches_the_store,
+            lifecycle::lifecycle_unknown_id_gets_a_fresh_id,
+            lifecycle::lifecycle_concurrent_requests_lose_no_update,
+            lifecycle::lifecycle_logout_elsewhere_is_never_resurrected,
+            lifecycle::lifecycle_login_rotates_the_id,
+            lifecycle::lifecycle_failed_create_during_login_loses_nothing,
+            lifecycle::lifecycle_cycle_id_keeps_data_user_and_deadline,
+            lifecycle::lifecycle_too_large_is_refused_before_any_write,
+            lifecycle::lifecycle_logout_deletes_and_clears,
+            lifecycle::lifecycle_logout_everywhere_ends_every_session_of_the_user,
+            lifecycle::lifecycle_typed_values_round_trip,
         }
     };
 }

@@ -14,6 +14,7 @@ pub mod create;
 pub mod data;
 pub mod delete;
 pub mod expired;
+pub mod lifecycle;
 pub mod load;
 pub mod save;
 pub mod touch;

@@ -1,0 +1,718 @@
+//! Cases for the session lifecycle ([`SessionManager`] and [`Session`]) on
+//! top of the store under test: lazy loading, minimal commits, lossless
+//! concurrency, no resurrection, id rotation, expiry.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use session_core::{
+    CookieAction, Error, ExpiryPolicy, Record, Session, SessionConfig, SessionId, SessionManager,
+    SessionStore, StorageKey, Timestamp,
+};
+
+use super::{call, create, ensure_eq, expect_absent, load};
+use crate::{Context, Failure, Outcome};
+
+/// The store under test, wrapped to count calls and plant failures.
+struct Probe {
+    inner: Arc<dyn SessionStore>,
+    calls: [AtomicU64; 8],
+    conflicts: AtomicU64,
+    fail_create: AtomicBool,
+}
+
+const OPS: [&str; 8] = [
+    "create",
+    "load",
+    "save",
+    "touch",
+    "delete",
+    "list_by_user",
+    "delete_by_user",
+    "delete_expired",
+];
+
+impl Probe {
+    fn new(cx: &Context) -> Arc<Self> {
+        Arc::new(Self {
+            inner: cx.store_arc(),
+            calls: Default::default(),
+            conflicts: AtomicU64::new(0),
+            fail_create: AtomicBool::new(false),
+        })
+    }
+
+    fn count(&self, op: usize) {
+        self.calls[op].fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Calls so far, as "op×n" for every op called, in `OPS` order.
+    fn calls(&self) -> Vec<String> {
+        OPS.iter()
+            .zip(&self.calls)
+            .filter_map(|(op, n)| {
+                let n = n.load(Ordering::SeqCst);
+                (n > 0).then(|| format!("{op}×{n}"))
+            })
+            .collect()
+    }
+
+    fn reset(&self) {
+        for n in &self.calls {
+            n.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn expect_calls(&self, situation: &str, expected: &[&str]) -> Outcome {
+        ensure_eq(
+            format!("store calls made by {situation}"),
+            expected.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+            self.calls(),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Probe {
+    async fn create(&self, record: &Record) -> Result<(), Error> {
+        self.count(0);
+        if self.fail_create.load(Ordering::SeqCst) {
+            return Err(Error::backend(
+                "create",
+                true,
+                std::io::Error::other("planted create failure"),
+            ));
+        }
+        self.inner.create(record).await
+    }
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
+        self.count(1);
+        self.inner.load(key).await
+    }
+    async fn save(&self, record: &Record) -> Result<u64, Error> {
+        self.count(2);
+        let result = self.inner.save(record).await;
+        if matches!(result, Err(Error::Conflict)) {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+    async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
+        self.count(3);
+        self.inner.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
+        self.count(4);
+        self.inner.delete(key).await
+    }
+    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+        self.count(5);
+        self.inner.list_by_user(user).await
+    }
+    async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
+        self.count(6);
+        self.inner.delete_by_user(user).await
+    }
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        self.count(7);
+        self.inner.delete_expired().await
+    }
+}
+
+const IDLE: Duration = Duration::from_secs(30 * 60);
+const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
+const STEP: Duration = Duration::from_secs(60);
+
+fn manager(probe: &Arc<Probe>, config: SessionConfig) -> SessionManager {
+    let store: Arc<dyn SessionStore> = Arc::clone(probe) as Arc<dyn SessionStore>;
+    SessionManager::from_arc(store).with_config(config)
+}
+
+fn config() -> SessionConfig {
+    SessionConfig::default().with_expiry(ExpiryPolicy::new(IDLE, ABSOLUTE).with_touch_step(STEP))
+}
+
+async fn commit(
+    manager: &SessionManager,
+    session: &Session,
+    what: &str,
+) -> Result<CookieAction, Failure> {
+    call(format!("commit ({what})"), manager.commit(session)).await
+}
+
+/// Requires a `Set` cookie and returns its value.
+fn set_value(what: &str, action: CookieAction) -> Result<String, Failure> {
+    match action {
+        CookieAction::Set { value, .. } => Ok(value),
+        other => Err(Failure::new(
+            format!("commit ({what})"),
+            "CookieAction::Set",
+            format!("{other:?}"),
+        )),
+    }
+}
+
+fn key_of(cookie: &str) -> Result<StorageKey, Failure> {
+    SessionId::parse(cookie)
+        .map(|id| id.storage_key())
+        .map_err(|e| Failure::new("parse the Set cookie value", "a session id", e.to_string()))
+}
+
+/// Stores a session directly (bypassing the manager) and returns its
+/// cookie value and record.
+async fn seed(
+    cx: &Context,
+    created_ago: Duration,
+    expires_in: Duration,
+) -> Result<(String, Record), Failure> {
+    let id = SessionId::generate()
+        .map_err(|e| Failure::new("SessionId::generate()", "an id", e.to_string()))?;
+    let now = Timestamp::now();
+    let mut record = Record::new(
+        id.storage_key(),
+        now.saturating_sub(created_ago),
+        now.saturating_add(expires_in),
+    );
+    record.data.insert("seeded".into(), json!(true));
+    create(cx, &record).await?;
+    Ok((id.to_cookie_value(), record))
+}
+
+/// A request that never touches its session makes no store call and
+/// leaves the cookie alone.
+pub async fn lifecycle_untouched_session_makes_no_store_call(cx: Context) -> Outcome {
+    let (cookie, _) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    for cookie in [None, Some(cookie.as_str()), Some("not-a-session-id")] {
+        let session = manager.load(cookie);
+        let action = commit(&manager, &session, "untouched").await?;
+        ensure_eq(
+            "cookie action of an untouched session",
+            CookieAction::Unchanged,
+            action,
+        )?;
+    }
+    probe.expect_calls("untouched sessions", &[])
+}
+
+/// A read-only request loads once, however often it reads, and writes
+/// nothing while the sliding expiry is not due.
+pub async fn lifecycle_read_only_request_loads_once(cx: Context) -> Outcome {
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let session = manager.load(Some(&cookie));
+    for _ in 0..3 {
+        let seeded = call("session.get(\"seeded\")", session.get::<bool>("seeded")).await?;
+        ensure_eq("session.get(\"seeded\")", Some(true), seeded)?;
+    }
+    let action = commit(&manager, &session, "read-only").await?;
+    ensure_eq(
+        "cookie action of a read-only request",
+        CookieAction::Unchanged,
+        action,
+    )?;
+    probe.expect_calls("a read-only request", &["load×1"])?;
+    super::expect_record(&cx, &record.key, &record).await
+}
+
+/// Idle expiry slides with activity, but a read-only request pays for a
+/// `touch` only when the expiry would move by more than the touch step.
+pub async fn lifecycle_idle_timeout_slides_with_throttled_touches(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    // Last activity 30 s ago: the expiry would move by 30 s < the 60 s step.
+    let (recent, recent_record) = seed(
+        &cx,
+        Duration::from_secs(600),
+        IDLE - Duration::from_secs(30),
+    )
+    .await?;
+    let session = manager.load(Some(&recent));
+    call("session.get", session.get_value("seeded")).await?;
+    let action = commit(&manager, &session, "read-only, touch not due").await?;
+    ensure_eq(
+        "cookie action when no touch is due",
+        CookieAction::Unchanged,
+        action,
+    )?;
+    probe.expect_calls("a read-only request with no touch due", &["load×1"])?;
+    super::expect_record(&cx, &recent_record.key, &recent_record).await?;
+
+    // Last activity 90 s ago: due. One touch, and the expiry slides.
+    probe.reset();
+    let (stale, stale_record) = seed(
+        &cx,
+        Duration::from_secs(600),
+        IDLE - Duration::from_secs(90),
+    )
+    .await?;
+    let before = Timestamp::now();
+    let session = manager.load(Some(&stale));
+    call("session.get", session.get_value("seeded")).await?;
+    let action = commit(&manager, &session, "read-only, touch due").await?;
+    let after = Timestamp::now();
+    let CookieAction::Set { value, expires_at } = action else {
+        return Err(Failure::new(
+            "commit (touch due)",
+            "CookieAction::Set",
+            format!("{action:?}"),
+        ));
+    };
+    ensure_eq("cookie value after a touch (same id)", stale.clone(), value)?;
+    probe.expect_calls(
+        "a read-only request with a touch due",
+        &["load×1", "touch×1"],
+    )?;
+    let stored = load(&cx, &stale_record.key).await?;
+    let stored_expiry = stored.as_ref().map(|r| r.expires_at);
+    let in_window = stored_expiry
+        .is_some_and(|e| e >= before.saturating_add(IDLE) && e <= after.saturating_add(IDLE));
+    if !in_window || stored_expiry != Some(expires_at) {
+        return Err(Failure::new(
+            "expires_at after the touch",
+            format!(
+                "now + idle, between {} and {}, as the cookie says ({expires_at})",
+                before.saturating_add(IDLE),
+                after.saturating_add(IDLE)
+            ),
+            format!("{stored_expiry:?}"),
+        ));
+    }
+    ensure_eq(
+        "version after a touch",
+        Some(stale_record.version),
+        stored.map(|r| r.version),
+    )
+}
+
+/// The absolute timeout beats activity: a change near the deadline
+/// expires at the deadline, not an idle period later; a session past its
+/// deadline is gone even if its record has not expired.
+pub async fn lifecycle_absolute_timeout_beats_activity(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (near, near_record) = seed(&cx, ABSOLUTE - Duration::from_secs(120), IDLE).await?;
+    let session = manager.load(Some(&near));
+    call("session.insert", session.insert("active", true)).await?;
+    commit(&manager, &session, "change near the absolute deadline").await?;
+    let deadline = near_record.created_at.saturating_add(ABSOLUTE);
+    let stored = load(&cx, &near_record.key).await?;
+    ensure_eq(
+        "expires_at after activity 2 minutes before the absolute deadline",
+        Some(deadline),
+        stored.map(|r| r.expires_at),
+    )?;
+
+    // Created longer ago than the absolute timeout, yet its record (from
+    // a more lenient policy) is still live: the manager must not use it.
+    let (old, old_record) = seed(&cx, ABSOLUTE + Duration::from_secs(1), IDLE).await?;
+    let session = manager.load(Some(&old));
+    let seeded = call(
+        "session.get on a session past its deadline",
+        session.get::<bool>("seeded"),
+    )
+    .await?;
+    ensure_eq("data of a session past its absolute deadline", None, seeded)?;
+    call("session.insert", session.insert("fresh", true)).await?;
+    let cookie = set_value(
+        "after a session past its deadline",
+        commit(&manager, &session, "fresh session").await?,
+    )?;
+    if key_of(&cookie)? == old_record.key {
+        return Err(Failure::new(
+            "commit after the absolute deadline",
+            "a new id",
+            "the old id",
+        ));
+    }
+    Ok(())
+}
+
+/// A new session that stays empty is never stored and sets no cookie.
+pub async fn lifecycle_new_empty_session_is_never_stored(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let session = manager.load(None);
+    let got = call("session.get on a new session", session.get::<String>("x")).await?;
+    ensure_eq("session.get on a new session", None, got)?;
+    call("session.insert", session.insert("x", 1)).await?;
+    call("session.remove", session.remove("x")).await?;
+    let action = commit(&manager, &session, "new session that stayed empty").await?;
+    ensure_eq(
+        "cookie action of a new empty session",
+        CookieAction::Unchanged,
+        action,
+    )?;
+    probe.expect_calls("a new empty session", &[])
+}
+
+/// A malformed cookie value never reaches the store; the session is new
+/// and the bad cookie is cleared.
+pub async fn lifecycle_malformed_cookie_never_reaches_the_store(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let too_long = "A".repeat(44);
+    let bad_char = format!("{}+", "A".repeat(42));
+    for cookie in [
+        "",
+        "forged",
+        too_long.as_str(),
+        bad_char.as_str(),
+        "../../etc/passwd",
+    ] {
+        let session = manager.load(Some(cookie));
+        let user = call("session.user()", session.user()).await?;
+        ensure_eq(
+            format!("user of a session with cookie {cookie:?}"),
+            None,
+            user,
+        )?;
+        let action = commit(&manager, &session, "malformed cookie").await?;
+        ensure_eq(
+            "cookie action for a malformed cookie",
+            CookieAction::Clear,
+            action,
+        )?;
+    }
+    probe.expect_calls("requests with malformed cookies", &[])
+}
+
+/// A well-formed id that is not in the store yields a fresh session with a
+/// new id, never the client's.
+pub async fn lifecycle_unknown_id_gets_a_fresh_id(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let planted = SessionId::generate()
+        .map_err(|e| Failure::new("SessionId::generate()", "an id", e.to_string()))?
+        .to_cookie_value();
+    let session = manager.load(Some(&planted));
+    call("session.insert", session.insert("x", 1)).await?;
+    let cookie = set_value(
+        "unknown id",
+        commit(&manager, &session, "unknown id").await?,
+    )?;
+    if cookie == planted {
+        return Err(Failure::new(
+            "commit of a session from an unknown id",
+            "a new id",
+            "the client's id",
+        ));
+    }
+    expect_absent(&cx, &key_of(&planted)?, "under the client's planted id").await?;
+    probe.expect_calls("a session from an unknown id", &["create×1", "load×1"])
+}
+
+/// 64 concurrent requests on one session, each adding its own key, all
+/// land: conflicts happen and are resolved by reloading and replaying.
+pub async fn lifecycle_concurrent_requests_lose_no_update(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config().with_conflict_retries(200));
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (manager, cookie, barrier) = (manager.clone(), cookie.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            let session = manager.load(Some(&cookie));
+            session.get_value("seeded").await?; // everyone reads the same version
+            barrier.wait().await;
+            session.insert(format!("k{i:02}"), i).await?;
+            manager.commit(&session).await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await {
+            Ok(Ok(CookieAction::Set { .. })) => {}
+            other => {
+                return Err(Failure::new(
+                    format!("commit of concurrent request {i}"),
+                    "Ok(Set)",
+                    format!("{other:?}"),
+                ));
+            }
+        }
+    }
+    let stored = load(&cx, &record.key)
+        .await?
+        .ok_or_else(|| Failure::new("load after 64 concurrent commits", "the session", "None"))?;
+    let missing: Vec<String> = (0..64)
+        .map(|i| format!("k{i:02}"))
+        .filter(|k| !stored.data.contains_key(k))
+        .collect();
+    ensure_eq(
+        "keys lost by concurrent commits",
+        Vec::<String>::new(),
+        missing,
+    )?;
+    ensure_eq(
+        "version after 64 successful saves",
+        record.version + 64,
+        stored.version,
+    )?;
+    let conflicts = probe.conflicts.load(Ordering::SeqCst);
+    if conflicts == 0 {
+        return Err(Failure::new(
+            "64 commits released together from one version",
+            "some save conflicts, resolved by replay",
+            "no conflicts at all (the race was not exercised)",
+        ));
+    }
+    Ok(())
+}
+
+/// A request that loaded a session before another logged it out cannot
+/// bring it back: its commit finds it gone and clears the cookie.
+pub async fn lifecycle_logout_elsewhere_is_never_resurrected(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let slow = manager.load(Some(&cookie));
+    call("slow request reads", slow.get_value("seeded")).await?;
+    let logout = manager.load(Some(&cookie));
+    logout.logout().await;
+    let action = commit(&manager, &logout, "logout").await?;
+    ensure_eq("cookie action of logout", CookieAction::Clear, action)?;
+    call("slow request writes", slow.insert("late", true)).await?;
+    let action = commit(&manager, &slow, "late write after logout").await?;
+    ensure_eq(
+        "cookie action of a write to a logged-out session",
+        CookieAction::Clear,
+        action,
+    )?;
+    expect_absent(
+        &cx,
+        &record.key,
+        "after a late write to a logged-out session",
+    )
+    .await
+}
+
+/// `login` binds the user and moves the session to a new id: the old id
+/// loads nothing, the new one has all the data.
+pub async fn lifecycle_login_rotates_the_id(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let user = cx.user("uma");
+    let anonymous = manager.load(None);
+    call("session.insert", anonymous.insert("cart", vec![1, 2, 3])).await?;
+    let before = set_value(
+        "anonymous",
+        commit(&manager, &anonymous, "anonymous cart").await?,
+    )?;
+    let session = manager.load(Some(&before));
+    call("session.login", session.login(user.clone())).await?;
+    let after = set_value("login", commit(&manager, &session, "login").await?)?;
+    if after == before {
+        return Err(Failure::new(
+            "commit after login",
+            "a new session id",
+            "the pre-login id",
+        ));
+    }
+    expect_absent(&cx, &key_of(&before)?, "under the pre-login id").await?;
+    let next = manager.load(Some(&after));
+    let cart = call(
+        "session.get(\"cart\") after login",
+        next.get::<Vec<u32>>("cart"),
+    )
+    .await?;
+    ensure_eq("cart after login", Some(vec![1, 2, 3]), cart)?;
+    let bound = call("session.user() after login", next.user()).await?;
+    ensure_eq("user after login", Some(user.clone()), bound)?;
+    let listed = call("sessions_of", manager.sessions_of(&user)).await?;
+    ensure_eq(
+        "sessions of the user after login",
+        vec![key_of(&after)?],
+        listed.iter().map(|r| r.key).collect::<Vec<_>>(),
+    )
+}
+
+/// A login whose create of the new record fails loses nothing: the old
+/// session is intact, and a retried commit completes the rotation.
+pub async fn lifecycle_failed_create_during_login_loses_nothing(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let user = cx.user("vic");
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let session = manager.load(Some(&cookie));
+    call("session.login", session.login(user.clone())).await?;
+    probe.fail_create.store(true, Ordering::SeqCst);
+    let failed = manager.commit(&session).await;
+    probe.fail_create.store(false, Ordering::SeqCst);
+    if !matches!(failed, Err(Error::Backend { .. })) {
+        return Err(Failure::new(
+            "commit of a login while create fails",
+            "Err(Backend) from the planted failure",
+            format!("{failed:?}"),
+        ));
+    }
+    super::expect_record(&cx, &record.key, &record).await?;
+    super::expect_listed(&cx, &user, &[]).await?;
+    let retried = set_value(
+        "retried login",
+        commit(&manager, &session, "retried login").await?,
+    )?;
+    expect_absent(
+        &cx,
+        &record.key,
+        "under the pre-login id after the retried login",
+    )
+    .await?;
+    let rotated = load(&cx, &key_of(&retried)?).await?;
+    ensure_eq(
+        "user and data under the new id",
+        Some((Some(user), Some(json!(true)))),
+        rotated.map(|r| (r.user, r.data.get("seeded").cloned())),
+    )
+}
+
+/// `cycle_id` moves the session to a new id and keeps data, user and the
+/// absolute deadline (its `created_at`).
+pub async fn lifecycle_cycle_id_keeps_data_user_and_deadline(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (cookie, mut record) = seed(&cx, Duration::from_secs(3600), IDLE).await?;
+    record.user = Some(cx.user("wes"));
+    record.version = call("bind a user", cx.store().save(&record)).await?;
+    let session = manager.load(Some(&cookie));
+    call("session.cycle_id", session.cycle_id()).await?;
+    let next = set_value("cycle_id", commit(&manager, &session, "cycle_id").await?)?;
+    expect_absent(&cx, &record.key, "under the id before cycle_id").await?;
+    let moved = load(&cx, &key_of(&next)?).await?;
+    ensure_eq(
+        "data, user and created_at after cycle_id",
+        Some((record.data.clone(), record.user.clone(), record.created_at)),
+        moved.map(|r| (r.data, r.user, r.created_at)),
+    )
+}
+
+/// A session over the size limit is refused with `TooLarge` before any
+/// write; the stored record is unchanged.
+pub async fn lifecycle_too_large_is_refused_before_any_write(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config().with_max_size(1024));
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let session = manager.load(Some(&cookie));
+    call("session.insert", session.insert("blob", "x".repeat(2048))).await?;
+    match manager.commit(&session).await {
+        Err(Error::TooLarge { limit: 1024, size }) if size > 2048 => {}
+        other => {
+            return Err(Failure::new(
+                "commit of a 2 KiB session with a 1 KiB limit",
+                "Err(TooLarge { limit: 1024, size > 2048 })",
+                format!("{other:?}"),
+            ));
+        }
+    }
+    let fresh = manager.load(None);
+    call("session.insert", fresh.insert("blob", "y".repeat(2048))).await?;
+    let refused = manager.commit(&fresh).await;
+    if !matches!(refused, Err(Error::TooLarge { .. })) {
+        return Err(Failure::new(
+            "commit of a new 2 KiB session",
+            "Err(TooLarge)",
+            format!("{refused:?}"),
+        ));
+    }
+    probe.expect_calls("commits refused as too large", &["load×1"])?;
+    super::expect_record(&cx, &record.key, &record).await
+}
+
+/// `logout` deletes the record and clears the cookie, with one store call
+/// and no load; the old cookie then yields a fresh, empty session.
+pub async fn lifecycle_logout_deletes_and_clears(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let session = manager.load(Some(&cookie));
+    session.logout().await;
+    let action = commit(&manager, &session, "logout").await?;
+    ensure_eq("cookie action of logout", CookieAction::Clear, action)?;
+    probe.expect_calls("a logout", &["delete×1"])?;
+    expect_absent(&cx, &record.key, "after logout").await?;
+    let replay = manager.load(Some(&cookie));
+    let seeded = call(
+        "session.get with the old cookie",
+        replay.get::<bool>("seeded"),
+    )
+    .await?;
+    ensure_eq(
+        "data seen through the old cookie after logout",
+        None,
+        seeded,
+    )
+}
+
+/// `logout_everywhere` ends every session of the user (each browser's next
+/// request is anonymous) and no other user's.
+pub async fn lifecycle_logout_everywhere_ends_every_session_of_the_user(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (xena, yuri) = (cx.user("xena"), cx.user("yuri"));
+    let mut cookies = Vec::new();
+    for user in [&xena, &xena, &xena, &yuri] {
+        let session = manager.load(None);
+        call("session.login", session.login(user.clone())).await?;
+        cookies.push(set_value(
+            "login",
+            commit(&manager, &session, "login").await?,
+        )?);
+    }
+    let ended = call("logout_everywhere", manager.logout_everywhere(&xena)).await?;
+    ensure_eq("sessions ended by logout_everywhere", 3, ended)?;
+    let mut users = BTreeSet::new();
+    for cookie in &cookies {
+        let session = manager.load(Some(cookie));
+        users.insert(call("session.user()", session.user()).await?);
+    }
+    ensure_eq(
+        "users still signed in, over the four browsers",
+        BTreeSet::from([None, Some(yuri)]),
+        users,
+    )
+}
+
+/// The value stored for a key reads back through the typed getters.
+pub async fn lifecycle_typed_values_round_trip(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let session = manager.load(None);
+    call("insert", session.insert("n", 7_u64)).await?;
+    call("insert", session.insert("list", vec!["a", "b"])).await?;
+    call("insert", session.insert("obj", json!({"k": [1, null]}))).await?;
+    let cookie = set_value(
+        "typed values",
+        commit(&manager, &session, "typed values").await?,
+    )?;
+    let next = manager.load(Some(&cookie));
+    ensure_eq(
+        "get::<u64>",
+        Some(7),
+        call("get", next.get::<u64>("n")).await?,
+    )?;
+    ensure_eq(
+        "get::<Vec<String>>",
+        Some(vec!["a".to_owned(), "b".to_owned()]),
+        call("get", next.get::<Vec<String>>("list")).await?,
+    )?;
+    ensure_eq(
+        "get_value",
+        Some(json!({"k": [1, null]})),
+        call("get_value", next.get_value("obj")).await?,
+    )?;
+    match next.get::<u64>("list").await {
+        Err(Error::Decode { .. }) => Ok(()),
+        other => Err(Failure::new(
+            "get::<u64> of a list",
+            "Err(Decode)",
+            format!("{other:?}"),
+        )),
+    }?;
+    let removed: Option<Value> = call("remove", next.remove("n")).await?;
+    ensure_eq("remove returns the former value", Some(json!(7)), removed)
+}
