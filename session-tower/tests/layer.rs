@@ -1,0 +1,216 @@
+//! The layer over a real axum router, driven request by request without a
+//! socket.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use session_core::{Error, Record, SessionManager, SessionStore, StorageKey, Timestamp};
+use session_store_memory::MemoryStore;
+use session_tower::{CookieConfig, Session, SessionError, SessionLayer};
+use tower::ServiceExt;
+
+async fn put(session: Session) -> Result<&'static str, SessionError> {
+    session.insert("n", 1).await?;
+    Ok("stored")
+}
+
+async fn read(session: Session) -> Result<String, SessionError> {
+    Ok(format!("{:?}", session.get::<u64>("n").await?))
+}
+
+async fn untouched() -> &'static str {
+    "no session used"
+}
+
+async fn logout(session: Session) -> &'static str {
+    session.logout().await;
+    "bye"
+}
+
+fn app(store: Arc<dyn SessionStore>, cookie: CookieConfig) -> Router {
+    Router::new()
+        .route("/put", post(put))
+        .route("/read", get(read))
+        .route("/untouched", get(untouched))
+        .route("/logout", post(logout))
+        .layer(SessionLayer::new(SessionManager::from_arc(store)).with_cookie(cookie))
+}
+
+fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+async fn body(response: Response<Body>) -> String {
+    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn set_cookies(response: &Response<Body>) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `session=<value>` from a Set-Cookie header.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_change_sets_a_hardened_persistent_cookie_and_it_works_next_time() {
+    let app = app(Arc::new(MemoryStore::default()), CookieConfig::default());
+    let response = app.clone().oneshot(request("POST", "/put", None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let c = &cookies[0];
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(c.contains(attribute), "{attribute} missing from {c}");
+    }
+    // Max-Age follows the default 30-minute idle timeout.
+    let max_age: u64 = c
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1795..=1800).contains(&max_age), "{c}");
+    assert!(pair(c).starts_with("session=") && pair(c).len() == "session=".len() + 43, "{c}");
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+
+    let response = app.oneshot(request("GET", "/read", Some(&pair(c)))).await.unwrap();
+    assert!(set_cookies(&response).is_empty(), "a read-only request must not set a cookie");
+    assert_eq!(body(response).await, "Some(1)");
+}
+
+#[tokio::test]
+async fn an_untouched_request_sets_no_cookie() {
+    let app = app(Arc::new(MemoryStore::default()), CookieConfig::default());
+    let response = app.oneshot(request("GET", "/untouched", None)).await.unwrap();
+    assert!(set_cookies(&response).is_empty());
+    assert!(response.headers().get(header::CACHE_CONTROL).is_none());
+}
+
+#[tokio::test]
+async fn logout_overwrites_the_cookie_with_max_age_zero_and_deletes_the_record() {
+    let store = Arc::new(MemoryStore::default());
+    let app = app(store.clone(), CookieConfig::default());
+    let response = app.clone().oneshot(request("POST", "/put", None)).await.unwrap();
+    let cookie = pair(&set_cookies(&response)[0]);
+    let id = session_core::SessionId::parse(cookie.trim_start_matches("session=")).unwrap();
+
+    let response = app.clone().oneshot(request("POST", "/logout", Some(&cookie))).await.unwrap();
+    let cleared = set_cookies(&response);
+    assert_eq!(cleared.len(), 1);
+    assert!(cleared[0].starts_with("session=;"), "{}", cleared[0]);
+    assert!(cleared[0].contains("Max-Age=0"), "{}", cleared[0]);
+    assert!(cleared[0].contains("HttpOnly"), "{}", cleared[0]);
+    assert_eq!(store.load(&id.storage_key()).await.unwrap(), None);
+
+    // The old cookie, replayed, is a new empty session.
+    let response = app.oneshot(request("GET", "/read", Some(&cookie))).await.unwrap();
+    assert_eq!(body(response).await, "None");
+}
+
+#[tokio::test]
+async fn malformed_and_foreign_cookies_are_just_a_new_session() {
+    let app = app(Arc::new(MemoryStore::default()), CookieConfig::default());
+    for cookie in ["session=garbage", "session=", "other=1; theme=dark", "session=\"x\""] {
+        let response = app.clone().oneshot(request("GET", "/read", Some(cookie))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{cookie}");
+        assert_eq!(body(response).await, "None", "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn cookie_options_are_honoured() {
+    let cookie = CookieConfig::default()
+        .with_name("sid")
+        .with_secure(false)
+        .with_persistent(false)
+        .with_same_site(session_tower::SameSite::Strict);
+    let app = app(Arc::new(MemoryStore::default()), cookie);
+    let response = app.oneshot(request("POST", "/put", None)).await.unwrap();
+    let c = &set_cookies(&response)[0];
+    assert!(c.starts_with("sid="), "{c}");
+    assert!(c.contains("SameSite=Strict") && c.contains("HttpOnly"), "{c}");
+    assert!(!c.contains("Secure") && !c.contains("Max-Age"), "{c}");
+}
+
+/// A store whose every call fails, as if the backend went away.
+struct Down;
+
+#[async_trait::async_trait]
+impl SessionStore for Down {
+    async fn create(&self, _: &Record) -> Result<(), Error> {
+        Err(down("create"))
+    }
+    async fn load(&self, _: &StorageKey) -> Result<Option<Record>, Error> {
+        Err(down("load"))
+    }
+    async fn save(&self, _: &Record) -> Result<u64, Error> {
+        Err(down("save"))
+    }
+    async fn touch(&self, _: &StorageKey, _: Timestamp) -> Result<bool, Error> {
+        Err(down("touch"))
+    }
+    async fn delete(&self, _: &StorageKey) -> Result<bool, Error> {
+        Err(down("delete"))
+    }
+    async fn list_by_user(&self, _: &str) -> Result<Vec<Record>, Error> {
+        Err(down("list_by_user"))
+    }
+    async fn delete_by_user(&self, _: &str) -> Result<u64, Error> {
+        Err(down("delete_by_user"))
+    }
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        Err(down("delete_expired"))
+    }
+}
+
+fn down(op: &'static str) -> Error {
+    Error::backend(op, true, std::io::Error::other("secret-backend-detail: connection refused"))
+}
+
+#[tokio::test]
+async fn a_store_error_is_a_bare_500_without_details() {
+    let app = app(Arc::new(Down), CookieConfig::default());
+    let cookie = format!("session={}", session_core::SessionId::generate().unwrap().to_cookie_value());
+    // In the handler (load fails) and in the commit (create fails).
+    for (method, uri, cookie) in [("GET", "/read", Some(cookie.as_str())), ("POST", "/put", None)] {
+        let response = app.clone().oneshot(request(method, uri, cookie)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
+        assert!(set_cookies(&response).is_empty());
+        assert_eq!(body(response).await, "", "{uri}: the body must not leak details");
+    }
+    // A handler that never touches the session works while the store is down.
+    let response = app.oneshot(request("GET", "/untouched", Some(&cookie))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_extractor_without_the_layer_is_a_500() {
+    let app: Router = Router::new().route("/read", get(read));
+    let response = app.oneshot(request("GET", "/read", None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[test]
+fn invalid_cookie_names_are_refused() {
+    assert!(!CookieConfig::is_valid_name(""));
+    assert!(!CookieConfig::is_valid_name("a b"));
+    assert!(!CookieConfig::is_valid_name("a;b"));
+    assert!(CookieConfig::is_valid_name("__Host-session"));
+    assert_eq!(CookieConfig::default().with_name("bad name").name(), "session");
+}

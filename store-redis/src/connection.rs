@@ -1,0 +1,277 @@
+//! Configuration, connecting, and mapping driver errors.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use session_core::Error;
+
+use crate::RedisStore;
+
+/// Default key prefix: keys are `session:s:<64 hex digits>` and
+/// `session:u:<escaped user>`.
+pub const DEFAULT_PREFIX: &str = "session:";
+/// Default limit on establishing one connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default limit on waiting for the reply to one command.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default limit on one whole store call, reconnecting included.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The connection a store talks through: a single server (reconnecting
+/// [`ConnectionManager`]) or a cluster. Both are cheap to clone and
+/// multiplex concurrent requests over shared connections.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Target {
+    Single(String),
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
+}
+
+/// Builds a [`RedisStore`]: where to connect, the key prefix and the
+/// timeouts. Start from [`RedisStore::builder`] (one server) or
+/// `RedisStore::cluster_builder` (feature `cluster`).
+///
+/// | setting | default |
+/// |---|---|
+/// | [`prefix`](Self::prefix) | [`DEFAULT_PREFIX`] (`"session:"`) |
+/// | [`connect_timeout`](Self::connect_timeout) | [`DEFAULT_CONNECT_TIMEOUT`] (1 s) |
+/// | [`response_timeout`](Self::response_timeout) | [`DEFAULT_RESPONSE_TIMEOUT`] (1 s) |
+/// | [`operation_timeout`](Self::operation_timeout) | [`DEFAULT_OPERATION_TIMEOUT`] (3 s) |
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct RedisStoreBuilder {
+    target: Target,
+    pub(crate) prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    pub(crate) operation_timeout: Duration,
+}
+
+/// Never prints the URLs: they may hold a password.
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.target {
+            Target::Single(_) => "single",
+            #[cfg(feature = "cluster")]
+            Target::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisStoreBuilder")
+            .field("mode", &mode)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    pub(crate) fn single(url: String) -> Self {
+        Self::with_target(Target::Single(url))
+    }
+
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster(nodes: Vec<String>) -> Self {
+        Self::with_target(Target::Cluster(nodes))
+    }
+
+    fn with_target(target: Target) -> Self {
+        Self {
+            target,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+        }
+    }
+
+    /// The prefix of every key the store writes, so that several
+    /// applications (or tests) can share one server. Keys are
+    /// `{prefix}s:{storage key hex}` for sessions and
+    /// `{prefix}u:{escaped user}` for the per-user indexes.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one attempt to connect (or reconnect) may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the reply to one command once it is sent.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The bound on one whole store call, including waiting for a
+    /// reconnection: past it the call fails with a retryable
+    /// [`Error::Backend`]. No call ever takes (much) longer than this.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Connects and returns the store. The first connection is established
+    /// here (so a wrong address fails now); later losses of the connection
+    /// are repaired in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] with operation `"connect"` when the URL is invalid
+    /// (not retryable) or the server cannot be reached in time (retryable).
+    pub async fn connect(self) -> Result<RedisStore, Error> {
+        let conn = match tokio::time::timeout(self.operation_timeout, self.open()).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(timed_out("connect", self.operation_timeout)),
+        };
+        Ok(RedisStore::from_parts(conn, self))
+    }
+
+    async fn open(&self) -> Result<Conn, Error> {
+        match &self.target {
+            Target::Single(url) => {
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|e| backend("connect", e))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.response_timeout))
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_number_of_retries(3);
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|e| backend("connect", e))?;
+                Ok(Conn::Single(manager))
+            }
+            #[cfg(feature = "cluster")]
+            Target::Cluster(nodes) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                        .connection_timeout(self.connect_timeout)
+                        .response_timeout(self.response_timeout)
+                        .overall_response_timeout(Some(self.operation_timeout))
+                        .retries(3)
+                        .build()
+                        .map_err(|e| backend("connect", e))?;
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| backend("connect", e))?;
+                Ok(Conn::Cluster(conn))
+            }
+        }
+    }
+}
+
+/// A store call that did not finish within the operation timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer from Redis within {0:?}")]
+pub struct TimedOut(pub Duration);
+
+pub(crate) fn timed_out(operation: &'static str, after: Duration) -> Error {
+    Error::backend(operation, true, TimedOut(after))
+}
+
+/// Maps a driver error to [`Error::Backend`], deciding whether a retry may
+/// help: I/O errors, timeouts, dropped or refused connections, a cluster
+/// that is resharding, failing over or down, and a server still loading
+/// its data are retryable; script, type and configuration errors are not.
+pub(crate) fn backend(operation: &'static str, err: RedisError) -> Error {
+    let retryable = is_retryable(&err);
+    Error::backend(operation, retryable, err)
+}
+
+fn is_retryable(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_cluster_error()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+            ) | ErrorKind::ClusterConnectionNotFound
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_debug_hides_the_url() {
+        let builder = RedisStoreBuilder::single("redis://:hunter2@example.invalid/".into());
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("session:"), "{shown}");
+    }
+
+    #[test]
+    fn retryable_classification() {
+        let io = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        ));
+        assert!(backend("load", io).is_retryable());
+        let refused = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        assert!(backend("load", refused).is_retryable());
+        let client = RedisError::from((ErrorKind::InvalidClientConfig, "bad url"));
+        assert!(!backend("connect", client).is_retryable());
+        let loading =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "loading"));
+        assert!(backend("load", loading).is_retryable());
+        assert!(timed_out("save", Duration::from_secs(1)).is_retryable());
+    }
+}

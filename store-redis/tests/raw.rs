@@ -1,0 +1,352 @@
+//! What the store leaves in Redis, checked with a raw client: corrupted
+//! records, the per-user index, key layout. Runs against the same server
+//! as the conformance suite (see `common`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
+use session_store_conformance::Namespace;
+use session_store_redis::redis::aio::MultiplexedConnection;
+use session_store_redis::{CodecError, RedisStore, redis};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn setup() -> (RedisStore, MultiplexedConnection) {
+    let url = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+    let ns = Namespace::random().unwrap();
+    let store = RedisStore::builder(url.clone())
+        .prefix(common::prefix(&ns))
+        .connect()
+        .await
+        .unwrap();
+    let raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (store, raw)
+}
+
+fn record(user: Option<&str>) -> Record {
+    let now = Timestamp::now();
+    let mut record = Record::new(
+        SessionId::generate().unwrap().storage_key(),
+        now,
+        now.saturating_add(HOUR),
+    );
+    record.user = user.map(str::to_owned);
+    record
+}
+
+fn assert_decode(result: Result<impl std::fmt::Debug, Error>, key: StorageKey, what: &str) {
+    match result {
+        Err(e @ Error::Decode { .. }) => {
+            let Error::Decode { key: named, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(*named, key, "{what}: the error names another key");
+            assert!(e.to_string().contains(&key.to_hex()), "{what}: {e}");
+            assert!(e.source().is_some(), "{what}: no source");
+            assert!(!e.is_retryable());
+        }
+        other => panic!("{what}: expected Err(Decode), got {other:?}"),
+    }
+}
+
+async fn cmd<T: redis::FromRedisValue>(raw: &mut MultiplexedConnection, c: &redis::Cmd) -> T {
+    c.query_async(raw).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_string_is_decode_error_and_stays() {
+    let (store, mut raw) = setup().await;
+    let record = record(Some("gus"));
+    let key = store.session_key(&record.key);
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("SET").arg(&key).arg(b"\x00\xffgarbage"),
+    )
+    .await;
+
+    assert_decode(store.load(&record.key).await, record.key, "load");
+    match store.load(&record.key).await {
+        Err(Error::Decode { source, .. }) => {
+            assert!(source.downcast_ref::<CodecError>().is_some(), "{source:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_decode(store.save(&record).await, record.key, "save");
+    assert_decode(
+        store.touch(&record.key, Timestamp::now()).await,
+        record.key,
+        "touch",
+    );
+    assert_decode(store.delete(&record.key).await, record.key, "delete");
+    assert!(matches!(store.create(&record).await, Err(Error::Exists)));
+
+    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(
+        still, b"\x00\xffgarbage",
+        "the garbage must be left in place"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_hashes_are_decode_errors_and_stay() {
+    let (store, mut raw) = setup().await;
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+    type Fields = Vec<(&'static str, Vec<u8>)>;
+    let cases: Vec<(&str, Fields)> = vec![
+        (
+            "bad version",
+            vec![
+                ("v", b"x".to_vec()),
+                ("d", b"{}".to_vec()),
+                ("c", b"1".to_vec()),
+            ],
+        ),
+        (
+            "bad json",
+            vec![
+                ("v", b"1".to_vec()),
+                ("d", b"{not json".to_vec()),
+                ("c", b"1".to_vec()),
+            ],
+        ),
+        (
+            "data not an object",
+            vec![
+                ("v", b"1".to_vec()),
+                ("d", b"[1,2]".to_vec()),
+                ("c", b"1".to_vec()),
+            ],
+        ),
+        (
+            "missing data",
+            vec![("v", b"1".to_vec()), ("c", b"1".to_vec())],
+        ),
+        (
+            "user not utf-8",
+            vec![
+                ("v", b"1".to_vec()),
+                ("d", b"{}".to_vec()),
+                ("c", b"1".to_vec()),
+                ("u", b"\xff".to_vec()),
+            ],
+        ),
+    ];
+    for (what, fields) in cases {
+        let key = SessionId::generate().unwrap().storage_key();
+        let name = store.session_key(&key);
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&name).arg("e").arg(future);
+        for (f, v) in &fields {
+            hset.arg(*f).arg(v.as_slice());
+        }
+        let _: i64 = cmd(&mut raw, &hset).await;
+        let before: Vec<(Vec<u8>, Vec<u8>)> = cmd(&mut raw, redis::cmd("HGETALL").arg(&name)).await;
+        assert_decode(store.load(&key).await, key, what);
+        let after: Vec<(Vec<u8>, Vec<u8>)> = cmd(&mut raw, redis::cmd("HGETALL").arg(&name)).await;
+        assert_eq!(before, after, "{what}: the record must be left as it was");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_session_in_an_index_is_a_decode_error_when_listed() {
+    let (store, mut raw) = setup().await;
+    let good = record(Some("hal"));
+    let bad = record(Some("hal"));
+    store.create(&good).await.unwrap();
+    store.create(&bad).await.unwrap();
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("HSET")
+            .arg(store.session_key(&bad.key))
+            .arg("d")
+            .arg("{"),
+    )
+    .await;
+    assert_decode(store.list_by_user("hal").await, bad.key, "list_by_user");
+    // The list is untouched by the failed read.
+    assert_eq!(store.load(&good.key).await.unwrap(), Some(good.clone()));
+    let exists: i64 = cmd(
+        &mut raw,
+        redis::cmd("EXISTS").arg(store.session_key(&bad.key)),
+    )
+    .await;
+    assert_eq!(exists, 1, "the unreadable record stays");
+    // Deleting needs only the expiry and the user, which are readable: "log
+    // out everywhere" still removes the session whose data is corrupt.
+    assert_eq!(store.delete_by_user("hal").await.unwrap(), 2);
+    assert_eq!(store.load(&good.key).await.unwrap(), None);
+}
+
+async fn score(raw: &mut MultiplexedConnection, index: &str, member: &StorageKey) -> Option<i64> {
+    let s: Option<f64> = cmd(raw, redis::cmd("ZSCORE").arg(index).arg(member.to_hex())).await;
+    s.map(|s| s as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_follows_create_touch_save_and_delete() {
+    let (store, mut raw) = setup().await;
+    let (a, b) = ("ann", "p:at* {x} zoë");
+    let ia = store.user_index_key(a);
+    let ib = store.user_index_key(b);
+    assert!(ib.ends_with("u:p%3Aat%2A%20%7Bx%7D%20zo%C3%AB"), "{ib}");
+
+    let mut r = record(Some(a));
+    store.create(&r).await.unwrap();
+    assert_eq!(
+        score(&mut raw, &ia, &r.key).await,
+        Some(r.expires_at.as_millis())
+    );
+    let ttl: i64 = cmd(
+        &mut raw,
+        redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
+    )
+    .await;
+    assert_eq!(
+        ttl,
+        r.expires_at.as_millis(),
+        "the key expires natively at expires_at"
+    );
+
+    let later = r.expires_at.saturating_add(Duration::from_millis(1234));
+    assert!(store.touch(&r.key, later).await.unwrap());
+    r.expires_at = later;
+    assert_eq!(score(&mut raw, &ia, &r.key).await, Some(later.as_millis()));
+    let ttl: i64 = cmd(
+        &mut raw,
+        redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
+    )
+    .await;
+    assert_eq!(ttl, later.as_millis());
+
+    r.user = Some(b.to_owned());
+    r.version = store.save(&r).await.unwrap();
+    assert_eq!(
+        score(&mut raw, &ia, &r.key).await,
+        None,
+        "moved away from the old user"
+    );
+    assert_eq!(
+        score(&mut raw, &ib, &r.key).await,
+        Some(r.expires_at.as_millis())
+    );
+    assert_eq!(store.list_by_user(b).await.unwrap(), vec![r.clone()]);
+
+    assert!(store.delete(&r.key).await.unwrap());
+    assert_eq!(
+        score(&mut raw, &ib, &r.key).await,
+        None,
+        "delete leaves the index"
+    );
+
+    let t = record(Some(a));
+    store.create(&t).await.unwrap();
+    assert!(
+        store
+            .touch(&t.key, Timestamp::now().saturating_sub(HOUR))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        score(&mut raw, &ia, &t.key).await,
+        None,
+        "touch into the past leaves the index"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
+    let (store, mut raw) = setup().await;
+    let (owner, other) = ("olive", "oscar");
+    let io = store.user_index_key(owner);
+    let ix = store.user_index_key(other);
+    let past = Timestamp::now().saturating_sub(HOUR).as_millis();
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+
+    let live = record(Some(owner));
+    store.create(&live).await.unwrap();
+    let gone = SessionId::generate().unwrap().storage_key();
+    let pending = SessionId::generate().unwrap().storage_key();
+    // Stale entries: another user's live session and a missing session,
+    // both with past scores (prunable), and a missing session with a
+    // future score (as left by a create in flight: filtered, not pruned).
+    let _: i64 = cmd(
+        &mut raw,
+        redis::cmd("ZADD")
+            .arg(&ix)
+            .arg(past)
+            .arg(live.key.to_hex())
+            .arg(past)
+            .arg(gone.to_hex())
+            .arg(future)
+            .arg(pending.to_hex())
+            .arg(past)
+            .arg("not-a-key"),
+    )
+    .await;
+    assert_eq!(store.list_by_user(other).await.unwrap(), vec![]);
+    let left: Vec<String> = cmd(&mut raw, redis::cmd("ZRANGE").arg(&ix).arg(0).arg(-1)).await;
+    assert_eq!(left, vec![pending.to_hex()]);
+    assert_eq!(store.delete_by_user(other).await.unwrap(), 0);
+    assert_eq!(store.load(&live.key).await.unwrap(), Some(live.clone()));
+
+    // A score left behind the real expiry (a touch interrupted between its
+    // two steps): the session is still listed, and the score is repaired.
+    let _: i64 = cmd(
+        &mut raw,
+        redis::cmd("ZADD").arg(&io).arg(past).arg(live.key.to_hex()),
+    )
+    .await;
+    assert_eq!(store.list_by_user(owner).await.unwrap(), vec![live.clone()]);
+    assert_eq!(
+        score(&mut raw, &io, &live.key).await,
+        Some(live.expires_at.as_millis())
+    );
+
+    // A session that expired natively leaves an entry that the next read
+    // prunes.
+    let mut short = record(Some(owner));
+    short.expires_at = Timestamp::now().saturating_add(Duration::from_millis(50));
+    store.create(&short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(store.list_by_user(owner).await.unwrap(), vec![live.clone()]);
+    assert_eq!(score(&mut raw, &io, &short.key).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_save_to_another_user_is_never_listed_there() {
+    let (store, _raw) = setup().await;
+    let mut r = record(Some("pia"));
+    store.create(&r).await.unwrap();
+    let mut late = r.clone();
+    r.version = store.save(&r).await.unwrap();
+    late.user = Some("quentin".into());
+    assert!(matches!(store.save(&late).await, Err(Error::Conflict)));
+    assert_eq!(store.list_by_user("quentin").await.unwrap(), vec![]);
+    assert_eq!(store.delete_by_user("quentin").await.unwrap(), 0);
+    assert_eq!(store.list_by_user("pia").await.unwrap(), vec![r]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_isolate_stores_and_debug_shows_no_secrets() {
+    let (a, _) = setup().await;
+    let (b, _) = setup().await;
+    let r = record(Some("same"));
+    a.create(&r).await.unwrap();
+    assert_eq!(b.load(&r.key).await.unwrap(), None);
+    assert_eq!(b.list_by_user("same").await.unwrap(), vec![]);
+    assert!(a.session_key(&r.key).starts_with(a.prefix()));
+    let shown = format!("{a:?}");
+    assert!(
+        shown.contains("RedisStore") && shown.contains(a.prefix()),
+        "{shown}"
+    );
+    assert_eq!(a.delete_expired().await.unwrap(), 0);
+}
