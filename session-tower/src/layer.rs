@@ -115,7 +115,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let manager = self.manager.clone();
         let cookie = Arc::clone(&self.cookie);
-        let session = Session::new(manager.load(cookie.find(request.headers())), manager.clone());
+        let session = Session::new(
+            manager.load(cookie.find(request.headers())),
+            manager.clone(),
+        );
         request.extensions_mut().insert(session.clone());
         Box::pin(async move {
             let mut response = inner.call(request).await?;

@@ -36,7 +36,10 @@
 //! `Arc<dyn SessionStore>` chosen at run time
 //! ([`SessionManager::from_arc`](session_core::SessionManager::from_arc)).
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod config;
 mod layer;

@@ -50,7 +50,16 @@ fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 async fn body(response: Response<Body>) -> String {
-    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 fn set_cookies(response: &Response<Body>) -> Vec<String> {
@@ -70,7 +79,11 @@ fn pair(set_cookie: &str) -> String {
 #[tokio::test]
 async fn a_change_sets_a_hardened_persistent_cookie_and_it_works_next_time() {
     let app = app(Arc::new(MemoryStore::default()), CookieConfig::default());
-    let response = app.clone().oneshot(request("POST", "/put", None)).await.unwrap();
+    let response = app
+        .clone()
+        .oneshot(request("POST", "/put", None))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let cookies = set_cookies(&response);
     assert_eq!(cookies.len(), 1, "{cookies:?}");
@@ -86,18 +99,30 @@ async fn a_change_sets_a_hardened_persistent_cookie_and_it_works_next_time() {
         .parse()
         .unwrap();
     assert!((1795..=1800).contains(&max_age), "{c}");
-    assert!(pair(c).starts_with("session=") && pair(c).len() == "session=".len() + 43, "{c}");
+    assert!(
+        pair(c).starts_with("session=") && pair(c).len() == "session=".len() + 43,
+        "{c}"
+    );
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
 
-    let response = app.oneshot(request("GET", "/read", Some(&pair(c)))).await.unwrap();
-    assert!(set_cookies(&response).is_empty(), "a read-only request must not set a cookie");
+    let response = app
+        .oneshot(request("GET", "/read", Some(&pair(c))))
+        .await
+        .unwrap();
+    assert!(
+        set_cookies(&response).is_empty(),
+        "a read-only request must not set a cookie"
+    );
     assert_eq!(body(response).await, "Some(1)");
 }
 
 #[tokio::test]
 async fn an_untouched_request_sets_no_cookie() {
     let app = app(Arc::new(MemoryStore::default()), CookieConfig::default());
-    let response = app.oneshot(request("GET", "/untouched", None)).await.unwrap();
+    let response = app
+        .oneshot(request("GET", "/untouched", None))
+        .await
+        .unwrap();
     assert!(set_cookies(&response).is_empty());
     assert!(response.headers().get(header::CACHE_CONTROL).is_none());
 }
@@ -106,11 +131,19 @@ async fn an_untouched_request_sets_no_cookie() {
 async fn logout_overwrites_the_cookie_with_max_age_zero_and_deletes_the_record() {
     let store = Arc::new(MemoryStore::default());
     let app = app(store.clone(), CookieConfig::default());
-    let response = app.clone().oneshot(request("POST", "/put", None)).await.unwrap();
+    let response = app
+        .clone()
+        .oneshot(request("POST", "/put", None))
+        .await
+        .unwrap();
     let cookie = pair(&set_cookies(&response)[0]);
     let id = session_core::SessionId::parse(cookie.trim_start_matches("session=")).unwrap();
 
-    let response = app.clone().oneshot(request("POST", "/logout", Some(&cookie))).await.unwrap();
+    let response = app
+        .clone()
+        .oneshot(request("POST", "/logout", Some(&cookie)))
+        .await
+        .unwrap();
     let cleared = set_cookies(&response);
     assert_eq!(cleared.len(), 1);
     assert!(cleared[0].starts_with("session=;"), "{}", cleared[0]);
@@ -119,15 +152,27 @@ async fn logout_overwrites_the_cookie_with_max_age_zero_and_deletes_the_record()
     assert_eq!(store.load(&id.storage_key()).await.unwrap(), None);
 
     // The old cookie, replayed, is a new empty session.
-    let response = app.oneshot(request("GET", "/read", Some(&cookie))).await.unwrap();
+    let response = app
+        .oneshot(request("GET", "/read", Some(&cookie)))
+        .await
+        .unwrap();
     assert_eq!(body(response).await, "None");
 }
 
 #[tokio::test]
 async fn malformed_and_foreign_cookies_are_just_a_new_session() {
     let app = app(Arc::new(MemoryStore::default()), CookieConfig::default());
-    for cookie in ["session=garbage", "session=", "other=1; theme=dark", "session=\"x\""] {
-        let response = app.clone().oneshot(request("GET", "/read", Some(cookie))).await.unwrap();
+    for cookie in [
+        "session=garbage",
+        "session=",
+        "other=1; theme=dark",
+        "session=\"x\"",
+    ] {
+        let response = app
+            .clone()
+            .oneshot(request("GET", "/read", Some(cookie)))
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{cookie}");
         assert_eq!(body(response).await, "None", "{cookie}");
     }
@@ -144,7 +189,10 @@ async fn cookie_options_are_honoured() {
     let response = app.oneshot(request("POST", "/put", None)).await.unwrap();
     let c = &set_cookies(&response)[0];
     assert!(c.starts_with("sid="), "{c}");
-    assert!(c.contains("SameSite=Strict") && c.contains("HttpOnly"), "{c}");
+    assert!(
+        c.contains("SameSite=Strict") && c.contains("HttpOnly"),
+        "{c}"
+    );
     assert!(!c.contains("Secure") && !c.contains("Max-Age"), "{c}");
 }
 
@@ -180,22 +228,49 @@ impl SessionStore for Down {
 }
 
 fn down(op: &'static str) -> Error {
-    Error::backend(op, true, std::io::Error::other("secret-backend-detail: connection refused"))
+    Error::backend(
+        op,
+        true,
+        std::io::Error::other("secret-backend-detail: connection refused"),
+    )
 }
 
 #[tokio::test]
 async fn a_store_error_is_a_bare_500_without_details() {
     let app = app(Arc::new(Down), CookieConfig::default());
-    let cookie = format!("session={}", session_core::SessionId::generate().unwrap().to_cookie_value());
+    let cookie = format!(
+        "session={}",
+        session_core::SessionId::generate()
+            .unwrap()
+            .to_cookie_value()
+    );
     // In the handler (load fails) and in the commit (create fails).
-    for (method, uri, cookie) in [("GET", "/read", Some(cookie.as_str())), ("POST", "/put", None)] {
-        let response = app.clone().oneshot(request(method, uri, cookie)).await.unwrap();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
+    for (method, uri, cookie) in [
+        ("GET", "/read", Some(cookie.as_str())),
+        ("POST", "/put", None),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(request(method, uri, cookie))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{uri}"
+        );
         assert!(set_cookies(&response).is_empty());
-        assert_eq!(body(response).await, "", "{uri}: the body must not leak details");
+        assert_eq!(
+            body(response).await,
+            "",
+            "{uri}: the body must not leak details"
+        );
     }
     // A handler that never touches the session works while the store is down.
-    let response = app.oneshot(request("GET", "/untouched", Some(&cookie))).await.unwrap();
+    let response = app
+        .oneshot(request("GET", "/untouched", Some(&cookie)))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -212,5 +287,8 @@ fn invalid_cookie_names_are_refused() {
     assert!(!CookieConfig::is_valid_name("a b"));
     assert!(!CookieConfig::is_valid_name("a;b"));
     assert!(CookieConfig::is_valid_name("__Host-session"));
-    assert_eq!(CookieConfig::default().with_name("bad name").name(), "session");
+    assert_eq!(
+        CookieConfig::default().with_name("bad name").name(),
+        "session"
+    );
 }
