@@ -1,1 +1,12 @@
-//! Shared helpers for the examples (none yet).
+//! Shared code of the examples: [`demo`], the login demo's app (served by
+//! `cargo run -p examples --example login`, tested over HTTP in
+//! `tests/login_flow.rs`), and [`bench`], the throughput harness the
+//! benchmark examples (`bench_sqlite`, ...) are built on.
+
+pub mod bench;
+pub mod demo;
+
+/// The README's code blocks, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

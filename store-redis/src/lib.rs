@@ -125,6 +125,8 @@ mod codec;
 mod connection;
 mod scripts;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use codec::CodecError;
 pub use connection::{
