@@ -1,6 +1,6 @@
 //! Shared code of the examples: [`demo`], the login demo's app (served by
 //! `cargo run -p examples --example login`, tested over HTTP in
-//! `tests/login_flow.rs`), and [`bench`], the throughput harness the
+//! `tests/login_flow.rs`), and [`bench`](mod@bench), the throughput harness the
 //! benchmark examples (`bench_sqlite`, ...) are built on.
 
 pub mod bench;
