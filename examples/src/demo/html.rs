@@ -2,11 +2,11 @@
 
 use session_core::{ExpiryPolicy, Record, StorageKey, Timestamp};
 
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;color:#222}\
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.6rem}form.inline{display:inline}label{display:block;margin:.6rem 0 .2rem}\
 input[type=text],input[type=password]{padding:.4rem;width:16rem}\
 button{padding:.35rem .9rem;margin:.3rem .3rem .3rem 0;cursor:pointer}\
-table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{text-align:left;padding:.45rem;border-bottom:1px solid #ddd;vertical-align:top}\
+table{border-collapse:collapse;width:100%;margin:1rem 0}td.t,td.b{white-space:nowrap}th,td{text-align:left;padding:.45rem;border-bottom:1px solid #ddd;vertical-align:top}\
 .note{color:#666;font-size:.9rem}.error{color:#b00020}.this{font-weight:600;color:#0a6}nav a{margin-right:1rem}";
 
 /// Escapes text for HTML element content and attribute values.
@@ -101,8 +101,8 @@ pub(crate) fn sessions(
             ""
         };
         rows.push_str(&format!(
-            "<tr><td>{}{marker}</td><td>{}</td><td>{}</td><td>{}</td>\
-<td><form class=\"inline\" method=\"post\" action=\"/sessions/revoke\">\
+            "<tr><td>{}{marker}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td>\
+<td class=\"b\"><form class=\"inline\" method=\"post\" action=\"/sessions/revoke\">\
 <input type=\"hidden\" name=\"key\" value=\"{}\"><button>Log out</button></form></td></tr>",
             escape(device),
             format_time(record.created_at),
