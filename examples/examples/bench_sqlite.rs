@@ -13,6 +13,8 @@
 //! own statement texts raw (pre-encoded JSON, no decoding) on a third
 //! database, to split `ours / raw` into SQL shape (`store-sql / raw`) and
 //! Rust-side work (`ours / store-sql`).
+//! `--tasks 64` and `--systems ours,raw` narrow a run (to profile one
+//! system, say); the flags are `examples::bench::cli`'s.
 //!
 //! # Setup
 //!
@@ -69,28 +71,22 @@
 //! or insert that changes no row, and every error from sqlx or the store
 //! is counted as an error and reported, never dropped.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use examples::bench::cli::Args;
+use examples::bench::data::{SESSIONS, TASK_COUNTS, TTL, key_of, session, touch_for_save, user_of};
 use examples::bench::{
-    Bench, BenchConfig, Comparison, FreshKeys, Keys, Step, System, machine_description, mix64,
-    render_markdown,
+    Bench, Comparison, FreshKeys, Keys, Step, System, machine_description, render_markdown,
+    system_names,
 };
-use session_core::{Data, Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
+use session_core::{Error, Record, SessionStore, Timestamp};
 use session_store_sqlite::SqliteStore;
 use session_store_sqlite::sqlx::{self, SqlitePool};
 use tokio::sync::Mutex;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Pre-populated sessions.
-const SESSIONS: u64 = 10_000;
-/// Concurrency levels measured.
-const TASK_COUNTS: [usize; 2] = [1, 64];
-/// Lifetime given to every session written: nothing expires mid-run.
-const TTL: Duration = Duration::from_secs(24 * 3600);
 
 const RAW_LOAD: &str = "SELECT data FROM sessions WHERE key = ?1 AND expires_at > ?2";
 const RAW_SAVE: &str = "UPDATE sessions SET data = ?2, expires_at = ?3 WHERE key = ?1";
@@ -112,92 +108,8 @@ const STORE_CREATE: &str = "INSERT INTO \"sessions\" \
                             created_at = excluded.created_at, expires_at = excluded.expires_at \
                             WHERE \"sessions\".expires_at <= ?7";
 
-struct Args {
-    warmup: Duration,
-    window: Duration,
-    reps: usize,
-    out: PathBuf,
-    breakdown: bool,
-    only: Option<String>,
-}
-
-fn parse_args() -> Result<Args, BoxError> {
-    let mut args = Args {
-        warmup: Duration::from_millis(500),
-        window: Duration::from_secs(2),
-        reps: 3,
-        out: PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/bench/sqlite.md"
-        )),
-        breakdown: false,
-        only: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--seconds" => args.window = Duration::try_from_secs_f64(value()?.parse()?)?,
-            "--warmup" => args.warmup = Duration::try_from_secs_f64(value()?.parse()?)?,
-            "--reps" => args.reps = value()?.parse()?,
-            "--out" => args.out = PathBuf::from(value()?),
-            "--breakdown" => args.breakdown = true,
-            "--only" => args.only = Some(value()?),
-            "-h" | "--help" => {
-                println!(
-                    "usage: bench_sqlite [--seconds S (window, 2)] [--warmup W (0.5)] \
-                     [--reps R (3)] [--out PATH (target/bench/sqlite.md)] \
-                     [--only load|save|create] [--breakdown (adds `store-sql`)]"
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
-        }
-    }
-    if args.reps == 0 || args.window.is_zero() {
-        return Err("--reps and --seconds must be positive".into());
-    }
-    Ok(args)
-}
-
-/// The storage key of session `i`: 32 random-looking bytes, distinct for
-/// distinct `i` (the first eight are a bijection of `i`).
-fn key_of(i: u64) -> StorageKey {
-    let mut bytes = [0u8; 32];
-    for (n, chunk) in bytes.chunks_exact_mut(8).enumerate() {
-        let word = mix64(i.wrapping_add((n as u64).wrapping_mul(0x5851_f42d_4c95_7f2d)));
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    StorageKey::from_bytes(bytes)
-}
-
-fn user_of(i: u64) -> String {
-    format!("user-{i:08}")
-}
-
 fn now_ms() -> i64 {
     Timestamp::now().as_millis()
-}
-
-/// Session `i` as the application would hold it.
-fn session(i: u64, now: Timestamp) -> Result<Record, Error> {
-    let user = user_of(i);
-    let mut data = Data::new();
-    data.insert("user_id".into(), user.clone().into());
-    data.insert(
-        "csrf_token".into(),
-        SessionId::generate()?.to_cookie_value().into(),
-    );
-    data.insert("display_name".into(), format!("Ada Lovelace {i:05}").into());
-    data.insert("locale".into(), "en-GB".into());
-    data.insert("is_admin".into(), false.into());
-    data.insert("mfa_verified".into(), true.into());
-    data.insert("dark_mode".into(), true.into());
-    data.insert("last_seen".into(), now.as_millis().into());
-    let mut record = Record::new(key_of(i), now, now.saturating_add(TTL));
-    record.user = Some(user);
-    record.data = data;
-    Ok(record)
 }
 
 struct Fixture {
@@ -349,11 +261,7 @@ fn save_systems(f: &Fixture) -> Vec<System> {
                 .get(step.index as usize)
                 .ok_or("key index out of range")?;
             let mut record = slot.lock().await;
-            let now = Timestamp::now();
-            if let Some(seen) = record.data.get_mut("last_seen") {
-                *seen = now.as_millis().into();
-            }
-            record.expires_at = now.saturating_add(TTL);
+            touch_for_save(&mut record);
             match store.save(&record).await {
                 Ok(version) => {
                     record.version = version;
@@ -514,14 +422,15 @@ fn create_systems(f: &Fixture) -> Vec<System> {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let args = parse_args()?;
+    let Some(args) = Args::defaults(Duration::from_secs(2), "sqlite.md").parse_env(
+        "bench_sqlite",
+        "adds `store-sql`: the store's own statements run raw",
+    )?
+    else {
+        return Ok(());
+    };
     let fixture = setup(args.breakdown).await?;
-    let bench = Bench::new(BenchConfig {
-        warmup: args.warmup,
-        window: args.window,
-        reps: args.reps,
-        progress: true,
-    });
+    let bench = Bench::new(args.bench_config());
     let fresh = Keys::Fresh(FreshKeys::starting_at(SESSIONS));
     let started = Instant::now();
     let mut comparisons: Vec<Comparison> = Vec::new();
@@ -531,32 +440,18 @@ async fn main() -> Result<(), BoxError> {
         ("save", Keys::Striped(SESSIONS), save_systems(&fixture)),
         ("create", fresh, create_systems(&fixture)),
     ] {
-        if args.only.as_deref().is_some_and(|only| only != workload) {
+        let systems = args.select(systems);
+        if !args.wants(workload) || systems.is_empty() {
             continue;
         }
-        for tasks in TASK_COUNTS {
+        for tasks in args.tasks.iter().copied() {
             comparisons.push(bench.compare(workload, tasks, &keys, &systems).await?);
         }
     }
     let elapsed = started.elapsed();
 
-    let mut command = format!(
-        "cargo run --release -p examples --example bench_sqlite -- --seconds {} --warmup {} \
-         --reps {}",
-        args.window.as_secs_f64(),
-        args.warmup.as_secs_f64(),
-        args.reps
-    );
-    if let Some(only) = &args.only {
-        command.push_str(&format!(" --only {only}"));
-    }
-    if args.breakdown {
-        command.push_str(" --breakdown");
-    }
-    let order: Vec<&str> = comparisons
-        .first()
-        .map(|c| c.results.iter().map(|r| r.name.as_str()).collect())
-        .unwrap_or_default();
+    let command = args.command("bench_sqlite");
+    let order = system_names(&comparisons);
     let mut report = String::from("## session-store-sqlite vs raw sqlx\n\n");
     report.push_str(&format!(
         "Command: `{command}`\n\n\
@@ -586,10 +481,7 @@ async fn main() -> Result<(), BoxError> {
         ratios,
     ));
     println!("{report}");
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, &report)?;
+    args.write_report(&report)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -15,6 +15,9 @@
 //! appear in the rendered report. Only successful operations completed
 //! inside the window count as ops.
 //!
+//! The drivers share their sessions (keys, users, the ≈200-byte payload)
+//! through [`data`] and their command line through [`cli`].
+//!
 //! ```no_run
 //! use examples::bench::{Bench, BenchConfig, Keys, System};
 //!
@@ -27,6 +30,9 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod cli;
+pub mod data;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -572,19 +578,34 @@ pub fn format_rate(rate: f64) -> String {
     out
 }
 
+/// Every system of any of `comparisons`: those of the comparison with the
+/// most systems in its order, then any others in order of appearance.
+pub fn system_names(comparisons: &[Comparison]) -> Vec<&str> {
+    let widest = comparisons.iter().max_by_key(|c| c.results.len());
+    let mut names: Vec<&str> = Vec::new();
+    for r in widest
+        .into_iter()
+        .chain(comparisons)
+        .flat_map(|c| &c.results)
+    {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    names
+}
+
 /// Renders comparisons as Markdown: a headline table (median ops/s per
 /// system, the requested ratios of medians, errors), then every run in
 /// order with the paired per-repetition ratios, then every error message.
 ///
-/// `ratios` lists `(numerator, denominator)` system names; the systems of
-/// the first comparison give the table's columns, so pass comparisons of
-/// the same systems (render several tables for several system sets).
+/// `ratios` lists `(numerator, denominator)` system names. The table's
+/// columns are every system of any comparison ([`system_names`]); a
+/// workload that did not run a system shows `-` there (and in the ratios
+/// that need it).
 pub fn render_markdown(title: &str, comparisons: &[Comparison], ratios: &[(&str, &str)]) -> String {
     let mut out = String::new();
-    let names: Vec<&str> = comparisons
-        .first()
-        .map(|c| c.results.iter().map(|r| r.name.as_str()).collect())
-        .unwrap_or_default();
+    let names = system_names(comparisons);
 
     let _ = writeln!(out, "### {title}\n");
     let mut header = String::from("| workload | tasks |");
