@@ -56,6 +56,7 @@ mod options;
 mod schema;
 mod store;
 mod sweeper;
+mod writer;
 
 pub use options::{
     DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,

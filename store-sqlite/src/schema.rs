@@ -26,6 +26,7 @@ pub(crate) struct Statements {
     create: Arc<str>,
     load: Arc<str>,
     save: Arc<str>,
+    save_same_user: Arc<str>,
     probe: Arc<str>,
     touch: Arc<str>,
     delete: Arc<str>,
@@ -61,6 +62,14 @@ impl Statements {
                  version = version + 1 WHERE key = ?1 AND version = ?2 AND expires_at > ?7"
             )
             .into(),
+            // The same compare-and-set when the user is unchanged: the
+            // user column (and so its index entry) is not rewritten.
+            save_same_user: format!(
+                "UPDATE \"{t}\" SET data = ?4, created_at = ?5, expires_at = ?6, \
+                 version = version + 1 \
+                 WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND user IS ?3"
+            )
+            .into(),
             probe: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2").into(),
             touch: format!("UPDATE \"{t}\" SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3")
                 .into(),
@@ -88,6 +97,9 @@ impl Statements {
     }
     pub(crate) fn save(&self) -> SqlStr {
         sql(&self.save)
+    }
+    pub(crate) fn save_same_user(&self) -> SqlStr {
+        sql(&self.save_same_user)
     }
     pub(crate) fn probe(&self) -> SqlStr {
         sql(&self.probe)

@@ -11,6 +11,7 @@ use crate::codec::{data_to_sql, decode_row, version_to_sql};
 use crate::error::map_sqlx;
 use crate::options::{DEFAULT_SWEEP_BATCH, Keeper, SqliteOptions, TableName};
 use crate::schema::{self, Statements};
+use crate::writer::{Answer, Row, SaveOutcome, Write, Writer};
 
 /// A [`SessionStore`] in an SQLite database.
 ///
@@ -49,6 +50,7 @@ pub struct SqliteStore {
 
 struct Inner {
     pool: SqlitePool,
+    writer: Writer,
     sql: Statements,
     sweep_batch: u32,
     // Declared last: dropped after the pool handle.
@@ -119,10 +121,17 @@ impl SqliteStore {
         keeper: Option<Keeper>,
     ) -> Result<Self, Error> {
         schema::ensure(&pool, &table).await?;
+        // The writer's own connection, opened with the pool's options (the
+        // same file or in-memory database, journal mode and busy timeout).
+        let conn = sqlx::ConnectOptions::connect(&*pool.connect_options())
+            .await
+            .map_err(|e| map_sqlx("open", e))?;
+        let sql = Statements::new(table);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
-                sql: Statements::new(table),
+                writer: Writer::spawn(conn, sql.clone()),
+                sql,
                 sweep_batch: sweep_batch.max(1),
                 _keeper: keeper,
             }),
@@ -139,13 +148,29 @@ impl SqliteStore {
         &self.inner.sql.table
     }
 
-    async fn probe_live_version(&self, key: &StorageKey, now: i64) -> Result<Option<i64>, Error> {
-        sqlx::query_scalar::<_, i64>(self.inner.sql.probe())
-            .bind(key.as_bytes().as_slice())
-            .bind(now)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| map_sqlx("save", e))
+    /// The columns of `record`, ready for the writer.
+    fn row(&self, op: &'static str, record: &Record, version: i64) -> Result<Row, Error> {
+        Ok(Row {
+            key: record.key.as_bytes().to_vec(),
+            user: record.user.clone(),
+            data: data_to_sql(op, &record.data)?,
+            version,
+            created_at: record.created_at.as_millis(),
+            expires_at: record.expires_at.as_millis(),
+        })
+    }
+
+    /// Sends `write` to the writer and waits until it is committed.
+    async fn write(&self, op: &'static str, write: Write) -> Result<Answer, Error> {
+        self.inner.writer.write(op, write, now_ms()).await
+    }
+}
+
+/// How many of the removed rows (by their `expires_at`) were live at `now`.
+fn live_count(answer: Answer, now: i64) -> u64 {
+    match answer {
+        Answer::Removed(expiries) => expiries.into_iter().filter(|&e| e > now).count() as u64,
+        _ => 0,
     }
 }
 
@@ -158,23 +183,10 @@ fn now_ms() -> i64 {
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         let op = "create";
-        let version = version_to_sql(op, record.version)?;
-        let data = data_to_sql(op, &record.data)?;
-        let done = sqlx::query(self.inner.sql.create())
-            .bind(record.key.as_bytes().as_slice())
-            .bind(record.user.as_deref())
-            .bind(data)
-            .bind(version)
-            .bind(record.created_at.as_millis())
-            .bind(record.expires_at.as_millis())
-            .bind(now_ms())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| map_sqlx(op, e))?;
-        if done.rows_affected() == 0 {
-            Err(Error::Exists)
-        } else {
-            Ok(())
+        let row = self.row(op, record, version_to_sql(op, record.version)?)?;
+        match self.write(op, Write::Create(row)).await? {
+            Answer::Changed(0) => Err(Error::Exists),
+            _ => Ok(()),
         }
     }
 
@@ -192,53 +204,34 @@ impl SessionStore for SqliteStore {
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         let op = "save";
-        let now = now_ms();
-        // A version SQLite cannot hold is never stored: skip to the probe.
-        if let Ok(version) = version_to_sql(op, record.version) {
-            let data = data_to_sql(op, &record.data)?;
-            let done = sqlx::query(self.inner.sql.save())
-                .bind(record.key.as_bytes().as_slice())
-                .bind(version)
-                .bind(record.user.as_deref())
-                .bind(data)
-                .bind(record.created_at.as_millis())
-                .bind(record.expires_at.as_millis())
-                .bind(now)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(|e| map_sqlx(op, e))?;
-            if done.rows_affected() > 0 {
-                // version <= MAX_VERSION, so this cannot overflow.
-                return Ok(record.version + 1);
-            }
-        }
-        // Nothing changed: either no live row, or another version.
-        match self.probe_live_version(&record.key, now).await? {
-            Some(_) => Err(Error::Conflict),
-            None => Err(Error::NotFound),
+        // A version SQLite cannot hold was never stored.
+        let Ok(version) = version_to_sql(op, record.version) else {
+            return Err(Error::Conflict);
+        };
+        let row = self.row(op, record, version)?;
+        match self.write(op, Write::Save(row)).await? {
+            // version <= MAX_VERSION, so this cannot overflow.
+            Answer::Save(SaveOutcome::Saved) => Ok(record.version + 1),
+            Answer::Save(SaveOutcome::Conflict) => Err(Error::Conflict),
+            _ => Err(Error::NotFound),
         }
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
-        let done = sqlx::query(self.inner.sql.touch())
-            .bind(key.as_bytes().as_slice())
-            .bind(expires_at.as_millis())
-            .bind(now_ms())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| map_sqlx("touch", e))?;
-        Ok(done.rows_affected() > 0)
+        let write = Write::Touch {
+            key: key.as_bytes().to_vec(),
+            expires_at: expires_at.as_millis(),
+        };
+        Ok(matches!(self.write("touch", write).await?, Answer::Changed(n) if n > 0))
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
         let now = now_ms();
         // Removes an expired row too, but only a live one counts.
-        let removed: Vec<i64> = sqlx::query_scalar(self.inner.sql.delete())
-            .bind(key.as_bytes().as_slice())
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| map_sqlx("delete", e))?;
-        Ok(removed.into_iter().any(|expires_at| expires_at > now))
+        let write = Write::Delete {
+            key: key.as_bytes().to_vec(),
+        };
+        Ok(live_count(self.write("delete", write).await?, now) > 0)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
@@ -257,33 +250,28 @@ impl SessionStore for SqliteStore {
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
         let now = now_ms();
         // Removes the user's expired rows too, but counts only live ones.
-        let removed: Vec<i64> = sqlx::query_scalar(self.inner.sql.delete_by_user())
-            .bind(user)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| map_sqlx("delete_by_user", e))?;
-        Ok(removed
-            .into_iter()
-            .filter(|&expires_at| expires_at > now)
-            .count() as u64)
+        let write = Write::DeleteByUser {
+            user: user.to_owned(),
+        };
+        Ok(live_count(self.write("delete_by_user", write).await?, now))
     }
 
     async fn delete_expired(&self) -> Result<u64, Error> {
         let op = "delete_expired";
-        let now = now_ms();
         let batch = self.inner.sweep_batch;
         let mut total = 0u64;
         loop {
             // One short write transaction per batch, so writers wait at
             // most one batch for the lock.
-            let done = sqlx::query(self.inner.sql.sweep())
-                .bind(now)
-                .bind(i64::from(batch))
-                .execute(&self.inner.pool)
-                .await
-                .map_err(|e| map_sqlx(op, e))?;
-            total += done.rows_affected();
-            if done.rows_affected() < u64::from(batch) {
+            let write = Write::Sweep {
+                limit: i64::from(batch),
+            };
+            let removed = match self.write(op, write).await? {
+                Answer::Changed(n) => n,
+                _ => 0,
+            };
+            total += removed;
+            if removed < u64::from(batch) {
                 return Ok(total);
             }
             tokio::task::yield_now().await;
