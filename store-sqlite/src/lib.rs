@@ -33,9 +33,24 @@
 //! [sweeper](SqliteStore::spawn_sweeper)) removes it physically in short
 //! batches. `create` is an upsert that only replaces an expired row;
 //! `save` is `UPDATE ... WHERE key = ? AND version = ? AND expires_at >
-//! now`, followed (only when nothing changed) by one read telling
-//! `Conflict` from `NotFound`. Every method is one statement and so one
-//! atomic step; the schema setup runs in `BEGIN IMMEDIATE`.
+//! now` (leaving the `user` column, and so its index, alone when the user
+//! is unchanged), followed only when nothing changed by a read that tells
+//! `Conflict` from `NotFound` in the same transaction.
+//!
+//! # Writes: one writer, group commit
+//!
+//! SQLite has a single write lock. Writers spread over a pool collide on
+//! it and wait in SQLite's busy handler, which sleeps rather than queues,
+//! so throughput falls as concurrency rises. This store instead sends every
+//! write (create, save, touch, delete, delete by user, sweep) to one writer
+//! task with its own connection; the writer takes everything that is
+//! waiting (up to 256 writes), runs it in one `BEGIN IMMEDIATE … COMMIT`,
+//! and answers each caller only after the commit: no write is acknowledged
+//! before it is committed. A failed statement fails only its own call; a
+//! failed commit fails every call of its batch. Reads (`load`,
+//! `list_by_user`) run on the pool beside the writer (WAL lets them). The
+//! writer task lives on the tokio runtime that opened the store and ends
+//! when the last clone of the store is dropped.
 //!
 //! # Durability
 //!

@@ -15,9 +15,10 @@ use crate::writer::{Answer, Row, SaveOutcome, Write, Writer};
 
 /// A [`SessionStore`] in an SQLite database.
 ///
-/// Cheap to clone: clones share one connection pool. Every method is one
-/// SQL statement, except a failed [`save`](SessionStore::save), which
-/// reads once more to tell [`Error::Conflict`] from [`Error::NotFound`].
+/// Cheap to clone: clones share one connection pool for reads and one
+/// writer connection that commits waiting writes together (see the crate
+/// docs). A failed [`save`](SessionStore::save) reads once more, in the
+/// same transaction, to tell [`Error::Conflict`] from [`Error::NotFound`].
 /// Expired rows are invisible to every method at once and are physically
 /// removed by [`delete_expired`](SessionStore::delete_expired), which
 /// [`SqliteStore::spawn_sweeper`] runs periodically.
