@@ -37,8 +37,10 @@
 //! * **Atomic per key.** Every mutation runs inside moka's per-key compute
 //!   (`and_compute_with`), so create, compare-and-set save, touch and
 //!   delete on one key serialise; no plain `insert` ever bypasses that.
-//! * **Compact.** The data map is held as its JSON text, not as a tree of
-//!   values, which keeps a typical session to a few hundred bytes.
+//! * **Compact.** Each session is one allocation: a 36-byte header
+//!   (version, timestamps), the user name, and the data map as JSON text
+//!   (not a tree of values), which keeps a typical session to a few
+//!   hundred bytes including moka's own bookkeeping.
 //! * **Per-user index.** Kept in step by every write and by moka's
 //!   eviction listener (for sessions that expire or are evicted); readers
 //!   filter against the cache, so a stale entry is never returned.
@@ -65,7 +67,7 @@ use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
 
-use entry::{Entry, Shared};
+use entry::{Entry, EntryBuf};
 use index::UserIndex;
 
 pub use moka;
@@ -80,7 +82,7 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    cache: Cache<StorageKey, Shared>,
+    cache: Cache<StorageKey, Entry>,
     index: Arc<UserIndex>,
     incarnations: AtomicU64,
     max_bytes: u64,
@@ -108,19 +110,19 @@ struct ExpireAtDeadline;
 
 impl ExpireAtDeadline {
     fn remaining(entry: &Entry) -> Duration {
-        Timestamp::from_millis(entry.expires_at).duration_since(Timestamp::now())
+        Timestamp::from_millis(entry.expires_at()).duration_since(Timestamp::now())
     }
 }
 
-impl Expiry<StorageKey, Shared> for ExpireAtDeadline {
-    fn expire_after_create(&self, _: &StorageKey, value: &Shared, _: Instant) -> Option<Duration> {
+impl Expiry<StorageKey, Entry> for ExpireAtDeadline {
+    fn expire_after_create(&self, _: &StorageKey, value: &Entry, _: Instant) -> Option<Duration> {
         Some(Self::remaining(value))
     }
 
     fn expire_after_update(
         &self,
         _: &StorageKey,
-        value: &Shared,
+        value: &Entry,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -143,17 +145,17 @@ impl MemoryStore {
         let listener_index = Arc::clone(&index);
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_: &StorageKey, value: &Shared| {
+            .weigher(|_: &StorageKey, value: &Entry| {
                 u32::try_from(value.weight()).unwrap_or(u32::MAX)
             })
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(ExpireAtDeadline)
-            .eviction_listener(move |key: Arc<StorageKey>, value: Shared, cause| {
+            .eviction_listener(move |key: Arc<StorageKey>, value: Entry, cause| {
                 // Replacements are indexed by the write that made them.
                 if cause != RemovalCause::Replaced
-                    && let Some(user) = value.user.as_deref()
+                    && let Some(user) = value.user()
                 {
-                    listener_index.remove(user, &key, value.incarnation);
+                    listener_index.remove(user, &key, value.incarnation());
                 }
             })
             .build();
@@ -189,7 +191,7 @@ impl MemoryStore {
         self.inner.cache.run_pending_tasks().await;
     }
 
-    fn check_size(&self, entry: &Entry) -> Result<(), Error> {
+    fn check_size(&self, entry: &EntryBuf) -> Result<(), Error> {
         let size = entry.weight();
         if u64::try_from(size).unwrap_or(u64::MAX) > self.inner.max_bytes {
             return Err(Error::TooLarge {
@@ -205,7 +207,7 @@ impl MemoryStore {
     async fn compute<T>(
         &self,
         key: StorageKey,
-        decide: impl FnOnce(Option<&Shared>) -> (Op<Shared>, Outcome<T>),
+        decide: impl FnOnce(Option<&Entry>) -> (Op<Entry>, Outcome<T>),
     ) -> Result<T, Error> {
         let mut outcome = None;
         self.inner
@@ -219,14 +221,14 @@ impl MemoryStore {
                 // Whatever replaces or removes an entry also unindexes it;
                 // the eviction listener ignores replacements.
                 if let (Some(old), Op::Put(_) | Op::Remove) = (&current, &op)
-                    && let Some(user) = old.user.as_deref()
+                    && let Some(user) = old.user()
                 {
-                    self.inner.index.remove(user, &key, old.incarnation);
+                    self.inner.index.remove(user, &key, old.incarnation());
                 }
                 if let Op::Put(new) = &op
-                    && let Some(user) = new.user.as_deref()
+                    && let Some(user) = new.user()
                 {
-                    self.inner.index.add(user, key, new.incarnation);
+                    self.inner.index.add(user, key, new.incarnation());
                 }
                 outcome = Some(result);
                 std::future::ready(op)
@@ -253,9 +255,9 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        let entry = Entry::encode(record, record.version, self.next_incarnation(), "create")?;
+        let entry = EntryBuf::encode(record, record.version, self.next_incarnation(), "create")?;
         self.check_size(&entry)?;
-        let entry = Arc::new(entry);
+        let entry = entry.freeze();
         self.compute(record.key, move |live| match live {
             Some(_) => (Op::Nop, Outcome::Failed(Error::Exists)),
             None => (Op::Put(entry), Outcome::Done(())),
@@ -273,16 +275,16 @@ impl SessionStore for MemoryStore {
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         let next = record.version.checked_add(1).ok_or(Error::Conflict)?;
         // The incarnation is fixed inside the closure, from the live entry.
-        let mut entry = Entry::encode(record, next, 0, "save")?;
+        let mut entry = EntryBuf::encode(record, next, 0, "save")?;
         self.check_size(&entry)?;
         self.compute(record.key, move |live| match live {
             None => (Op::Nop, Outcome::Failed(Error::NotFound)),
-            Some(current) if current.version != record.version => {
+            Some(current) if current.version() != record.version => {
                 (Op::Nop, Outcome::Failed(Error::Conflict))
             }
             Some(current) => {
-                entry.incarnation = current.incarnation;
-                (Op::Put(Arc::new(entry)), Outcome::Done(next))
+                entry.set_incarnation(current.incarnation());
+                (Op::Put(entry.freeze()), Outcome::Done(next))
             }
         })
         .await
@@ -293,7 +295,7 @@ impl SessionStore for MemoryStore {
             None => (Op::Nop, Outcome::Done(false)),
             Some(_) if expires_at <= Timestamp::now() => (Op::Remove, Outcome::Done(true)),
             Some(current) => (
-                Op::Put(Arc::new(current.with_expiry(expires_at))),
+                Op::Put(current.with_expiry(expires_at)),
                 Outcome::Done(true),
             ),
         })
@@ -311,9 +313,9 @@ impl SessionStore for MemoryStore {
         for (key, incarnation) in self.inner.index.keys_of(user) {
             match self.inner.cache.get(&key).await {
                 Some(entry)
-                    if entry.incarnation == incarnation
+                    if entry.incarnation() == incarnation
                         && entry.is_live_at(now)
-                        && entry.user.as_deref() == Some(user) =>
+                        && entry.user() == Some(user) =>
                 {
                     records.push(entry.decode(key)?);
                 }
@@ -333,7 +335,7 @@ impl SessionStore for MemoryStore {
         for (key, _) in self.inner.index.keys_of(user) {
             let removed = self
                 .compute(key, |live| match live {
-                    Some(entry) if entry.user.as_deref() == Some(user) => {
+                    Some(entry) if entry.user() == Some(user) => {
                         (Op::Remove, Outcome::Done(true))
                     }
                     _ => (Op::Nop, Outcome::Done(false)),
@@ -354,9 +356,9 @@ impl SessionStore for MemoryStore {
         for (user, key, incarnation) in self.inner.index.snapshot() {
             let indexed = match self.inner.cache.get(&key).await {
                 Some(entry) => {
-                    entry.incarnation == incarnation
+                    entry.incarnation() == incarnation
                         && entry.is_live_at(now)
-                        && entry.user.as_deref() == Some(&*user)
+                        && entry.user() == Some(&*user)
                 }
                 None => false,
             };
