@@ -335,9 +335,7 @@ impl SessionStore for MemoryStore {
         for (key, _) in self.inner.index.keys_of(user) {
             let removed = self
                 .compute(key, |live| match live {
-                    Some(entry) if entry.user() == Some(user) => {
-                        (Op::Remove, Outcome::Done(true))
-                    }
+                    Some(entry) if entry.user() == Some(user) => (Op::Remove, Outcome::Done(true)),
                     _ => (Op::Nop, Outcome::Done(false)),
                 })
                 .await?;

@@ -85,7 +85,13 @@ async fn a_stale_index_entry_is_never_listed_nor_deleted() {
     let mut alice = record(Duration::from_secs(600));
     alice.user = Some("alice".into());
     store.create(&alice).await.unwrap();
-    let incarnation = store.inner.cache.get(&alice.key).await.unwrap().incarnation();
+    let incarnation = store
+        .inner
+        .cache
+        .get(&alice.key)
+        .await
+        .unwrap()
+        .incarnation();
     store.inner.index.add("mallory", alice.key, incarnation);
     assert!(store.list_by_user("mallory").await.unwrap().is_empty());
     assert_eq!(store.delete_by_user("mallory").await.unwrap(), 0);

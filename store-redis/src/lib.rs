@@ -16,42 +16,53 @@
 //!
 //! # Data layout
 //!
-//! - A session is a hash under `{prefix}s:{storage key in hex}` with the
-//!   fields `v` (version), `d` (data as a JSON object), `c` (created, ms),
-//!   `e` (expires, ms) and, only when the session is bound to a user, `u`.
-//!   The key expires natively at `e` (`PEXPIREAT`, millisecond precision),
-//!   so [`delete_expired`](session_core::SessionStore::delete_expired) has
-//!   nothing to do and returns 0.
+//! - A session is ONE string under `{prefix}s:{storage key in hex}`: a
+//!   fixed-width ASCII header, the user's name, then the data as a JSON
+//!   object. The header is `S1` (the format), the expiry and the creation
+//!   time in ms (each a sign and 19 digits), the version (20 digits), `u`
+//!   or `-` (bound to a user or not) and the user's length in bytes (10
+//!   digits), 73 bytes in all; for example
+//!   `S1+0000001767225600000+0000001767222000000` `00000000000000000003`
+//!   `u0000000005alice{"theme":"dark"}` (without the spaces). The key
+//!   expires natively at the record's expiry (`PXAT`, millisecond
+//!   precision), so [`delete_expired`](session_core::SessionStore::delete_expired)
+//!   has nothing to do and returns 0.
 //! - A user's index is a sorted set under `{prefix}u:{escaped user}` whose
-//!   members are storage keys in hex, scored by expiry. The user name is
-//!   escaped (`%XX` for every byte but ASCII letters, digits and `-_.@`),
-//!   so any name, including `:`, `*`, `{` or non-ASCII text, maps to its
-//!   own key and never to a cluster hash tag.
+//!   members are storage keys in hex, scored by an expiry of the session
+//!   (see below). The user name is escaped (`%XX` for every byte but ASCII
+//!   letters, digits and `-_.@`), so any name, including `:`, `*`, `{` or
+//!   non-ASCII text, maps to its own key and never to a cluster hash tag.
 //!
 //! Only storage keys (hashes of session ids) ever reach Redis, never ids.
 //!
 //! # Operations
 //!
 //! Every operation on a session is one Lua script on the session's key
-//! alone, so it is atomic and runs the same on a cluster. Scripts are sent
-//! with `EVALSHA` and reloaded automatically after a `SCRIPT FLUSH`, a
-//! restart or a failover (`NOSCRIPT`). Each script is given the client's
-//! clock and treats `expires_at <= now` as absent, so "live" means exactly
-//! `now < expires_at` even in the millisecond before Redis expires the key.
+//! alone (or, for `load`, a plain `GET`), so it is atomic and runs the same
+//! on a cluster. Scripts are sent with `EVALSHA` and reloaded automatically
+//! after a `SCRIPT FLUSH`, a restart or a failover (`NOSCRIPT`). Each
+//! script is given the client's clock and treats `expires_at <= now` as
+//! absent, so "live" means exactly `now < expires_at` even in the
+//! millisecond before Redis expires the key. The scripts read the header
+//! with `string.sub` and write with one `SET … PXAT`.
 //!
-//! - `create`: insert if no live record holds the key (an unreadable value
-//!   also counts as taken: nothing is ever overwritten).
-//! - `load`: one `HGETALL`; a value that is not a session hash, or one
-//!   with a missing or malformed field, is [`Error::Decode`] naming the
-//!   storage key and stays where it is.
-//! - `save`: compare-and-set on `v`; absent or expired is `NotFound`
-//!   (nothing is recreated), another version is `Conflict`.
-//! - `touch`: `PEXPIREAT` guarded by liveness; never recreates; a time in
-//!   the past removes the record at once.
+//! - `create`: `SET NX PXAT`; when the key is taken, a live or unreadable
+//!   value keeps it (nothing is ever overwritten) and an expired one is
+//!   replaced.
+//! - `load`: one `GET`. A value that is not a session string (another
+//!   Redis type, another format, a malformed header, user or JSON) is
+//!   [`Error::Decode`] naming the storage key and stays where it is.
+//! - `save`: compare-and-set on the version; absent or expired is
+//!   `NotFound` (nothing is recreated), another version is `Conflict`.
+//!   The common case (same version, same user) is one comparison and one
+//!   `SET`.
+//! - `touch`: rewrites the expiry in the header (`SETRANGE`) and the key's
+//!   (`PEXPIREAT`), guarded by liveness; never recreates; a time in the
+//!   past removes the record at once.
 //! - `delete`: `true` only when a live record was removed. Deleting reads
-//!   only the expiry and the user of a record, so a session whose data is
-//!   corrupt can still be logged out; a value that is not a session hash
-//!   at all is [`Error::Decode`] and stays.
+//!   only the header and the user of a record, so a session whose data is
+//!   corrupt can still be logged out; a value that is not a session at all
+//!   is [`Error::Decode`] and stays.
 //!
 //! No operation uses `KEYS`, `SCAN` or `FLUSHDB`.
 //!
@@ -63,14 +74,25 @@
 //! between two steps can leave a *stale* index entry but never a live
 //! session missing from its index:
 //!
-//! 1. `create` and `save` add the session to its (new) user's index
-//!    **before** writing the session (`ZADD GT`, so a score only rises);
+//! 1. A session enters a user's index **before** it is written bound to
+//!    that user (`ZADD GT` with its expiry, so a score only rises): on
+//!    `create` of a bound session, and on a `save` that binds it to
+//!    another user. (`save` finds that out itself: when the stored user
+//!    differs from the new one, the script writes nothing and answers
+//!    "bind first"; the client adds the index entry and sends the save
+//!    again. A save that keeps the user, the common case, does not touch
+//!    the index.)
 //! 2. `save` removes it from its former user's index, and `delete`,
 //!    `delete_by_user` and a `touch` into the past remove it from its
-//!    index, **after** the session write;
-//! 3. `touch` raises the entry's score after moving the expiry; a crash
-//!    in between leaves a score below the real expiry, which is harmless
-//!    because of rule 4.
+//!    index, **after** the session write.
+//! 3. A `touch` or `save` that moves the expiry later leaves the score
+//!    alone, so a score may lag behind the session's real expiry. That is
+//!    harmless: nothing relies on the score to *list* a session (rule 4
+//!    reads the session itself), and a lagging score only makes an entry
+//!    prunable, which rule 4 does only after seeing that the session is
+//!    not a live session of that user. Such a session can only become one
+//!    again through rule 1 (a save never resurrects a session, a touch
+//!    never recreates one), which raises the score first.
 //! 4. `list_by_user` and `delete_by_user` read the index, then each
 //!    session it names, and return (or delete) only live sessions whose
 //!    stored user really is the one asked for: a stale entry is never
@@ -78,20 +100,23 @@
 //!    not a live session of that user **and** (checked atomically on the
 //!    index key) its score is not in the future; since step 1 raises the
 //!    score before a session is written, an entry that is about to become
-//!    valid is never pruned.
+//!    valid is never pruned. `list_by_user` raises lagging scores it sees.
 //!
 //! An index thus holds its user's live sessions, plus entries of sessions
 //! that expired natively since the user's last `list_by_user` /
 //! `delete_by_user` and leftovers of interrupted calls, both pruned by the
-//! next such read. Cleaning up after a `save` or `delete` is best effort:
-//! if that last step fails, the call still succeeds (the session write is
-//! what counts) and the failure is logged with `tracing`.
+//! next such read. Cleaning up after a `save`, `touch` or `delete` is best
+//! effort: if that last step fails, the call still succeeds (the session
+//! write is what counts) and the failure is logged with `tracing`.
 //!
-//! On a single server the same commands are used (one code path, identical
-//! semantics). `create`, `save` and `touch` of a session bound to a user
-//! take two round trips (index, then session, or the reverse for
-//! `touch`), `list_by_user` and `delete_by_user` three (index, the
-//! sessions concurrently, index upkeep); every other call takes one.
+//! Round trips: `load`, `touch`, `delete` and a `save` that keeps the
+//! user take one; `create` of a bound session takes one on a single
+//! server (the `ZADD GT` and the script go in one pipeline, which one
+//! connection executes in order) and two on a cluster (index, then
+//! session); a `save` that changes the user takes one more than that (the
+//! "bind first" answer), plus a `ZREM` afterwards when the session left a
+//! user; `list_by_user` and `delete_by_user` take three (index, the
+//! sessions concurrently, index upkeep).
 //!
 //! # Timeouts and failures
 //!

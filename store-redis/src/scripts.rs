@@ -1,143 +1,179 @@
 //! The Lua scripts. Each one touches exactly one key (`KEYS[1]`), so each
-//! runs unchanged on a single server and on a cluster. They are invoked
-//! through [`redis::Script`], which sends `EVALSHA` and falls back to
-//! loading the script when the server answers `NOSCRIPT` (after a
-//! `SCRIPT FLUSH`, a restart or a failover).
+//! runs unchanged on a single server and on a cluster. They are sent as
+//! `EVALSHA`; on `NOSCRIPT` (after a `SCRIPT FLUSH`, a restart or a
+//! failover) the store loads the script and sends the call again.
 //!
-//! A session is a hash with the fields `v` (version, decimal), `d` (data,
-//! JSON object), `c` (created, ms), `e` (expires, ms) and, only when the
-//! session is bound to a user, `u` (the user). The key's own expiry is set
-//! with `PEXPIREAT` to `e`. Every script also receives the caller's clock
-//! (`now`, ms) and treats `e <= now` as absent, so "live" means exactly
-//! `now < expires_at` even in the millisecond Redis has not expired the key
-//! yet.
+//! A session is one string (see `codec` for the layout): a fixed-width
+//! header, the user, the JSON data. The scripts read it with
+//! `string.sub` only: `S1` at 1-2, the expiry at 3-22 (`tonumber`), the
+//! version as text at 43-62, the user marker (`u`/`-`) at 63, the user's
+//! length at 64-73, the user at 74 onwards. The key's own expiry is set to
+//! the record's (`PXAT`). Every script also receives the caller's clock
+//! (`now`, ms) and treats `expires <= now` as absent, so "live" means
+//! exactly `now < expires_at` even in the millisecond Redis has not
+//! expired the key yet.
 //!
-//! Status codes returned in the first element of a reply:
-//! `0` absent, `1` done / conflict (per script), `2` saved, `3` the stored
-//! value is not a readable session (left untouched).
+//! A key holding another Redis type makes `GET` fail with `WRONGTYPE`;
+//! the scripts call it through `redis.pcall` and report such a value, like
+//! any value not in the session format, as unreadable (left untouched).
+//!
+//! Replies are a status, or `{status, user}` when the client must update
+//! that user's index: `0` absent, `1` done / conflict (per script), `2`
+//! saved, `3` the stored value is not a readable session (left
+//! untouched), `4` bind first.
 
 use redis::Script;
 
+/// Reads the stored value of `KEYS[1]` into `old` and its expiry into
+/// `oe`; returns `0` when absent and `3` when unreadable. (A macro, so
+/// that `concat!` can splice it.)
+macro_rules! read_session {
+    () => {
+        r"
+local k = KEYS[1]
+local sub = string.sub
+local now = tonumber(ARGV[1])
+local old = redis.pcall('GET', k)
+if not old then return 0 end
+if type(old) ~= 'string' or sub(old, 1, 2) ~= 'S1' then return 3 end
+local oe = tonumber(sub(old, 3, 22))
+if oe == nil then return 3 end
+"
+    };
+}
+
+/// Reads the user's length of `old` into `n`, and returns `3` when it is
+/// malformed.
+macro_rules! read_user {
+    () => {
+        r"
+local n = tonumber(sub(old, 64, 73))
+if n == nil or #old < 73 + n then return 3 end
+"
+    };
+}
+
 /// `create`: insert if absent.
 ///
-/// `KEYS[1]` session key. `ARGV`: now, v, d, c, e, has_user (`1`/`0`), user.
-/// Returns `1` when written (or when the record is born expired and so is
-/// absent at once), `0` when a live or unreadable value holds the key.
+/// `KEYS[1]` session key. `ARGV`: now, expires (ms), value. Returns `1`
+/// when written (or when the record is born expired and so is absent at
+/// once), `0` when a live or unreadable value holds the key. The common
+/// case is a single `SET NX PXAT`.
 const CREATE: &str = r"
 local k = KEYS[1]
 local now = tonumber(ARGV[1])
-local t = redis.call('TYPE', k)['ok']
-if t ~= 'none' then
-  if t ~= 'hash' then return 0 end
-  local old = tonumber(redis.call('HGET', k, 'e'))
-  if old == nil or old > now then return 0 end
+local e = tonumber(ARGV[2])
+if e > now and redis.call('SET', k, ARGV[3], 'NX', 'PXAT', ARGV[2]) then return 1 end
+local old = redis.pcall('GET', k)
+if not old then return 1 end
+if type(old) ~= 'string' or string.sub(old, 1, 2) ~= 'S1' then return 0 end
+local oe = tonumber(string.sub(old, 3, 22))
+if oe == nil or oe > now then return 0 end
+if e <= now then
   redis.call('DEL', k)
-end
-if tonumber(ARGV[5]) <= now then return 1 end
-if ARGV[6] == '1' then
-  redis.call('HSET', k, 'v', ARGV[2], 'd', ARGV[3], 'c', ARGV[4], 'e', ARGV[5], 'u', ARGV[7])
 else
-  redis.call('HSET', k, 'v', ARGV[2], 'd', ARGV[3], 'c', ARGV[4], 'e', ARGV[5])
+  redis.call('SET', k, ARGV[3], 'PXAT', ARGV[2])
 end
-redis.call('PEXPIREAT', k, ARGV[5])
 return 1
 ";
 
 /// `save`: compare-and-set on the version.
 ///
-/// `KEYS[1]` session key. `ARGV`: now, expected v, new v, d, c, e,
-/// has_user, user. Returns `{0}` absent or expired, `{1}` version
-/// conflict, `{2}` or `{2, old_user}` saved, `{3}` unreadable.
-const SAVE: &str = r"
-local k = KEYS[1]
-local now = tonumber(ARGV[1])
-local t = redis.call('TYPE', k)['ok']
-if t == 'none' then return {0} end
-if t ~= 'hash' then return {3} end
-local f = redis.call('HMGET', k, 'v', 'e', 'u')
-local e = tonumber(f[2])
-if not f[1] or e == nil then return {3} end
-if e <= now then return {0} end
-if f[1] ~= ARGV[2] then return {1} end
-if tonumber(ARGV[6]) <= now then
-  redis.call('DEL', k)
-else
-  redis.call('HSET', k, 'v', ARGV[3], 'd', ARGV[4], 'c', ARGV[5], 'e', ARGV[6])
-  if ARGV[7] == '1' then
-    redis.call('HSET', k, 'u', ARGV[8])
-  else
-    redis.call('HDEL', k, 'u')
-  end
-  redis.call('PEXPIREAT', k, ARGV[6])
+/// `KEYS[1]` session key. `ARGV`: now, the expectation (the version read,
+/// 20 digits as stored, then the new record's user marker, length and
+/// name, as stored), new expires (ms), new value, and `1` when the client
+/// has already added the session to its new user's index (else `0`).
+///
+/// The common case, same version and same user, is one comparison of the
+/// stored value against the expectation, then `SET PXAT`. Returns `0`
+/// absent or expired, `1` version conflict, `3` unreadable, `4` "bind
+/// first": the session would be bound to another user, whose index the
+/// client must update before the session is written (nothing was written;
+/// call again with the last argument `1`), and `2` saved, or
+/// `{2, old user}` when the session left that user (bound to another one,
+/// or deleted by an expiry in the past): the client then removes it from
+/// that user's index.
+const SAVE: &str = concat!(
+    read_session!(),
+    r"
+if oe <= now then return 0 end
+local want = ARGV[2]
+local live = tonumber(ARGV[3]) > now
+if live and sub(old, 43, 42 + #want) == want then
+  redis.call('SET', k, ARGV[4], 'PXAT', ARGV[3])
+  return 2
 end
-if f[3] then return {2, f[3]} end
-return {2}
-";
+",
+    read_user!(),
+    r"
+if sub(old, 43, 62) ~= sub(want, 1, 20) then return 1 end
+if not live then
+  redis.call('DEL', k)
+elseif sub(want, 21, 21) == 'u' and ARGV[5] ~= '1' then
+  return 4
+else
+  redis.call('SET', k, ARGV[4], 'PXAT', ARGV[3])
+end
+if sub(old, 63, 63) == 'u' then return {2, sub(old, 74, 73 + n)} end
+return 2
+"
+);
 
 /// `touch`: move the expiry of a live record; never recreates.
 ///
-/// `KEYS[1]` session key. `ARGV`: now, e. Returns `{0}` absent or expired,
-/// `{1}` or `{1, user}` touched (an `e` in the past deletes the record),
-/// `{3}` unreadable.
-const TOUCH: &str = r"
-local k = KEYS[1]
-local now = tonumber(ARGV[1])
-local t = redis.call('TYPE', k)['ok']
-if t == 'none' then return {0} end
-if t ~= 'hash' then return {3} end
-local f = redis.call('HMGET', k, 'e', 'u')
-local e = tonumber(f[1])
-if e == nil then return {3} end
-if e <= now then return {0} end
-if tonumber(ARGV[2]) <= now then
-  redis.call('DEL', k)
-else
-  redis.call('HSET', k, 'e', ARGV[2])
+/// `KEYS[1]` session key. `ARGV`: now, expires (ms), expires as written in
+/// the header (20 characters). Returns `0` absent or expired, `1`
+/// touched, `{1, user}` deleted (an expiry in the past) and bound to that
+/// user, `3` unreadable.
+const TOUCH: &str = concat!(
+    read_session!(),
+    r"
+if oe <= now then return 0 end
+if tonumber(ARGV[2]) > now then
+  redis.call('SETRANGE', k, 2, ARGV[3])
   redis.call('PEXPIREAT', k, ARGV[2])
+  return 1
 end
-if f[2] then return {1, f[2]} end
-return {1}
-";
+",
+    read_user!(),
+    r"
+redis.call('DEL', k)
+if sub(old, 63, 63) == 'u' then return {1, sub(old, 74, 73 + n)} end
+return 1
+"
+);
 
 /// `delete`, and one step of `delete_by_user`.
 ///
 /// `KEYS[1]` session key. `ARGV`: now, and optionally the user the record
-/// must be bound to. Returns `{1[, user]}` when a live record was deleted,
-/// `{0[, user]}` when nothing live (of that user) was there (an expired
-/// leftover is removed on the way), `{3}` unreadable.
-const DELETE: &str = r"
-local k = KEYS[1]
-local now = tonumber(ARGV[1])
-local t = redis.call('TYPE', k)['ok']
-if t == 'none' then return {0} end
-if t ~= 'hash' then return {3} end
-local f = redis.call('HMGET', k, 'e', 'u')
-local e = tonumber(f[1])
-if e == nil then return {3} end
-if ARGV[2] and f[2] ~= ARGV[2] then return {0} end
+/// must be bound to. Returns `1` or `{1, user}` when a live record was
+/// deleted, `0` or `{0, user}` when nothing live (of that user) was there
+/// (an expired leftover is removed on the way), `3` unreadable. Only the
+/// header and the user are read, so a session whose data is corrupt can
+/// still be deleted.
+const DELETE: &str = concat!(
+    read_session!(),
+    read_user!(),
+    r"
+local u = false
+if sub(old, 63, 63) == 'u' then u = sub(old, 74, 73 + n) end
+if ARGV[2] and u ~= ARGV[2] then return 0 end
 redis.call('DEL', k)
 local status = 1
-if e <= now then status = 0 end
-if f[2] then return {status, f[2]} end
-return {status}
-";
-
-/// Adds a member to a user index, or raises its score (`ZADD GT`: a score
-/// is an upper bound of the session's expiry and never moves down here).
-///
-/// `KEYS[1]` index key. `ARGV`: score, member.
-const INDEX_ADD: &str = r"
-redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
-return 1
-";
+if oe <= now then status = 0 end
+if u then return {status, u} end
+return status
+"
+);
 
 /// Index upkeep after a read of the sessions it points to.
 ///
 /// `KEYS[1]` index key. `ARGV`: now, n, then n members to prune, then
 /// pairs (score, member) to raise. A member is pruned only if its score
-/// is still `<= now`: a concurrent create or save raises the score of the
-/// entry *before* writing the session, so an entry that is about to become
-/// valid is never removed. Returns the number of members removed.
+/// is still `<= now`: a concurrent create or rebinding save raises the
+/// score of the entry *before* writing the session, so an entry that is
+/// about to become valid is never removed. Returns the number of members
+/// removed.
 const INDEX_UPKEEP: &str = r"
 local k = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -161,7 +197,6 @@ pub(crate) struct Scripts {
     pub(crate) save: Script,
     pub(crate) touch: Script,
     pub(crate) delete: Script,
-    pub(crate) index_add: Script,
     pub(crate) index_upkeep: Script,
 }
 
@@ -172,7 +207,6 @@ impl Scripts {
             save: Script::new(SAVE),
             touch: Script::new(TOUCH),
             delete: Script::new(DELETE),
-            index_add: Script::new(INDEX_ADD),
             index_upkeep: Script::new(INDEX_UPKEEP),
         }
     }
@@ -186,3 +220,6 @@ pub(crate) const DONE_OR_CONFLICT: i64 = 1;
 pub(crate) const SAVED: i64 = 2;
 /// Status: the stored value is not a readable session.
 pub(crate) const UNREADABLE: i64 = 3;
+/// Status: `save` would bind the session to another user; add it to that
+/// user's index first, then call again.
+pub(crate) const BIND_FIRST: i64 = 4;

@@ -1,18 +1,17 @@
 //! [`RedisStore`] and its [`SessionStore`] implementation.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::{ErrorKind, RedisError, Value};
+use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
 
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, RedisStoreBuilder, backend, timed_out};
-use crate::scripts::{ABSENT, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
+use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
 
 /// A [`SessionStore`] on Redis or Valkey, single server or cluster.
 ///
@@ -76,30 +75,51 @@ struct Reply {
 }
 
 fn parse_reply(value: Value) -> Result<Reply, CodecError> {
-    let bad = |v: &Value| CodecError::Reply(format!("{v:?}"));
-    let Value::Array(items) = &value else {
-        return Err(bad(&value));
+    let mut items = match value {
+        Value::Int(status) => return Ok(Reply { status, user: None }),
+        Value::Array(items) => items,
+        other => return Err(CodecError::Reply(format!("{other:?}"))),
     };
-    let status = match items.first() {
-        Some(Value::Int(n)) => *n,
-        _ => return Err(bad(&value)),
-    };
-    let user =
-        match items.get(1) {
-            None | Some(Value::Nil) => None,
-            Some(Value::BulkString(bytes)) => Some(String::from_utf8(bytes.clone()).map_err(
-                |e| CodecError::BadField {
-                    field: codec::F_USER,
+    let user = match items.len() {
+        1 => None,
+        2 => match items.pop() {
+            Some(Value::BulkString(bytes)) => {
+                Some(String::from_utf8(bytes).map_err(|e| CodecError::BadField {
+                    field: "user",
                     source: Box::new(e),
-                },
-            )?),
-            Some(_) => return Err(bad(&value)),
-        };
-    Ok(Reply { status, user })
+                })?)
+            }
+            other => return Err(CodecError::Reply(format!("user: {other:?}"))),
+        },
+        _ => return Err(CodecError::Reply(format!("{items:?}"))),
+    };
+    match items.first() {
+        Some(Value::Int(status)) => Ok(Reply {
+            status: *status,
+            user,
+        }),
+        other => Err(CodecError::Reply(format!("status: {other:?}"))),
+    }
+}
+
+/// An unexpected status in a script's reply.
+fn unexpected(key: StorageKey, status: i64) -> Error {
+    Error::decode(key, CodecError::Reply(format!("status {status}")))
 }
 
 fn is_wrong_type(err: &RedisError) -> bool {
     err.code() == Some("WRONGTYPE")
+}
+
+fn is_no_script(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// `EVALSHA <script> 1 <key>`, ready for the script's arguments.
+fn evalsha(script: &Script, key: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(key);
+    cmd
 }
 
 impl RedisStore {
@@ -156,14 +176,22 @@ impl RedisStore {
     /// The Redis key of the session stored under `key`:
     /// `{prefix}s:{64 hex digits}`. Useful for operators and tests.
     pub fn session_key(&self, key: &StorageKey) -> String {
-        format!("{}s:{}", self.prefix, key.to_hex())
+        let mut out = String::with_capacity(self.prefix.len() + 2 + 64);
+        out.push_str(&self.prefix);
+        out.push_str("s:");
+        codec::push_hex(&mut out, key);
+        out
     }
 
     /// The Redis key of `user`'s index (a sorted set of storage keys in
     /// hex, scored by expiry): `{prefix}u:{escaped user}`, where every byte
     /// other than ASCII letters, digits and `-_.@` is written `%XX`.
     pub fn user_index_key(&self, user: &str) -> String {
-        format!("{}u:{}", self.prefix, codec::escape_user(user))
+        let mut out = String::with_capacity(self.prefix.len() + 2 + user.len());
+        out.push_str(&self.prefix);
+        out.push_str("u:");
+        codec::push_escaped_user(&mut out, user);
+        out
     }
 
     /// Runs `fut` within the operation timeout.
@@ -178,24 +206,92 @@ impl RedisStore {
         }
     }
 
-    /// Adds `member` to `user`'s index with at least `score`.
-    async fn index_add(
+    /// Sends a script call; on `NOSCRIPT` loads the script and sends the
+    /// call again.
+    async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value, RedisError> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if is_no_script(&e) => {
+                script.load_async(&mut conn).await?;
+                cmd.query_async(&mut conn).await
+            }
+            other => other,
+        }
+    }
+
+    /// Adds `member` to `user`'s index with a score of at least `score`
+    /// (`ZADD GT`: a score never moves down here), **then** sends the
+    /// script call `cmd`, which writes the session: the index entry exists
+    /// before the session does (rule 1 of the crate docs).
+    ///
+    /// On a single server both commands go in one pipeline: one round
+    /// trip, and one connection executes them in order. On `NOSCRIPT` only
+    /// the script call is sent again, after loading the script (the
+    /// `ZADD GT` already took effect, and is idempotent anyway). On a
+    /// cluster the index and the session usually live on different nodes,
+    /// so the two are sent one after the other.
+    async fn eval_after_index(
         &self,
         operation: &'static str,
         user: &str,
         score: Timestamp,
         member: &str,
-    ) -> Result<(), Error> {
-        let mut conn = self.conn.clone();
-        self.scripts
-            .index_add
-            .key(self.user_index_key(user))
+        script: &Script,
+        cmd: Cmd,
+    ) -> Result<Value, Error> {
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(self.user_index_key(user))
+            .arg("GT")
             .arg(score.as_millis())
-            .arg(member)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| backend(operation, e))
+            .arg(member);
+        let mut conn = self.conn.clone();
+        match &self.conn {
+            Conn::Single(_) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(zadd).add_command(cmd).ignore_errors();
+                let mut replies: Vec<Value> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(operation, e))?;
+                let (Some(reply), Some(indexed), None) =
+                    (replies.pop(), replies.pop(), replies.pop())
+                else {
+                    return Err(Error::backend(
+                        operation,
+                        false,
+                        CodecError::Reply("a pipeline of two commands answered otherwise".into()),
+                    ));
+                };
+                if let Value::ServerError(e) = indexed {
+                    return Err(backend(operation, e.into()));
+                }
+                match reply {
+                    Value::ServerError(e) => {
+                        let e = RedisError::from(e);
+                        let Some(cmd) = pipe.cmd_iter().last().filter(|_| is_no_script(&e)) else {
+                            return Err(backend(operation, e));
+                        };
+                        script
+                            .load_async(&mut conn)
+                            .await
+                            .map_err(|e| backend(operation, e))?;
+                        cmd.query_async(&mut conn)
+                            .await
+                            .map_err(|e| backend(operation, e))
+                    }
+                    reply => Ok(reply),
+                }
+            }
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(_) => {
+                zadd.exec_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(operation, e))?;
+                self.eval(script, &cmd)
+                    .await
+                    .map_err(|e| backend(operation, e))
+            }
+        }
     }
 
     /// Removes `member` from `user`'s index after the session changed. The
@@ -258,62 +354,66 @@ impl RedisStore {
         }
     }
 
-    /// Loads one session (one `HGETALL`); `None` unless live at the moment
-    /// the reply arrived.
+    /// Loads one session (one `GET`); `None` unless live at the moment
+    /// the reply arrived. The expiry is read from the header before the
+    /// data is parsed, so an expired record costs no JSON parsing.
     async fn fetch(
         &self,
         operation: &'static str,
         key: StorageKey,
     ) -> Result<Option<Record>, Error> {
         let mut conn = self.conn.clone();
-        let fields: HashMap<Vec<u8>, Vec<u8>> = match redis::cmd("HGETALL")
+        let value: Value = match redis::cmd("GET")
             .arg(self.session_key(&key))
             .query_async(&mut conn)
             .await
         {
-            Ok(fields) => fields,
-            Err(e) if is_wrong_type(&e) => return Err(Error::decode(key, CodecError::NotAHash)),
-            Err(e) if e.kind() == ErrorKind::UnexpectedReturnType => {
-                return Err(Error::decode(key, CodecError::Reply(e.to_string())));
-            }
+            Ok(value) => value,
+            Err(e) if is_wrong_type(&e) => return Err(Error::decode(key, CodecError::WrongType)),
             Err(e) => return Err(backend(operation, e)),
         };
-        let record = codec::decode(key, fields).map_err(|e| Error::decode(key, e))?;
-        let now = Timestamp::now();
-        Ok(record.filter(|r| r.is_live_at(now)))
+        let bytes = match &value {
+            Value::Nil => return Ok(None),
+            Value::BulkString(bytes) => bytes,
+            other => {
+                return Err(Error::decode(key, CodecError::Reply(format!("{other:?}"))));
+            }
+        };
+        let header = codec::decode_header(bytes).map_err(|e| Error::decode(key, e))?;
+        if header.expires_at <= Timestamp::now() {
+            return Ok(None);
+        }
+        header
+            .into_record(key)
+            .map(Some)
+            .map_err(|e| Error::decode(key, e))
     }
 
     async fn do_create(&self, record: &Record) -> Result<(), Error> {
         const OP: &str = "create";
-        let encoded = codec::encode(record).map_err(|e| Error::backend(OP, false, e))?;
-        let member = record.key.to_hex();
+        let value =
+            codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e))?;
         let now = Timestamp::now();
-        // Index first: a crash after this leaves a stale entry, never a
-        // live session missing from its index.
-        if let Some(user) = &record.user
-            && record.is_live_at(now)
-        {
-            self.index_add(OP, user, record.expires_at, &member).await?;
-        }
-        let mut conn = self.conn.clone();
-        let created: i64 = self
-            .scripts
-            .create
-            .key(self.session_key(&record.key))
-            .arg(now.as_millis())
-            .arg(record.version)
-            .arg(encoded.data)
-            .arg(encoded.created)
-            .arg(encoded.expires)
-            .arg(if record.user.is_some() { "1" } else { "0" })
-            .arg(record.user.as_deref().unwrap_or(""))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| backend(OP, e))?;
-        if created == 1 {
-            Ok(())
-        } else {
-            Err(Error::Exists)
+        let script = &self.scripts.create;
+        let mut cmd = evalsha(script, &self.session_key(&record.key));
+        cmd.arg(now.as_millis())
+            .arg(record.expires_at.as_millis())
+            .arg(value.as_slice());
+        let reply = match &record.user {
+            Some(user) if record.is_live_at(now) => {
+                let member = record.key.to_hex();
+                self.eval_after_index(OP, user, record.expires_at, &member, script, cmd)
+                    .await?
+            }
+            _ => self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?,
+        };
+        match reply {
+            Value::Int(1) => Ok(()),
+            Value::Int(0) => Err(Error::Exists),
+            other => Err(Error::decode(
+                record.key,
+                CodecError::Reply(format!("{other:?}")),
+            )),
         }
     }
 
@@ -323,53 +423,50 @@ impl RedisStore {
             .version
             .checked_add(1)
             .ok_or_else(|| Error::backend(OP, false, VersionOverflow))?;
-        let encoded = codec::encode(record).map_err(|e| Error::backend(OP, false, e))?;
-        let member = record.key.to_hex();
+        let value = codec::encode(record, new_version).map_err(|e| Error::backend(OP, false, e))?;
         let now = Timestamp::now();
-        let live = record.is_live_at(now);
-        // Index of the (new) user first, as in `create`.
-        if let Some(user) = &record.user
-            && live
-        {
-            self.index_add(OP, user, record.expires_at, &member).await?;
-        }
-        let mut conn = self.conn.clone();
-        let value: Value = self
-            .scripts
-            .save
-            .key(self.session_key(&record.key))
-            .arg(now.as_millis())
-            .arg(record.version)
-            .arg(new_version)
-            .arg(encoded.data)
-            .arg(encoded.created)
-            .arg(encoded.expires)
-            .arg(if record.user.is_some() { "1" } else { "0" })
-            .arg(record.user.as_deref().unwrap_or(""))
-            .invoke_async(&mut conn)
+        let expected = codec::cas_expectation(record.version, &value);
+        let script = &self.scripts.save;
+        let key = self.session_key(&record.key);
+        let call = |indexed: &str| {
+            let mut cmd = evalsha(script, &key);
+            cmd.arg(now.as_millis())
+                .arg(expected.as_slice())
+                .arg(record.expires_at.as_millis())
+                .arg(value.as_slice())
+                .arg(indexed);
+            cmd
+        };
+        // The common case, the user unchanged, is this one call. When the
+        // session is bound to another user, the script writes nothing and
+        // asks for the new user's index entry first.
+        let value = self
+            .eval(script, &call("0"))
             .await
             .map_err(|e| backend(OP, e))?;
-        let reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
+        let mut reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
+        let mut member = None;
+        if reply.status == BIND_FIRST
+            && let Some(user) = &record.user
+        {
+            let hex = member.insert(record.key.to_hex());
+            let value = self
+                .eval_after_index(OP, user, record.expires_at, hex, script, call("1"))
+                .await?;
+            reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
+        }
         match reply.status {
             SAVED => {}
             ABSENT => return Err(Error::NotFound),
             DONE_OR_CONFLICT => return Err(Error::Conflict),
-            UNREADABLE => return Err(Error::decode(record.key, CodecError::NotAHash)),
-            other => {
-                return Err(Error::decode(
-                    record.key,
-                    CodecError::Reply(other.to_string()),
-                ));
-            }
+            UNREADABLE => return Err(Error::decode(record.key, CodecError::NotASession)),
+            other => return Err(unexpected(record.key, other)),
         }
-        // Old index last: only once the session no longer names that user.
-        if let Some(old) = &reply.user
-            && Some(old) != record.user.as_ref()
-        {
+        // The old user's index last: only once the session no longer names
+        // that user.
+        if let Some(old) = &reply.user {
+            let member = member.unwrap_or_else(|| record.key.to_hex());
             self.index_remove_after(OP, old, &member).await;
-        }
-        if !live && let Some(user) = &record.user {
-            self.index_remove_after(OP, user, &member).await;
         }
         Ok(new_version)
     }
@@ -377,55 +474,40 @@ impl RedisStore {
     async fn do_touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
         const OP: &str = "touch";
         let now = Timestamp::now();
-        let mut conn = self.conn.clone();
-        let value: Value = self
-            .scripts
-            .touch
-            .key(self.session_key(key))
-            .arg(now.as_millis())
+        let script = &self.scripts.touch;
+        let mut cmd = evalsha(script, &self.session_key(key));
+        cmd.arg(now.as_millis())
             .arg(expires_at.as_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| backend(OP, e))?;
+            .arg(codec::expires_text(expires_at));
+        let value = self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {
             ABSENT => return Ok(false),
             DONE_OR_CONFLICT => {}
-            UNREADABLE => return Err(Error::decode(*key, CodecError::NotAHash)),
-            other => return Err(Error::decode(*key, CodecError::Reply(other.to_string()))),
+            UNREADABLE => return Err(Error::decode(*key, CodecError::NotASession)),
+            other => return Err(unexpected(*key, other)),
         }
+        // The script names the user only when an expiry in the past deleted
+        // the record. A later expiry leaves the index alone: its score may
+        // then lag behind the session's expiry, which is harmless (see the
+        // crate docs, rule 3).
         if let Some(user) = &reply.user {
-            let member = key.to_hex();
-            if expires_at > now {
-                // Raise (or restore) the entry's score. A failure leaves a
-                // score below the real expiry, which pruning tolerates
-                // because it re-checks the session itself.
-                if let Err(error) = self.index_add(OP, user, expires_at, &member).await {
-                    tracing::warn!(operation = OP, %error, "could not raise a user index score");
-                }
-            } else {
-                self.index_remove_after(OP, user, &member).await;
-            }
+            self.index_remove_after(OP, user, &key.to_hex()).await;
         }
         Ok(true)
     }
 
     async fn do_delete(&self, key: &StorageKey) -> Result<bool, Error> {
         const OP: &str = "delete";
-        let mut conn = self.conn.clone();
-        let value: Value = self
-            .scripts
-            .delete
-            .key(self.session_key(key))
-            .arg(Timestamp::now().as_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| backend(OP, e))?;
+        let script = &self.scripts.delete;
+        let mut cmd = evalsha(script, &self.session_key(key));
+        cmd.arg(Timestamp::now().as_millis());
+        let value = self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {
             ABSENT | DONE_OR_CONFLICT => {}
-            UNREADABLE => return Err(Error::decode(*key, CodecError::NotAHash)),
-            other => return Err(Error::decode(*key, CodecError::Reply(other.to_string()))),
+            UNREADABLE => return Err(Error::decode(*key, CodecError::NotASession)),
+            other => return Err(unexpected(*key, other)),
         }
         if let Some(user) = &reply.user {
             self.index_remove_after(OP, user, &key.to_hex()).await;
@@ -484,19 +566,16 @@ impl RedisStore {
             }
         }
         let deletes = join_all(keys.iter().map(|(key, _)| {
-            let mut conn = self.conn.clone();
-            let mut invocation = self.scripts.delete.key(self.session_key(key));
-            invocation.arg(now.as_millis()).arg(user);
+            let script = &self.scripts.delete;
+            let mut cmd = evalsha(script, &self.session_key(key));
+            cmd.arg(now.as_millis()).arg(user);
             async move {
-                let value: Value = invocation
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(OP, e))?;
+                let value = self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?;
                 let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
                 match reply.status {
                     ABSENT | DONE_OR_CONFLICT => Ok(reply.status == DONE_OR_CONFLICT),
-                    UNREADABLE => Err(Error::decode(*key, CodecError::NotAHash)),
-                    other => Err(Error::decode(*key, CodecError::Reply(other.to_string()))),
+                    UNREADABLE => Err(Error::decode(*key, CodecError::NotASession)),
+                    other => Err(unexpected(*key, other)),
                 }
             }
         }))

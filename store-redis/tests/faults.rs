@@ -234,6 +234,26 @@ async fn script_flush_is_survived() {
         .await
         .unwrap();
     assert_eq!(store.load(&live.key).await.unwrap(), Some(live.clone()));
+    // A bound create and a save to another user send the index update and
+    // the script in one pipeline: after a flush, only the script is sent
+    // again.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let fresh = record(Some("bob"));
+    store.create(&fresh).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let mut moved = live.clone();
+    moved.user = Some("carol".into());
+    moved.version = store.save(&moved).await.unwrap();
+    assert_eq!(store.list_by_user("carol").await.unwrap(), vec![moved]);
+    assert_eq!(store.list_by_user("bob").await.unwrap(), vec![fresh]);
     assert_eq!(store.delete_by_user("bob").await.unwrap(), 1);
 }
 

@@ -95,64 +95,104 @@ async fn garbage_string_is_decode_error_and_stays() {
     );
 }
 
+/// A well-formed stored value (see the crate docs for the layout), with
+/// the given fields.
+fn stored(expires: i64, version: &str, user: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+    let mut v = format!("S1{expires:+020}{:+020}{version}", 1).into_bytes();
+    match user {
+        Some(u) => v.extend_from_slice(format!("u{:010}", u.len()).as_bytes()),
+        None => v.extend_from_slice(b"-0000000000"),
+    }
+    v.extend_from_slice(user.unwrap_or_default());
+    v.extend_from_slice(data);
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_hashes_are_decode_errors_and_stay() {
+async fn layout_is_one_string_read_back_exactly() {
+    let (store, mut raw) = setup().await;
+    let mut r = record(Some("ann"));
+    r.data.insert("k".into(), serde_json::json!([1, "x"]));
+    store.create(&r).await.unwrap();
+    let key = store.session_key(&r.key);
+    let kind: String = cmd(&mut raw, redis::cmd("TYPE").arg(&key)).await;
+    assert_eq!(kind, "string");
+    let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let mut expected = format!(
+        "S1{:+020}{:+020}{:020}u{:010}ann",
+        r.expires_at.as_millis(),
+        r.created_at.as_millis(),
+        0,
+        3
+    )
+    .into_bytes();
+    expected.extend_from_slice(br#"{"k":[1,"x"]}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&value),
+        String::from_utf8_lossy(&expected)
+    );
+    // Written by hand, read by the store.
+    let hand = SessionId::generate().unwrap().storage_key();
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+    let bytes = stored(future, "00000000000000000007", None, br#"{"a":true}"#);
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("SET").arg(store.session_key(&hand)).arg(bytes),
+    )
+    .await;
+    let loaded = store.load(&hand).await.unwrap().unwrap();
+    assert_eq!(loaded.version, 7);
+    assert_eq!(loaded.user, None);
+    assert_eq!(loaded.expires_at.as_millis(), future);
+    assert_eq!(loaded.data.get("a"), Some(&serde_json::json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_values_are_decode_errors_and_stay() {
     let (store, mut raw) = setup().await;
     let future = Timestamp::now().saturating_add(HOUR).as_millis();
-    type Fields = Vec<(&'static str, Vec<u8>)>;
-    let cases: Vec<(&str, Fields)> = vec![
+    let v0 = "00000000000000000000";
+    let mut long_user = stored(future, v0, Some(b"bob"), b"{}");
+    long_user[63..73].copy_from_slice(b"0000000099");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("short", b"S1+000".to_vec()),
+        ("other format", stored(future, v0, None, b"{}").split_off(1)),
         (
             "bad version",
-            vec![
-                ("v", b"x".to_vec()),
-                ("d", b"{}".to_vec()),
-                ("c", b"1".to_vec()),
-            ],
+            stored(future, "0000000000000000000x", None, b"{}"),
         ),
-        (
-            "bad json",
-            vec![
-                ("v", b"1".to_vec()),
-                ("d", b"{not json".to_vec()),
-                ("c", b"1".to_vec()),
-            ],
-        ),
-        (
-            "data not an object",
-            vec![
-                ("v", b"1".to_vec()),
-                ("d", b"[1,2]".to_vec()),
-                ("c", b"1".to_vec()),
-            ],
-        ),
-        (
-            "missing data",
-            vec![("v", b"1".to_vec()), ("c", b"1".to_vec())],
-        ),
-        (
-            "user not utf-8",
-            vec![
-                ("v", b"1".to_vec()),
-                ("d", b"{}".to_vec()),
-                ("c", b"1".to_vec()),
-                ("u", b"\xff".to_vec()),
-            ],
-        ),
+        ("bad json", stored(future, v0, None, b"{not json")),
+        ("data not an object", stored(future, v0, None, b"[1,2]")),
+        ("missing data", stored(future, v0, None, b"")),
+        ("user not utf-8", stored(future, v0, Some(b"\xff"), b"{}")),
+        ("user past the end", long_user),
     ];
-    for (what, fields) in cases {
+    for (what, bytes) in cases {
         let key = SessionId::generate().unwrap().storage_key();
         let name = store.session_key(&key);
-        let mut hset = redis::cmd("HSET");
-        hset.arg(&name).arg("e").arg(future);
-        for (f, v) in &fields {
-            hset.arg(*f).arg(v.as_slice());
-        }
-        let _: i64 = cmd(&mut raw, &hset).await;
-        let before: Vec<(Vec<u8>, Vec<u8>)> = cmd(&mut raw, redis::cmd("HGETALL").arg(&name)).await;
+        let _: () = cmd(&mut raw, redis::cmd("SET").arg(&name).arg(bytes.as_slice())).await;
         assert_decode(store.load(&key).await, key, what);
-        let after: Vec<(Vec<u8>, Vec<u8>)> = cmd(&mut raw, redis::cmd("HGETALL").arg(&name)).await;
-        assert_eq!(before, after, "{what}: the record must be left as it was");
+        let after: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&name)).await;
+        assert_eq!(after, bytes, "{what}: the value must be left as it was");
     }
+
+    // Another Redis type under a session key: every call reports it, and
+    // it stays.
+    let r = record(Some("hal"));
+    let name = store.session_key(&r.key);
+    let _: i64 = cmd(&mut raw, redis::cmd("HSET").arg(&name).arg("e").arg(future)).await;
+    assert_decode(store.load(&r.key).await, r.key, "hash: load");
+    assert_decode(store.save(&r).await, r.key, "hash: save");
+    assert_decode(
+        store.touch(&r.key, Timestamp::now()).await,
+        r.key,
+        "hash: touch",
+    );
+    assert_decode(store.delete(&r.key).await, r.key, "hash: delete");
+    assert!(matches!(store.create(&r).await, Err(Error::Exists)));
+    let kind: String = cmd(&mut raw, redis::cmd("TYPE").arg(&name)).await;
+    assert_eq!(kind, "hash", "the foreign value must be left in place");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,22 +202,19 @@ async fn corrupted_session_in_an_index_is_a_decode_error_when_listed() {
     let bad = record(Some("hal"));
     store.create(&good).await.unwrap();
     store.create(&bad).await.unwrap();
+    // Cut the JSON data short (the header and the user stay readable).
+    let name = store.session_key(&bad.key);
+    let mut value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&name)).await;
+    value.truncate(value.len() - 1);
     let _: () = cmd(
         &mut raw,
-        redis::cmd("HSET")
-            .arg(store.session_key(&bad.key))
-            .arg("d")
-            .arg("{"),
+        redis::cmd("SET").arg(&name).arg(value).arg("KEEPTTL"),
     )
     .await;
     assert_decode(store.list_by_user("hal").await, bad.key, "list_by_user");
     // The list is untouched by the failed read.
     assert_eq!(store.load(&good.key).await.unwrap(), Some(good.clone()));
-    let exists: i64 = cmd(
-        &mut raw,
-        redis::cmd("EXISTS").arg(store.session_key(&bad.key)),
-    )
-    .await;
+    let exists: i64 = cmd(&mut raw, redis::cmd("EXISTS").arg(&name)).await;
     assert_eq!(exists, 1, "the unreadable record stays");
     // Deleting needs only the expiry and the user, which are readable: "log
     // out everywhere" still removes the session whose data is corrupt.
@@ -215,16 +252,36 @@ async fn index_follows_create_touch_save_and_delete() {
         "the key expires natively at expires_at"
     );
 
+    // Touch and a save of the same user leave the index alone (one round
+    // trip each): the score lags behind the real expiry, which reads
+    // tolerate (they check the session itself) and repair.
+    let created_score = r.expires_at.as_millis();
     let later = r.expires_at.saturating_add(Duration::from_millis(1234));
     assert!(store.touch(&r.key, later).await.unwrap());
     r.expires_at = later;
-    assert_eq!(score(&mut raw, &ia, &r.key).await, Some(later.as_millis()));
+    assert_eq!(score(&mut raw, &ia, &r.key).await, Some(created_score));
     let ttl: i64 = cmd(
         &mut raw,
         redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
     )
     .await;
     assert_eq!(ttl, later.as_millis());
+    r.expires_at = later.saturating_add(Duration::from_millis(1000));
+    r.data.insert("n".into(), serde_json::json!(1));
+    r.version = store.save(&r).await.unwrap();
+    assert_eq!(score(&mut raw, &ia, &r.key).await, Some(created_score));
+    let ttl: i64 = cmd(
+        &mut raw,
+        redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
+    )
+    .await;
+    assert_eq!(ttl, r.expires_at.as_millis());
+    assert_eq!(store.list_by_user(a).await.unwrap(), vec![r.clone()]);
+    assert_eq!(
+        score(&mut raw, &ia, &r.key).await,
+        Some(r.expires_at.as_millis()),
+        "a read raises a lagging score"
+    );
 
     r.user = Some(b.to_owned());
     r.version = store.save(&r).await.unwrap();
