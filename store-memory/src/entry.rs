@@ -69,7 +69,7 @@ impl EntryBuf {
         Ok(Self(buf))
     }
 
-    /// Sets the incarnation (decided inside the per-key compute).
+    /// Sets the incarnation (decided under the key's write lock).
     pub(crate) fn set_incarnation(&mut self, incarnation: u64) {
         if let Some(slot) = self.0.get_mut(INCARNATION..INCARNATION + 8) {
             slot.copy_from_slice(&incarnation.to_le_bytes());

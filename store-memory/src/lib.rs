@@ -34,9 +34,13 @@
 //!   `expires_at`, and every read checks `expires_at` against the wall
 //!   clock as well, so an expired session is never returned, even before
 //!   moka's timer wheel has removed it.
-//! * **Atomic per key.** Every mutation runs inside moka's per-key compute
-//!   (`and_compute_with`), so create, compare-and-set save, touch and
-//!   delete on one key serialise; no plain `insert` ever bypasses that.
+//! * **Atomic per key.** Every mutation (create, compare-and-set save,
+//!   touch, delete) holds its key's write lock (one of 4096 async lock
+//!   stripes) across its read, decision and write, so writes to one key
+//!   serialise and none is lost. Reads take no lock. This replaced moka's
+//!   per-key `and_compute_with`, whose waiter bookkeeping made a
+//!   load-then-save request cycle cost about twice the CPU (measured: 13.1 s
+//!   vs 6.9 s for 1.28 M cycles at 64 tasks).
 //! * **Compact.** Each session is one allocation: a 36-byte header
 //!   (version, timestamps), the user name, and the data map as JSON text
 //!   (not a tree of values), which keeps a typical session to a few
@@ -55,7 +59,9 @@
 
 mod entry;
 mod index;
+mod locks;
 
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -82,7 +88,8 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    cache: Cache<StorageKey, Entry>,
+    cache: Cache<StorageKey, Entry, BuildHasherDefault<locks::DigestHasher>>,
+    locks: locks::KeyLocks,
     index: Arc<UserIndex>,
     incarnations: AtomicU64,
     max_bytes: u64,
@@ -130,7 +137,7 @@ impl Expiry<StorageKey, Entry> for ExpireAtDeadline {
     }
 }
 
-/// What a compute closure decided, reported back to the caller.
+/// What a locked write decided, reported back to the caller.
 enum Outcome<T> {
     Done(T),
     Failed(Error),
@@ -158,10 +165,11 @@ impl MemoryStore {
                     listener_index.remove(user, &key, value.incarnation());
                 }
             })
-            .build();
+            .build_with_hasher(BuildHasherDefault::default());
         Self {
             inner: Arc::new(Inner {
                 cache,
+                locks: locks::KeyLocks::new(),
                 index,
                 incarnations: AtomicU64::new(1),
                 max_bytes,
@@ -202,48 +210,41 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Runs `decide` on the live entry under `key` (or `None`) inside
-    /// moka's per-key compute, and returns what it reported.
+    /// Runs `decide` on the live entry under `key` (or `None`) while
+    /// holding the key's write lock, applies what it chose, and returns
+    /// what it reported.
     async fn compute<T>(
         &self,
         key: StorageKey,
         decide: impl FnOnce(Option<&Entry>) -> (Op<Entry>, Outcome<T>),
     ) -> Result<T, Error> {
-        let mut outcome = None;
-        self.inner
-            .cache
-            .entry(key)
-            .and_compute_with(|current| {
-                let now = Timestamp::now();
-                let current = current.map(moka::Entry::into_value);
-                let live = current.as_ref().filter(|e| e.is_live_at(now));
-                let (op, result) = decide(live);
-                // Whatever replaces or removes an entry also unindexes it;
-                // the eviction listener ignores replacements.
-                if let (Some(old), Op::Put(_) | Op::Remove) = (&current, &op)
-                    && let Some(user) = old.user()
-                {
-                    self.inner.index.remove(user, &key, old.incarnation());
-                }
-                if let Op::Put(new) = &op
-                    && let Some(user) = new.user()
-                {
+        let _guard = self.inner.locks.lock(&key).await;
+        let current = self.inner.cache.get(&key).await;
+        let now = Timestamp::now();
+        let live = current.as_ref().filter(|e| e.is_live_at(now));
+        let (op, result) = decide(live);
+        // Whatever replaces or removes an entry also unindexes it; the
+        // eviction listener ignores replacements.
+        if let (Some(old), Op::Put(_) | Op::Remove) = (&current, &op)
+            && let Some(user) = old.user()
+        {
+            self.inner.index.remove(user, &key, old.incarnation());
+        }
+        match op {
+            Op::Put(new) => {
+                if let Some(user) = new.user() {
                     self.inner.index.add(user, key, new.incarnation());
                 }
-                outcome = Some(result);
-                std::future::ready(op)
-            })
-            .await;
-        match outcome {
-            Some(Outcome::Done(value)) => Ok(value),
-            Some(Outcome::Failed(error)) => Err(error),
-            // moka always calls the closure exactly once; should that ever
-            // change, report it instead of panicking.
-            None => Err(Error::backend(
-                "compute",
-                true,
-                std::io::Error::other("moka did not run the compute closure"),
-            )),
+                self.inner.cache.insert(key, new).await;
+            }
+            Op::Remove => {
+                self.inner.cache.invalidate(&key).await;
+            }
+            Op::Nop => {}
+        }
+        match result {
+            Outcome::Done(value) => Ok(value),
+            Outcome::Failed(error) => Err(error),
         }
     }
 
