@@ -426,6 +426,99 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The setup and the three operations of a tower-sessions store, through
+/// its `SessionStore` trait only; `$core` names the `tower-sessions-core`
+/// the store implements (the stores are on different versions), `$store`
+/// is the store. Evaluates to `Result<(Ops, average payload bytes), _>`
+/// inside an async fn returning a boxed error. Shared by `session-bench`'s
+/// workers and the separate tower-sessions SQLite worker, so every
+/// tower-sessions store is driven by the same code.
+macro_rules! ts_ops {
+    ($core:ident, $store:expr) => {{
+        use $core::SessionStore as _;
+        use $core::session::{Id, Record};
+        let store = $store;
+        let expiry = || time::OffsetDateTime::now_utc() + crate::proto::TTL;
+        let now = crate::proto::now_ms();
+        let mut bytes = 0u64;
+        for i in 0..crate::proto::SESSIONS {
+            let mut record = Record {
+                id: Id(crate::proto::ts_id(i)),
+                data: crate::proto::ts_data(i, now),
+                expiry_date: expiry(),
+            };
+            bytes += serde_json::to_vec(&record.data)?.len() as u64;
+            store.create(&mut record).await?;
+            if record.id != Id(crate::proto::ts_id(i)) {
+                return Err(format!("session {i}: id collision").into());
+            }
+        }
+        let s = store.clone();
+        let cycle = crate::proto::op(move |step: crate::proto::Step| {
+            let store = s.clone();
+            async move {
+                let mut record = store
+                    .load(&Id(crate::proto::ts_id(step.index)))
+                    .await
+                    .map_err(|e| format!("load: {e}"))?
+                    .ok_or("load found nothing")?;
+                record
+                    .data
+                    .insert("last_seen".to_owned(), crate::proto::now_ms().into());
+                record.expiry_date = expiry();
+                store.save(&record).await.map_err(|e| format!("save: {e}"))
+            }
+        });
+        let s = store.clone();
+        let load = crate::proto::op(move |step: crate::proto::Step| {
+            let store = s.clone();
+            async move {
+                match store.load(&Id(crate::proto::ts_id(step.index))).await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err("load found nothing".to_owned()),
+                    Err(e) => Err(format!("load: {e}")),
+                }
+            }
+        });
+        let template = ::std::sync::Arc::new(Record {
+            id: Id(crate::proto::ts_id(crate::proto::SESSIONS)),
+            data: crate::proto::ts_data(crate::proto::SESSIONS, now),
+            expiry_date: expiry(),
+        });
+        let create = crate::proto::op(move |step: crate::proto::Step| {
+            let store = store.clone();
+            let template = ::std::sync::Arc::clone(&template);
+            async move {
+                let mut record = Record::clone(&template);
+                let id = Id(crate::proto::ts_id(step.index));
+                record.id = id;
+                record.expiry_date = expiry();
+                store
+                    .create(&mut record)
+                    .await
+                    .map_err(|e| format!("create: {e}"))?;
+                // tower-sessions picks another id on a collision: with
+                // fresh indices there is none, so that would be a bug.
+                if record.id == id {
+                    Ok(())
+                } else {
+                    Err("create: id was taken".to_owned())
+                }
+            }
+        });
+        Ok((
+            crate::proto::Ops {
+                cycle,
+                create,
+                load,
+            },
+            bytes / crate::proto::SESSIONS,
+        ))
+    }};
+}
+
+pub(crate) use ts_ops;
+
 #[cfg(test)]
 mod tests {
     use super::*;

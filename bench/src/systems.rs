@@ -18,7 +18,7 @@ use session_store_redis::redis::{self, Value};
 use session_store_sqlite::SqliteStore;
 use session_store_sqlite::sqlx;
 
-use crate::proto::{self, Ops, Ready, SESSIONS, Step, TTL, now_ms, op, ts_data, ts_id};
+use crate::proto::{self, Ops, Ready, SESSIONS, Step, TTL, op, ts_data, ts_id};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -67,6 +67,19 @@ where
         done??;
     }
     Ok(())
+}
+
+/// Creates the [`SESSIONS`] pre-populated sessions in one of our stores.
+async fn populate<S: SessionStore + Clone>(store: &S, now: Timestamp) -> Result<(), BoxError> {
+    let store = store.clone();
+    for_each_index(SESSIONS, move |i| {
+        let store = store.clone();
+        async move {
+            store.create(&session(i, now)?).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Each pre-populated session's encoded payload, by index.
@@ -138,17 +151,7 @@ pub(crate) async fn setup(system: &str, args: &WorkerArgs) -> Result<(Ops, Ready
 async fn ours<S: SessionStore + Clone>(store: S) -> Result<(Ops, u64), BoxError> {
     let now = Timestamp::now();
     let (_, payload_bytes) = payloads(now)?;
-    {
-        let store = store.clone();
-        for_each_index(SESSIONS, move |i| {
-            let store = store.clone();
-            async move {
-                store.create(&session(i, now)?).await?;
-                Ok(())
-            }
-        })
-        .await?;
-    }
+    populate(&store, now).await?;
     let s = store.clone();
     let cycle = op(move |step: Step| {
         let store = s.clone();
@@ -209,88 +212,7 @@ async fn ours<S: SessionStore + Clone>(store: S) -> Result<(Ops, u64), BoxError>
 /// the same code is instantiated for each.
 mod ts {
     use super::*;
-
-    macro_rules! ts_ops {
-        ($core:ident, $store:expr) => {{
-            use $core::SessionStore as _;
-            use $core::session::{Id, Record};
-            let store = $store;
-            let expiry = || time::OffsetDateTime::now_utc() + TTL;
-            let now = now_ms();
-            let mut bytes = 0u64;
-            for i in 0..SESSIONS {
-                let mut record = Record {
-                    id: Id(ts_id(i)),
-                    data: ts_data(i, now),
-                    expiry_date: expiry(),
-                };
-                bytes += serde_json::to_vec(&record.data)?.len() as u64;
-                store.create(&mut record).await?;
-                if record.id != Id(ts_id(i)) {
-                    return Err(format!("session {i}: id collision").into());
-                }
-            }
-            let s = store.clone();
-            let cycle = op(move |step: Step| {
-                let store = s.clone();
-                async move {
-                    let mut record = store
-                        .load(&Id(ts_id(step.index)))
-                        .await
-                        .map_err(|e| format!("load: {e}"))?
-                        .ok_or("load found nothing")?;
-                    record.data.insert("last_seen".to_owned(), now_ms().into());
-                    record.expiry_date = expiry();
-                    store.save(&record).await.map_err(|e| format!("save: {e}"))
-                }
-            });
-            let s = store.clone();
-            let load = op(move |step: Step| {
-                let store = s.clone();
-                async move {
-                    match store.load(&Id(ts_id(step.index))).await {
-                        Ok(Some(_)) => Ok(()),
-                        Ok(None) => Err("load found nothing".to_owned()),
-                        Err(e) => Err(format!("load: {e}")),
-                    }
-                }
-            });
-            let template = Arc::new(Record {
-                id: Id(ts_id(SESSIONS)),
-                data: ts_data(SESSIONS, now),
-                expiry_date: expiry(),
-            });
-            let create = op(move |step: Step| {
-                let store = store.clone();
-                let template = Arc::clone(&template);
-                async move {
-                    let mut record = Record::clone(&template);
-                    let id = Id(ts_id(step.index));
-                    record.id = id;
-                    record.expiry_date = expiry();
-                    store
-                        .create(&mut record)
-                        .await
-                        .map_err(|e| format!("create: {e}"))?;
-                    // tower-sessions picks another id on a collision: with
-                    // fresh indices there is none, so that would be a bug.
-                    if record.id == id {
-                        Ok(())
-                    } else {
-                        Err("create: id was taken".to_owned())
-                    }
-                }
-            });
-            Ok((
-                Ops {
-                    cycle,
-                    create,
-                    load,
-                },
-                bytes / SESSIONS,
-            ))
-        }};
-    }
+    use crate::proto::ts_ops;
 
     pub(super) async fn memory() -> Result<(Ops, u64), BoxError> {
         ts_ops!(
@@ -488,17 +410,7 @@ async fn raw_sqlite(dir: &std::path::Path) -> Result<(Ops, u64), BoxError> {
     let now = Timestamp::now();
     let (payloads, payload_bytes) = payloads(now)?;
     let owner = SqliteStore::open(dir.join("raw.db")).await?;
-    {
-        let store = owner.clone();
-        for_each_index(SESSIONS, move |i| {
-            let store = store.clone();
-            async move {
-                store.create(&session(i, now)?).await?;
-                Ok(())
-            }
-        })
-        .await?;
-    }
+    populate(&owner, now).await?;
     let pool = owner.pool().clone();
     // The store's sweeper is never started; `owner` only made the schema.
     drop(owner);

@@ -275,11 +275,9 @@ impl SessionManager {
                     Incoming::Id(_) | Incoming::Malformed => CookieAction::Clear,
                 });
             }
-            (None, _) => self.commit_new(loaded, state.rotation).await?,
-            (Some(stored), false) => {
-                let stored = stored.clone();
-                self.commit_read_only(loaded, &stored).await?
-            }
+            // A new session's id is fresh already: a rotation changes nothing.
+            (None, _) => self.commit_new(loaded).await?,
+            (Some(_), false) => self.commit_read_only(loaded).await?,
             (Some(_), true) if state.rotation.is_some() => {
                 self.commit_rotation(loaded, state.rotation).await?
             }
@@ -371,14 +369,9 @@ impl SessionManager {
         Ok(CookieAction::Clear)
     }
 
-    async fn commit_new(
-        &self,
-        loaded: &mut Loaded,
-        rotation: Option<Rotation>,
-    ) -> Result<Committed, Error> {
+    async fn commit_new(&self, loaded: &mut Loaded) -> Result<Committed, Error> {
         self.check_size(&loaded.data, loaded.user.as_deref())?;
         let now = Timestamp::now();
-        let _ = rotation; // a new session's id is fresh already
         let mut record = Record {
             key: loaded.id.storage_key(),
             data: loaded.data.clone(),
@@ -417,11 +410,10 @@ impl SessionManager {
         }
     }
 
-    async fn commit_read_only(
-        &self,
-        loaded: &mut Loaded,
-        stored: &Record,
-    ) -> Result<Committed, Error> {
+    async fn commit_read_only(&self, loaded: &mut Loaded) -> Result<Committed, Error> {
+        let Some(stored) = &loaded.stored else {
+            return Ok(Committed::Gone);
+        };
         let now = Timestamp::now();
         let Some(next) = self
             .policy()
@@ -487,7 +479,8 @@ impl SessionManager {
         loaded: &mut Loaded,
         rotation: Option<Rotation>,
     ) -> Result<Committed, Error> {
-        let Some(old) = loaded.stored.clone() else {
+        let Some((old_key, old_created_at)) = loaded.stored.as_ref().map(|r| (r.key, r.created_at))
+        else {
             return Ok(Committed::Gone);
         };
         self.check_size(&loaded.data, loaded.user.as_deref())?;
@@ -495,10 +488,10 @@ impl SessionManager {
         // Login starts a new absolute lifetime; a plain cycle keeps it.
         let created_at = match rotation {
             Some(Rotation::Login) => now,
-            Some(Rotation::Cycle) | None => old.created_at,
+            Some(Rotation::Cycle) | None => old_created_at,
         };
         let mut record = Record {
-            key: old.key,
+            key: old_key,
             data: loaded.data.clone(),
             user: loaded.user.clone(),
             created_at,
@@ -506,14 +499,14 @@ impl SessionManager {
             version: 0,
         };
         if record.expires_at <= now {
-            traced("delete", Some(&old.key), self.store().delete(&old.key)).await?;
+            traced("delete", Some(&old_key), self.store().delete(&old_key)).await?;
             return Ok(Committed::Gone);
         }
         // The new record first: if this fails, the old one is untouched.
         let id = self
             .create_with_fresh_key(&mut record, SessionId::generate()?)
             .await?;
-        traced("delete", Some(&old.key), self.store().delete(&old.key)).await?;
+        traced("delete", Some(&old_key), self.store().delete(&old_key)).await?;
         let action = set_cookie(&id, record.expires_at);
         loaded.id = id;
         loaded.stored = Some(record);
@@ -556,8 +549,8 @@ where
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(micros, "ok"),
-            Err(Error::Conflict | Error::NotFound | Error::Exists) => {
-                tracing::debug!(micros, outcome = %result_error(&result), "refused")
+            Err(e @ (Error::Conflict | Error::NotFound | Error::Exists)) => {
+                tracing::debug!(micros, outcome = %e, "refused")
             }
             Err(e) => tracing::warn!(micros, error = %e, "store call failed"),
         }
@@ -565,14 +558,6 @@ where
     }
     .instrument(span)
     .await
-}
-
-fn result_error<T>(result: &Result<T, Error>) -> String {
-    result
-        .as_ref()
-        .err()
-        .map(ToString::to_string)
-        .unwrap_or_default()
 }
 
 /// One request's view of its session. Cheap to clone; clones share state,

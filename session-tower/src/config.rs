@@ -178,15 +178,17 @@ impl CookieConfig {
     }
 
     /// The value of this cookie in a request's `Cookie` headers: the first
-    /// one of that name.
+    /// one of that name (parsed by the `cookie` crate; pairs it cannot
+    /// parse are skipped).
     pub(crate) fn find<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
         headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| h.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == self.name)
-            .map(|(_, value)| value.trim_matches('"'))
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|c| c.name_raw() == Some(&*self.name))
+            .and_then(|c| c.value_raw())
+            .map(|value| value.trim_matches('"'))
     }
 }

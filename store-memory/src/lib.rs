@@ -213,7 +213,7 @@ impl MemoryStore {
     /// Runs `decide` on the live entry under `key` (or `None`) while
     /// holding the key's write lock, applies what it chose, and returns
     /// what it reported.
-    async fn compute<T>(
+    async fn locked_write<T>(
         &self,
         key: StorageKey,
         decide: impl FnOnce(Option<&Entry>) -> (Op<Entry>, Outcome<T>),
@@ -259,7 +259,7 @@ impl SessionStore for MemoryStore {
         let entry = EntryBuf::encode(record, record.version, self.next_incarnation(), "create")?;
         self.check_size(&entry)?;
         let entry = entry.freeze();
-        self.compute(record.key, move |live| match live {
+        self.locked_write(record.key, move |live| match live {
             Some(_) => (Op::Nop, Outcome::Failed(Error::Exists)),
             None => (Op::Put(entry), Outcome::Done(())),
         })
@@ -278,7 +278,7 @@ impl SessionStore for MemoryStore {
         // The incarnation is fixed inside the closure, from the live entry.
         let mut entry = EntryBuf::encode(record, next, 0, "save")?;
         self.check_size(&entry)?;
-        self.compute(record.key, move |live| match live {
+        self.locked_write(record.key, move |live| match live {
             None => (Op::Nop, Outcome::Failed(Error::NotFound)),
             Some(current) if current.version() != record.version => {
                 (Op::Nop, Outcome::Failed(Error::Conflict))
@@ -292,7 +292,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
-        self.compute(*key, move |live| match live {
+        self.locked_write(*key, move |live| match live {
             None => (Op::Nop, Outcome::Done(false)),
             Some(_) if expires_at <= Timestamp::now() => (Op::Remove, Outcome::Done(true)),
             Some(current) => (
@@ -304,7 +304,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
-        self.compute(*key, |live| (Op::Remove, Outcome::Done(live.is_some())))
+        self.locked_write(*key, |live| (Op::Remove, Outcome::Done(live.is_some())))
             .await
     }
 
@@ -335,7 +335,7 @@ impl SessionStore for MemoryStore {
         let mut deleted = 0;
         for (key, _) in self.inner.index.keys_of(user) {
             let removed = self
-                .compute(key, |live| match live {
+                .locked_write(key, |live| match live {
                     Some(entry) if entry.user() == Some(user) => (Op::Remove, Outcome::Done(true)),
                     _ => (Op::Nop, Outcome::Done(false)),
                 })

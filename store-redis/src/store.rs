@@ -294,15 +294,20 @@ impl RedisStore {
         }
     }
 
-    /// Removes `member` from `user`'s index after the session changed. The
-    /// session write already happened, so a failure here only leaves a
-    /// stale entry (filtered and pruned on read): it is logged, not
+    /// Removes `members` from `user`'s index after their sessions changed.
+    /// The session writes already happened, so a failure here only leaves
+    /// stale entries (filtered and pruned on read): it is logged, not
     /// returned.
-    async fn index_remove_after(&self, operation: &'static str, user: &str, member: &str) {
+    async fn index_remove_after<M: redis::ToRedisArgs + Send + Sync>(
+        &self,
+        operation: &'static str,
+        user: &str,
+        members: M,
+    ) {
         let mut conn = self.conn.clone();
         let result: Result<i64, _> = redis::cmd("ZREM")
             .arg(self.user_index_key(user))
-            .arg(member)
+            .arg(members)
             .query_async(&mut conn)
             .await;
         if let Err(error) = result {
@@ -466,7 +471,7 @@ impl RedisStore {
         // that user.
         if let Some(old) = &reply.user {
             let member = member.unwrap_or_else(|| record.key.to_hex());
-            self.index_remove_after(OP, old, &member).await;
+            self.index_remove_after(OP, old, member).await;
         }
         Ok(new_version)
     }
@@ -492,27 +497,46 @@ impl RedisStore {
         // then lag behind the session's expiry, which is harmless (see the
         // crate docs, rule 3).
         if let Some(user) = &reply.user {
-            self.index_remove_after(OP, user, &key.to_hex()).await;
+            self.index_remove_after(OP, user, key.to_hex()).await;
         }
         Ok(true)
     }
 
-    async fn do_delete(&self, key: &StorageKey) -> Result<bool, Error> {
-        const OP: &str = "delete";
+    /// Runs the delete script on `key` (only if the session is bound to
+    /// `only_of`, when given): whether a live session was deleted, and the
+    /// user it was bound to.
+    async fn delete_script(
+        &self,
+        operation: &'static str,
+        key: &StorageKey,
+        now: Timestamp,
+        only_of: Option<&str>,
+    ) -> Result<(bool, Option<String>), Error> {
         let script = &self.scripts.delete;
         let mut cmd = evalsha(script, &self.session_key(key));
-        cmd.arg(Timestamp::now().as_millis());
-        let value = self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?;
+        cmd.arg(now.as_millis());
+        if let Some(user) = only_of {
+            cmd.arg(user);
+        }
+        let value = self
+            .eval(script, &cmd)
+            .await
+            .map_err(|e| backend(operation, e))?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {
-            ABSENT | DONE_OR_CONFLICT => {}
-            UNREADABLE => return Err(Error::decode(*key, CodecError::NotASession)),
-            other => return Err(unexpected(*key, other)),
+            ABSENT | DONE_OR_CONFLICT => Ok((reply.status == DONE_OR_CONFLICT, reply.user)),
+            UNREADABLE => Err(Error::decode(*key, CodecError::NotASession)),
+            other => Err(unexpected(*key, other)),
         }
-        if let Some(user) = &reply.user {
-            self.index_remove_after(OP, user, &key.to_hex()).await;
+    }
+
+    async fn do_delete(&self, key: &StorageKey) -> Result<bool, Error> {
+        const OP: &str = "delete";
+        let (deleted, user) = self.delete_script(OP, key, Timestamp::now(), None).await?;
+        if let Some(user) = &user {
+            self.index_remove_after(OP, user, key.to_hex()).await;
         }
-        Ok(reply.status == DONE_OR_CONFLICT)
+        Ok(deleted)
     }
 
     async fn do_list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
@@ -565,46 +589,28 @@ impl RedisStore {
                 Err(_) => removed.push(member),
             }
         }
-        let deletes = join_all(keys.iter().map(|(key, _)| {
-            let script = &self.scripts.delete;
-            let mut cmd = evalsha(script, &self.session_key(key));
-            cmd.arg(now.as_millis()).arg(user);
-            async move {
-                let value = self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?;
-                let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
-                match reply.status {
-                    ABSENT | DONE_OR_CONFLICT => Ok(reply.status == DONE_OR_CONFLICT),
-                    UNREADABLE => Err(Error::decode(*key, CodecError::NotASession)),
-                    other => Err(unexpected(*key, other)),
-                }
-            }
-        }))
+        let deletes = join_all(
+            keys.iter()
+                .map(|(key, _)| self.delete_script(OP, key, now, Some(user))),
+        )
         .await;
         let mut count = 0u64;
         let mut prune = Vec::new();
         let mut first_error = None;
         for ((_, member), result) in keys.into_iter().zip(deletes) {
             match result {
-                Ok(true) => {
+                Ok((true, _)) => {
                     count += 1;
                     removed.push(member);
                 }
-                Ok(false) => prune.push(member),
+                Ok((false, _)) => prune.push(member),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
         if !removed.is_empty() {
-            let mut conn = self.conn.clone();
-            let result: Result<i64, _> = redis::cmd("ZREM")
-                .arg(self.user_index_key(user))
-                .arg(&removed)
-                .query_async(&mut conn)
-                .await;
-            if let Err(error) = result {
-                tracing::warn!(operation = OP, %error, "could not remove deleted sessions from their user index");
-            }
+            self.index_remove_after(OP, user, &removed).await;
         }
         self.index_upkeep(OP, user, now, &prune, &[]).await;
         match first_error {

@@ -10,20 +10,13 @@
 mod proto;
 
 use std::str::FromStr as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{Ops, Ready, SESSIONS, Step, TTL, now_ms, op, ts_data, ts_id};
+use proto::{Ops, Ready, SESSIONS};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tower_sessions_core::SessionStore as _;
-use tower_sessions_core::session::{Id, Record};
 use tower_sessions_sqlx_store::SqliteStore;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn expiry() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc() + TTL
-}
 
 async fn setup(dir: &std::path::Path) -> Result<(Ops, Ready), BoxError> {
     let started = Instant::now();
@@ -40,84 +33,20 @@ async fn setup(dir: &std::path::Path) -> Result<(Ops, Ready), BoxError> {
     let store = SqliteStore::new(pool);
     store.migrate().await?;
 
-    let now = now_ms();
-    let mut bytes = 0u64;
-    for i in 0..SESSIONS {
-        let mut record = Record {
-            id: Id(ts_id(i)),
-            data: ts_data(i, now),
-            expiry_date: expiry(),
-        };
-        bytes += serde_json::to_vec(&record.data)?.len() as u64;
-        store.create(&mut record).await?;
-        if record.id != Id(ts_id(i)) {
-            return Err(format!("session {i}: id collision").into());
-        }
-    }
-
-    let s = store.clone();
-    let cycle = op(move |step: Step| {
-        let store = s.clone();
-        async move {
-            let mut record = store
-                .load(&Id(ts_id(step.index)))
-                .await
-                .map_err(|e| format!("load: {e}"))?
-                .ok_or("load found nothing")?;
-            record.data.insert("last_seen".to_owned(), now_ms().into());
-            record.expiry_date = expiry();
-            store.save(&record).await.map_err(|e| format!("save: {e}"))
-        }
-    });
-    let s = store.clone();
-    let load = op(move |step: Step| {
-        let store = s.clone();
-        async move {
-            match store.load(&Id(ts_id(step.index))).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err("load found nothing".to_owned()),
-                Err(e) => Err(format!("load: {e}")),
-            }
-        }
-    });
-    let template = Arc::new(Record {
-        id: Id(ts_id(SESSIONS)),
-        data: ts_data(SESSIONS, now),
-        expiry_date: expiry(),
-    });
-    let create = op(move |step: Step| {
-        let store = store.clone();
-        let template = Arc::clone(&template);
-        async move {
-            let mut record = Record::clone(&template);
-            let id = Id(ts_id(step.index));
-            record.id = id;
-            record.expiry_date = expiry();
-            store
-                .create(&mut record)
-                .await
-                .map_err(|e| format!("create: {e}"))?;
-            if record.id == id {
-                Ok(())
-            } else {
-                Err("create: id was taken".to_owned())
-            }
-        }
-    });
+    let (ops, payload_bytes) = ops(store).await?;
     let ready = Ready {
         system: "ts-sqlite".to_owned(),
         sessions: SESSIONS,
-        payload_bytes: bytes / SESSIONS,
+        payload_bytes,
         populate_secs: started.elapsed().as_secs_f64(),
     };
-    Ok((
-        Ops {
-            cycle,
-            create,
-            load,
-        },
-        ready,
-    ))
+    Ok((ops, ready))
+}
+
+/// The same setup and operations as every other tower-sessions store of
+/// the benchmark (`proto::ts_ops!`).
+async fn ops(store: SqliteStore) -> Result<(Ops, u64), BoxError> {
+    proto::ts_ops!(tower_sessions_core, store)
 }
 
 fn main() -> Result<(), BoxError> {
