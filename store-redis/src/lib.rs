@@ -38,24 +38,26 @@
 //! # Operations
 //!
 //! Every operation on a session is one Lua script on the session's key
-//! alone (or, for `load`, a plain `GET`), so it is atomic and runs the same
-//! on a cluster. Scripts are sent with `EVALSHA` and reloaded automatically
+//! alone (or a single native command: `GET` for `load`, `SET NX` for the
+//! common `create`), so it is atomic and runs the same on a cluster. Scripts are sent with `EVALSHA` and reloaded automatically
 //! after a `SCRIPT FLUSH`, a restart or a failover (`NOSCRIPT`). Each
 //! script is given the client's clock and treats `expires_at <= now` as
 //! absent, so "live" means exactly `now < expires_at` even in the
 //! millisecond before Redis expires the key. The scripts read the header
 //! with `string.sub` and write with one `SET … PXAT`.
 //!
-//! - `create`: `SET NX PXAT`; when the key is taken, a live or unreadable
-//!   value keeps it (nothing is ever overwritten) and an expired one is
-//!   replaced.
+//! - `create`: a plain `SET NX PXAT` (no script: a script call costs the
+//!   server several times a native command); only when the key is taken
+//!   does the create script decide: a live or unreadable value keeps it
+//!   (nothing is ever overwritten) and one expired by the client's clock
+//!   is replaced.
 //! - `load`: one `GET`. A value that is not a session string (another
 //!   Redis type, another format, a malformed header, user or JSON) is
 //!   [`Error::Decode`] naming the storage key and stays where it is.
 //! - `save`: compare-and-set on the version; absent or expired is
 //!   `NotFound` (nothing is recreated), another version is `Conflict`.
-//!   The common case (same version, same user) is one comparison and one
-//!   `SET`.
+//!   The common case (same version, same user) reads only the header and
+//!   user (`GETRANGE`), compares, and does one `SET`.
 //! - `touch`: rewrites the expiry in the header (`SETRANGE`) and the key's
 //!   (`PEXPIREAT`), guarded by liveness; never recreates; a time in the
 //!   past removes the record at once.
@@ -111,7 +113,7 @@
 //!
 //! Round trips: `load`, `touch`, `delete` and a `save` that keeps the
 //! user take one; `create` of a bound session takes one on a single
-//! server (the `ZADD GT` and the script go in one pipeline, which one
+//! server (the `ZADD GT` and the `SET NX` go in one pipeline, which one
 //! connection executes in order) and two on a cluster (index, then
 //! session); a `save` that changes the user takes one more than that (the
 //! "bind first" answer), plus a `ZREM` afterwards when the session left a
@@ -120,12 +122,15 @@
 //!
 //! # Timeouts and failures
 //!
-//! Connect and response timeouts are configurable
-//! ([`RedisStoreBuilder`]), and every store call is bounded by an overall
-//! operation timeout (default 3 s) that includes waiting for a
-//! reconnection. A lost connection is re-established in the background by
-//! [`redis::aio::ConnectionManager`]: the same store instance serves again
-//! once the server is back. Failures are [`Error::Backend`] with the
+//! Every store call is bounded by an operation timeout (default 3 s) that
+//! includes waiting for a reconnection, and each connection attempt by a
+//! connect timeout ([`RedisStoreBuilder`]). A lost connection is
+//! re-established in the background by [`redis::aio::ConnectionManager`]:
+//! the same store instance serves again once the server is back. On a
+//! single server the operation timeout is the only timer a call pays for
+//! (no per-command response timer as well), and a connection on which a
+//! call timed out is replaced by a fresh one, so a connection that stops
+//! answering without failing is repaired too. Failures are [`Error::Backend`] with the
 //! operation's name and the driver's error as source;
 //! [`Error::is_retryable`] is true for I/O errors, timeouts, dropped or
 //! refused connections, cluster redirections and outages, and a server

@@ -10,7 +10,7 @@ use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
 
 use crate::codec::{self, CodecError};
-use crate::connection::{Conn, RedisStoreBuilder, backend, timed_out};
+use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
 
 /// A [`SessionStore`] on Redis or Valkey, single server or cluster.
@@ -47,7 +47,7 @@ use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREA
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Conn,
+    connector: Arc<Connector>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
     operation_timeout: Duration,
@@ -55,13 +55,8 @@ pub struct RedisStore {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = match self.conn {
-            Conn::Single(_) => "single",
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(_) => "cluster",
-        };
         f.debug_struct("RedisStore")
-            .field("mode", &mode)
+            .field("mode", &self.connector.mode())
             .field("prefix", &self.prefix)
             .field("operation_timeout", &self.operation_timeout)
             .finish_non_exhaustive()
@@ -159,9 +154,9 @@ impl RedisStore {
         Self::builder(url).connect().await
     }
 
-    pub(crate) fn from_parts(conn: Conn, builder: RedisStoreBuilder) -> Self {
+    pub(crate) fn from_parts(connector: Connector, builder: RedisStoreBuilder) -> Self {
         Self {
-            conn,
+            connector: Arc::new(connector),
             prefix: builder.prefix.into(),
             scripts: Arc::new(Scripts::new()),
             operation_timeout: builder.operation_timeout,
@@ -194,22 +189,32 @@ impl RedisStore {
         out
     }
 
-    /// Runs `fut` within the operation timeout.
+    /// The connection to send a command on.
+    fn conn(&self) -> Conn {
+        self.connector.conn()
+    }
+
+    /// Runs `fut` within the operation timeout; when it times out, the
+    /// connection it ran on is replaced (see [`Connector::timed_out`]).
     async fn bounded<T>(
         &self,
         operation: &'static str,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        let generation = self.connector.generation();
         match tokio::time::timeout(self.operation_timeout, fut).await {
             Ok(result) => result,
-            Err(_) => Err(timed_out(operation, self.operation_timeout)),
+            Err(_) => {
+                self.connector.timed_out(generation);
+                Err(timed_out(operation, self.operation_timeout))
+            }
         }
     }
 
     /// Sends a script call; on `NOSCRIPT` loads the script and sends the
     /// call again.
     async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value, RedisError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         match cmd.query_async(&mut conn).await {
             Err(e) if is_no_script(&e) => {
                 script.load_async(&mut conn).await?;
@@ -220,9 +225,10 @@ impl RedisStore {
     }
 
     /// Adds `member` to `user`'s index with a score of at least `score`
-    /// (`ZADD GT`: a score never moves down here), **then** sends the
-    /// script call `cmd`, which writes the session: the index entry exists
-    /// before the session does (rule 1 of the crate docs).
+    /// (`ZADD GT`: a score never moves down here), **then** sends `cmd`
+    /// (a `SET`, or a call of `script`), which writes the session: the
+    /// index entry exists before the session does (rule 1 of the crate
+    /// docs).
     ///
     /// On a single server both commands go in one pipeline: one round
     /// trip, and one connection executes them in order. On `NOSCRIPT` only
@@ -230,13 +236,13 @@ impl RedisStore {
     /// `ZADD GT` already took effect, and is idempotent anyway). On a
     /// cluster the index and the session usually live on different nodes,
     /// so the two are sent one after the other.
-    async fn eval_after_index(
+    async fn after_index(
         &self,
         operation: &'static str,
         user: &str,
         score: Timestamp,
         member: &str,
-        script: &Script,
+        script: Option<&Script>,
         cmd: Cmd,
     ) -> Result<Value, Error> {
         let mut zadd = redis::cmd("ZADD");
@@ -244,8 +250,8 @@ impl RedisStore {
             .arg("GT")
             .arg(score.as_millis())
             .arg(member);
-        let mut conn = self.conn.clone();
-        match &self.conn {
+        let mut conn = self.conn();
+        match &conn {
             Conn::Single(_) => {
                 let mut pipe = redis::pipe();
                 pipe.add_command(zadd).add_command(cmd).ignore_errors();
@@ -268,7 +274,9 @@ impl RedisStore {
                 match reply {
                     Value::ServerError(e) => {
                         let e = RedisError::from(e);
-                        let Some(cmd) = pipe.cmd_iter().last().filter(|_| is_no_script(&e)) else {
+                        let (Some(script), Some(cmd)) =
+                            (script.filter(|_| is_no_script(&e)), pipe.cmd_iter().last())
+                        else {
                             return Err(backend(operation, e));
                         };
                         script
@@ -287,9 +295,11 @@ impl RedisStore {
                 zadd.exec_async(&mut conn)
                     .await
                     .map_err(|e| backend(operation, e))?;
-                self.eval(script, &cmd)
-                    .await
-                    .map_err(|e| backend(operation, e))
+                match script {
+                    Some(script) => self.eval(script, &cmd).await,
+                    None => cmd.query_async(&mut conn).await,
+                }
+                .map_err(|e| backend(operation, e))
             }
         }
     }
@@ -304,7 +314,7 @@ impl RedisStore {
         user: &str,
         members: M,
     ) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let result: Result<i64, _> = redis::cmd("ZREM")
             .arg(self.user_index_key(user))
             .arg(members)
@@ -321,7 +331,7 @@ impl RedisStore {
         operation: &'static str,
         user: &str,
     ) -> Result<Vec<(String, f64)>, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("ZRANGE")
             .arg(self.user_index_key(user))
             .arg(0)
@@ -345,7 +355,7 @@ impl RedisStore {
         if prune.is_empty() && raise.is_empty() {
             return;
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut invocation = self.scripts.index_upkeep.key(self.user_index_key(user));
         invocation.arg(now.as_millis()).arg(prune.len());
         for member in prune {
@@ -367,7 +377,7 @@ impl RedisStore {
         operation: &'static str,
         key: StorageKey,
     ) -> Result<Option<Record>, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let value: Value = match redis::cmd("GET")
             .arg(self.session_key(&key))
             .query_async(&mut conn)
@@ -399,20 +409,47 @@ impl RedisStore {
         let value =
             codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e))?;
         let now = Timestamp::now();
+        let key = self.session_key(&record.key);
+        if record.is_live_at(now) {
+            // The common case needs no script: a native `SET NX PXAT`
+            // (about a third of the server time of the script). It fails
+            // only when the server holds a value under the key, which the
+            // script below then judges by our clock (an expired leftover
+            // is replaced; anything else is `Exists`).
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(value.as_slice())
+                .arg("NX")
+                .arg("PXAT")
+                .arg(record.expires_at.as_millis());
+            let reply = match &record.user {
+                Some(user) => {
+                    let member = record.key.to_hex();
+                    self.after_index(OP, user, record.expires_at, &member, None, set)
+                        .await?
+                }
+                None => set
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(|e| backend(OP, e))?,
+            };
+            match reply {
+                Value::Okay => return Ok(()),
+                Value::Nil => {}
+                other => {
+                    return Err(Error::decode(
+                        record.key,
+                        CodecError::Reply(format!("{other:?}")),
+                    ));
+                }
+            }
+        }
         let script = &self.scripts.create;
-        let mut cmd = evalsha(script, &self.session_key(&record.key));
+        let mut cmd = evalsha(script, &key);
         cmd.arg(now.as_millis())
             .arg(record.expires_at.as_millis())
             .arg(value.as_slice());
-        let reply = match &record.user {
-            Some(user) if record.is_live_at(now) => {
-                let member = record.key.to_hex();
-                self.eval_after_index(OP, user, record.expires_at, &member, script, cmd)
-                    .await?
-            }
-            _ => self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?,
-        };
-        match reply {
+        match self.eval(script, &cmd).await.map_err(|e| backend(OP, e))? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(Error::Exists),
             other => Err(Error::decode(
@@ -456,7 +493,7 @@ impl RedisStore {
         {
             let hex = member.insert(record.key.to_hex());
             let value = self
-                .eval_after_index(OP, user, record.expires_at, hex, script, call("1"))
+                .after_index(OP, user, record.expires_at, hex, Some(script), call("1"))
                 .await?;
             reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         }

@@ -319,3 +319,94 @@ async fn bad_url_is_not_retryable() {
     );
     assert!(!err.is_retryable(), "{err:?}");
 }
+
+/// A TCP proxy to a unix socket whose connections can be frozen: a frozen
+/// connection stays open but carries nothing more, as when the peer is
+/// gone behind a silent network. Connections accepted after a freeze
+/// work.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    /// Connections numbered below this are frozen.
+    frozen_below: Arc<std::sync::atomic::AtomicU64>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FreezingProxy {
+    async fn start(socket: std::path::PathBuf) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (frozen, count) = (frozen_below.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let number = count.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::UnixStream::connect(&socket).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(sr), Box::new(cw)),
+                ] {
+                    let frozen = frozen.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        let mut held = Vec::new();
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if number < frozen.load(Ordering::SeqCst) {
+                                // Swallow everything, close nothing.
+                                held.extend_from_slice(&buf[..n]);
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            frozen_below,
+            accepted,
+        }
+    }
+
+    /// Freezes every connection accepted so far.
+    fn freeze_existing(&self) {
+        use std::sync::atomic::Ordering;
+        let n = self.accepted.load(Ordering::SeqCst);
+        self.frozen_below.store(n, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_answering_is_replaced_after_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = own_server(dir.path());
+    let proxy = FreezingProxy::start(dir.path().join("redis.sock")).await;
+    let store = store_for(&format!("redis://{}/", proxy.addr)).await;
+    let live = record(Some("frozen"));
+    store.create(&live).await.unwrap();
+
+    proxy.freeze_existing();
+    let started = Instant::now();
+    let err = store.load(&live.key).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let took = started.elapsed();
+    assert!(took <= OPERATION_TIMEOUT + SLACK, "took {took:?}");
+
+    // The timed-out call replaced the silent connection: the next call
+    // goes over a fresh one.
+    assert_eq!(store.load(&live.key).await.unwrap(), Some(live));
+}

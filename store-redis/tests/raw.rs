@@ -407,3 +407,84 @@ async fn prefixes_isolate_stores_and_debug_shows_no_secrets() {
     );
     assert_eq!(a.delete_expired().await.unwrap(), 0);
 }
+
+/// `create` writes with a plain `SET NX`; a taken key falls back to the
+/// create script, which judges the stored value by the client's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock() {
+    let (store, mut raw) = setup().await;
+    let past = Timestamp::now().as_millis() - 1_000;
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+
+    // Expired by its header, but still held by Redis (no TTL): replaced.
+    let mut fresh = record(Some("cleo"));
+    let key = store.session_key(&fresh.key);
+    let leftover = stored(past, "00000000000000000003", Some(b"cleo"), b"{}");
+    let _: () = cmd(&mut raw, redis::cmd("SET").arg(&key).arg(&leftover)).await;
+    fresh.data.insert("new".into(), serde_json::json!(1));
+    store.create(&fresh).await.unwrap();
+    assert_eq!(store.load(&fresh.key).await.unwrap(), Some(fresh.clone()));
+    let index = store.user_index_key("cleo");
+    assert!(score(&mut raw, &index, &fresh.key).await.is_some());
+
+    // Live: `Exists`, and the value stays exactly as it was.
+    let live = stored(future, "00000000000000000003", Some(b"cleo"), b"{}");
+    let _: () = cmd(&mut raw, redis::cmd("SET").arg(&key).arg(&live)).await;
+    assert!(matches!(store.create(&fresh).await, Err(Error::Exists)));
+    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(still, live);
+
+    // Another Redis type under the key: `Exists`, untouched.
+    let other = record(None);
+    let other_key = store.session_key(&other.key);
+    let _: () = cmd(&mut raw, redis::cmd("RPUSH").arg(&other_key).arg("x")).await;
+    assert!(matches!(store.create(&other).await, Err(Error::Exists)));
+    let kind: String = cmd(&mut raw, redis::cmd("TYPE").arg(&other_key)).await;
+    assert_eq!(kind, "list");
+}
+
+/// `save` compares only the header and user (`GETRANGE`) on its common
+/// path; values that path cannot judge take the full read, which must
+/// give the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
+    let (store, mut raw) = setup().await;
+    let past = Timestamp::now().as_millis() - 1_000;
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+    let mut r = record(Some("dora"));
+    r.version = 3;
+    let key = store.session_key(&r.key);
+    let writer = raw.clone();
+    let put = |value: Vec<u8>| {
+        let key = key.clone();
+        let mut raw = writer.clone();
+        async move {
+            let _: () = cmd(&mut raw, redis::cmd("SET").arg(&key).arg(value)).await;
+        }
+    };
+
+    // The same version and user, live: saved.
+    put(stored(future, "00000000000000000003", Some(b"dora"), b"{}")).await;
+    assert_eq!(store.save(&r).await.unwrap(), 4);
+    // The same version and user, but expired by its header: NotFound, and
+    // nothing is written.
+    let expired = stored(past, "00000000000000000003", Some(b"dora"), b"{}");
+    put(expired.clone()).await;
+    assert!(matches!(store.save(&r).await, Err(Error::NotFound)));
+    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(still, expired);
+    // Another version: Conflict.
+    put(stored(future, "00000000000000000009", Some(b"dora"), b"{}")).await;
+    assert!(matches!(store.save(&r).await, Err(Error::Conflict)));
+    // Cut short inside the user: unreadable, left in place.
+    let mut short = stored(future, "00000000000000000003", Some(b"dora"), b"{}");
+    short.truncate(short.len() - 4);
+    put(short.clone()).await;
+    assert_decode(store.save(&r).await, r.key, "save");
+    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(still, short);
+    // Another Redis type: unreadable, left in place.
+    let _: () = cmd(&mut raw, redis::cmd("DEL").arg(&key)).await;
+    let _: () = cmd(&mut raw, redis::cmd("SADD").arg(&key).arg("x")).await;
+    assert_decode(store.save(&r).await, r.key, "save");
+}
