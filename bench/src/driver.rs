@@ -248,6 +248,8 @@ impl SystemRuns {
 
 /// The name under which `total_commands_processed` deltas are kept.
 pub(crate) const CLIENT_COMMANDS: &str = "(client commands)";
+/// Suffix of the counters of server time (µs) spent in a command.
+pub(crate) const USEC_SUFFIX: &str = " usec";
 
 /// One (backend, workload, tasks) comparison.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -448,7 +450,8 @@ fn measure_memory(config: &Config) -> Result<Vec<MemoryReply>, BoxError> {
     Ok(out)
 }
 
-/// The server's counters: calls per command (`INFO commandstats`) and
+/// The server's counters: calls and µs per command (`INFO
+/// commandstats`, the µs under `{command}{USEC_SUFFIX}`) and
 /// `total_commands_processed` under [`CLIENT_COMMANDS`].
 fn redis_counters(url: &str) -> Option<BTreeMap<String, u64>> {
     let path = url.strip_prefix("unix://")?;
@@ -465,11 +468,14 @@ fn redis_counters(url: &str) -> Option<BTreeMap<String, u64>> {
             .strip_prefix("cmdstat_")
             .and_then(|l| l.split_once(':'))
         {
-            let calls = stats
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))
-                .and_then(|v| v.parse().ok())?;
-            out.insert(name.to_owned(), calls);
+            let field = |key: &str| -> Option<u64> {
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key))
+                    .and_then(|v| v.parse().ok())
+            };
+            out.insert(name.to_owned(), field("calls=")?);
+            out.insert(format!("{name}{USEC_SUFFIX}"), field("usec=")?);
         }
     }
     Some(out)

@@ -41,6 +41,7 @@
 //! Every worker measures with the same loop (`proto.rs`, compiled into
 //! both worker binaries).
 
+mod data;
 mod driver;
 mod proto;
 mod report;

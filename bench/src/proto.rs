@@ -211,7 +211,7 @@ impl Rng {
     }
 }
 
-/// The splitmix64 finaliser (the same as `examples::bench::mix64`).
+/// The splitmix64 finaliser.
 pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -400,7 +400,7 @@ fn csrf_token(i: u64) -> String {
 }
 
 /// Session `i`'s data as a tower-sessions `Record::data` map: the same
-/// fields and values as `examples::bench::data::session` (user id, a
+/// fields and values as `data::session` (user id, a
 /// 43-character CSRF token, display name, locale, three booleans, a
 /// last-seen timestamp), ≈200 bytes of JSON.
 pub(crate) fn ts_data(i: u64, now_ms: i64) -> std::collections::HashMap<String, serde_json::Value> {

@@ -3,9 +3,7 @@
 
 use std::fmt::Write as _;
 
-use examples::bench::format_rate;
-
-use crate::driver::{Backend, CLIENT_COMMANDS, Cell, Results};
+use crate::driver::{Backend, CLIENT_COMMANDS, Cell, Results, USEC_SUFFIX};
 use crate::proto::{SESSIONS, Workload};
 use crate::systems::{BoxError, MEMORY_STORE_BYTES, MOKA_ENTRIES};
 
@@ -81,7 +79,7 @@ fn ratios(backend: Backend) -> &'static [(&'static str, &'static str)] {
 
 /// A one-paragraph description of this machine.
 pub(crate) fn machine() -> String {
-    let mut out = examples::bench::machine_description();
+    let mut out = machine_description();
     if let Ok(info) = std::fs::read_to_string("/proc/meminfo")
         && let Some(kb) = info
             .lines()
@@ -216,13 +214,22 @@ fn redis_commands_per_op(c: &Cell, system: &str) -> Option<String> {
         return None;
     }
     let per = |n: u64| n as f64 / attempts as f64;
-    let inner: Vec<String> = runs
+    let calls: Vec<String> = runs
         .server_commands
         .iter()
-        .filter(|(k, v)| k.as_str() != CLIENT_COMMANDS && per(**v) >= 0.005)
+        .filter(|(k, v)| {
+            k.as_str() != CLIENT_COMMANDS && !k.ends_with(USEC_SUFFIX) && per(**v) >= 0.005
+        })
         .map(|(k, v)| format!("{k} {:.2}", per(*v)))
         .collect();
-    Some(inner.join(", "))
+    let usec: Vec<String> = runs
+        .server_commands
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_suffix(USEC_SUFFIX)?, per(*v))))
+        .filter(|(_, us)| *us >= 0.005)
+        .map(|(k, us)| format!("{k} {us:.2}"))
+        .collect();
+    Some(format!("{} | {}", calls.join(", "), usec.join(", ")))
 }
 
 /// The results tables (one per backend), the memory table and the
@@ -339,8 +346,11 @@ fn tables(r: &Results, level: &str) -> String {
                     "Commands the Redis server executed per operation during the 64-task runs \
                      (`INFO commandstats` deltas over every operation, warm-up included). \
                      Calls made inside a Lua script are counted too: each `evalsha` is one \
-                     round trip, and the commands it ran are listed beside it.\n\n\
-                     | workload | system | commands per op |\n|---|---|---|\n{}\n",
+                     round trip, and the commands it ran are listed beside it. Server time \
+                     is the µs of the server's one thread inside each command per operation \
+                     (a script's time includes the commands it ran; reading requests and \
+                     writing replies is not counted).\n\n\
+                     | workload | system | commands per op | server µs per op |\n|---|---|---|---|\n{}\n",
                     lines.join("\n")
                 );
             }
@@ -720,6 +730,40 @@ pub(crate) fn write(r: &Results) -> Result<(), BoxError> {
     }
     println!("{md}");
     Ok(())
+}
+
+/// A one-line description of this machine (CPU model where Linux tells,
+/// logical CPUs, OS and architecture), for the report's header.
+pub(crate) fn machine_description() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        });
+    let model = model.unwrap_or_else(|| "unknown CPU".to_owned());
+    format!(
+        "{model}, {cpus} logical CPUs available, {}/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// `1234567.8` as `1,234,568`.
+pub(crate) fn format_rate(rate: f64) -> String {
+    let whole = rate.round().max(0.0) as u64;
+    let digits = whole.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! Shared code of the examples: [`demo`], the login demo's app (served by
 //! `cargo run -p examples --example login`, tested over HTTP in
-//! `tests/login_flow.rs`), and [`bench`](mod@bench), the throughput harness the
-//! benchmark examples (`bench_sqlite`, ...) are built on.
+//! `tests/login_flow.rs`). The benchmarks live in `bench/`
+//! (`session-bench`).
 
-pub mod bench;
 pub mod demo;
 
 /// The README's code blocks, compiled as doctests so they cannot rot.

@@ -1,5 +1,6 @@
-//! The sessions every benchmark driver works on, so that all stores and
-//! raw baselines see the same keys, users and payload.
+//! The sessions our stores and the raw baselines work on, so that all
+//! see the same keys, users and payload (tower-sessions' copy of the
+//! payload is `proto::ts_data`, checked equal in `systems`' tests).
 //!
 //! Each session is bound to a user and holds a JSON map of about 200
 //! bytes: user id, a 43-character CSRF token, display name, locale, three
@@ -7,24 +8,13 @@
 //! as real storage keys (SHA-256 digests) are, derived from an index so
 //! that a driver can address session `i` in every system alike.
 
-use std::time::Duration;
-
 use session_core::{Data, Error, Record, SessionId, StorageKey, Timestamp};
 
-use super::mix64;
-
-/// Sessions pre-populated in every system before measuring.
-pub const SESSIONS: u64 = 10_000;
-
-/// Concurrency levels measured (tokio tasks).
-pub const TASK_COUNTS: [usize; 2] = [1, 64];
-
-/// Lifetime given to every session written: nothing expires mid-run.
-pub const TTL: Duration = Duration::from_secs(24 * 3600);
+use crate::proto::{TTL, mix64};
 
 /// The storage key of session `i`: 32 random-looking bytes, distinct for
 /// distinct `i` (the first eight are a bijection of `i`).
-pub fn key_of(i: u64) -> StorageKey {
+pub(crate) fn key_of(i: u64) -> StorageKey {
     let mut bytes = [0u8; 32];
     for (n, chunk) in bytes.chunks_exact_mut(8).enumerate() {
         let word = mix64(i.wrapping_add((n as u64).wrapping_mul(0x5851_f42d_4c95_7f2d)));
@@ -34,7 +24,7 @@ pub fn key_of(i: u64) -> StorageKey {
 }
 
 /// The user session `i` is bound to (one user per session).
-pub fn user_of(i: u64) -> String {
+pub(crate) fn user_of(i: u64) -> String {
     format!("user-{i:08}")
 }
 
@@ -45,7 +35,7 @@ pub fn user_of(i: u64) -> String {
 /// # Errors
 ///
 /// When the system's random source fails (for the CSRF token).
-pub fn session(i: u64, now: Timestamp) -> Result<Record, Error> {
+pub(crate) fn session(i: u64, now: Timestamp) -> Result<Record, Error> {
     let user = user_of(i);
     let mut data = Data::new();
     data.insert("user_id".into(), user.clone().into());
@@ -70,13 +60,13 @@ pub fn session(i: u64, now: Timestamp) -> Result<Record, Error> {
 /// # Errors
 ///
 /// Never in practice (a map of strings, booleans and numbers).
-pub fn payload(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn payload(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&record.data)
 }
 
 /// Advances a session as a request would before saving it: `last_seen`
 /// set to now and the expiry pushed to now + [`TTL`].
-pub fn touch_for_save(record: &mut Record) {
+pub(crate) fn touch_for_save(record: &mut Record) {
     let now = Timestamp::now();
     if let Some(seen) = record.data.get_mut("last_seen") {
         *seen = now.as_millis().into();
