@@ -1,187 +1,430 @@
-//! The compact form a record takes inside the cache: one allocation.
+//! The form a session takes inside the cache: one allocation of 64-bit
+//! words that a save overwrites in place.
 //!
 //! ```text
-//! offset  0  version      u64 LE
-//!         8  created_at   i64 LE (ms)
-//!        16  expires_at   i64 LE (ms)
-//!        24  incarnation  u64 LE
-//!        32  user length  u32 LE, or u32::MAX for "no user"
-//!        36  user bytes (UTF-8), then the data map as MessagePack
+//! word 0       sequence number (odd while a write is in progress)
+//! words 1..    the payload, packed little-endian:
+//!                length of the rest      varint
+//!                version                 varint
+//!                created_at (ms)         zigzag varint
+//!                expires_at (ms)         zigzag varint
+//!                key tail                16 bytes (the storage key's second half)
+//!                user                    varint 0 = none, n + 1 = n bytes follow
+//!                user bytes (UTF-8)
+//!                data                    the data map as MessagePack
 //! ```
 //!
-//! One shared byte slice instead of a struct with separately allocated
-//! strings saves two allocations (and their allocator overhead) per
-//! session. The data map is kept as MessagePack, which holds every JSON
-//! value exactly (integers up to `u64`/`i64`, `f64`, strings, nesting) in
-//! about three quarters of the JSON text's bytes; a tree of
-//! `serde_json::Value`s would cost several times the text.
+//! * **One allocation, no slack.** The word count is rounded up to an odd
+//!   number, which fills the allocator's 16-byte size class exactly; the
+//!   spare word (when there is one) is room to grow in place.
+//! * **In place.** A save whose payload fits rewrites the words of the
+//!   entry the cache already holds, instead of inserting a new value: no
+//!   new cache node, no eviction bookkeeping, no epoch garbage. Writers
+//!   are serialised by the key's write lock; readers take no lock and use
+//!   the sequence number (a seqlock: copy, then check nothing changed
+//!   meanwhile, else copy again), so a reader never sees half a write.
+//! * **Exact.** The data map is MessagePack, which holds every JSON value
+//!   exactly (integers up to `u64`/`i64`, `f64`, strings, nesting) in about
+//!   three quarters of the JSON text's bytes; a tree of `serde_json::Value`s
+//!   would cost several times the text.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use session_core::{Data, Error, Record, StorageKey, Timestamp};
 
-const VERSION: usize = 0;
-const CREATED: usize = 8;
-const EXPIRES: usize = 16;
-const INCARNATION: usize = 24;
-const USER_LEN: usize = 32;
-const HEADER: usize = 36;
-const NO_USER: u32 = u32::MAX;
+/// Bytes of the storage key the cache is keyed by; the rest (the tail) is
+/// kept in the entry.
+const SHORT: usize = 16;
 
-/// One session as the cache holds it. Cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry(Arc<[u8]>);
+/// The first half of a storage key: the cache's key.
+///
+/// Storage keys are SHA-256 digests of 256-bit random ids, so 128 bits of
+/// one identify it among any number of sessions a process can hold (two
+/// sessions share a short key with probability below 2^-64 even at 2^32
+/// sessions). Every read still compares the tail stored in the entry, so a
+/// key that merely shares its first half with a stored one finds nothing;
+/// such a pair is treated as one key by `create` (`Exists`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ShortKey(pub(crate) [u8; SHORT]);
 
-/// An entry being built, before it is frozen into the cache.
+/// The second half of a storage key.
+pub(crate) type Tail = [u8; 32 - SHORT];
+
+/// Splits a storage key into the cache's key and the tail the entry keeps.
+pub(crate) fn split(key: &StorageKey) -> (ShortKey, Tail) {
+    let bytes = key.as_bytes();
+    let mut short = [0u8; SHORT];
+    let mut tail = [0u8; 32 - SHORT];
+    short.copy_from_slice(&bytes[..SHORT]);
+    tail.copy_from_slice(&bytes[SHORT..]);
+    (ShortKey(short), tail)
+}
+
+/// The storage key made of a short key and a tail.
+pub(crate) fn join(short: &ShortKey, tail: &Tail) -> StorageKey {
+    let mut bytes = [0u8; 32];
+    bytes[..SHORT].copy_from_slice(&short.0);
+    bytes[SHORT..].copy_from_slice(tail);
+    StorageKey::from_bytes(bytes)
+}
+
+/// Room reserved in front of an encoded body for its length varint.
+const LEN_ROOM: usize = 5;
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
+/// Reads a varint at the front of `bytes`, advancing it.
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if bytes.len() < n {
+        return None;
+    }
+    let (front, rest) = bytes.split_at(n);
+    *bytes = rest;
+    Some(front)
+}
+
+/// A payload being encoded: the body is written after [`LEN_ROOM`]
+/// reserved bytes, and the length varint is put right in front of it.
 #[derive(Debug)]
-pub(crate) struct EntryBuf(Vec<u8>);
+pub(crate) struct Payload {
+    buf: Vec<u8>,
+    start: usize,
+}
 
-impl EntryBuf {
-    /// Encodes `record` at `version` under `incarnation`.
+impl Payload {
+    /// Encodes `record`'s fields at `version`.
     pub(crate) fn encode(
         record: &Record,
         version: u64,
-        incarnation: u64,
+        tail: &Tail,
         operation: &'static str,
     ) -> Result<Self, Error> {
-        let user = record.user.as_deref();
-        let user_len = match user {
-            None => NO_USER,
-            Some(u) => u32::try_from(u.len())
-                .ok()
-                .filter(|&n| n != NO_USER)
-                .ok_or(Error::TooLarge {
-                    size: u.len(),
-                    limit: (NO_USER - 1) as usize,
-                })?,
-        };
-        let mut buf = Vec::with_capacity(HEADER + user.map_or(0, str::len) + 64);
-        buf.extend_from_slice(&version.to_le_bytes());
-        buf.extend_from_slice(&record.created_at.as_millis().to_le_bytes());
-        buf.extend_from_slice(&record.expires_at.as_millis().to_le_bytes());
-        buf.extend_from_slice(&incarnation.to_le_bytes());
-        buf.extend_from_slice(&user_len.to_le_bytes());
-        if let Some(user) = user {
-            buf.extend_from_slice(user.as_bytes());
-        }
+        let mut buf = Vec::with_capacity(256);
+        buf.resize(LEN_ROOM, 0);
+        put_head(
+            &mut buf,
+            version,
+            record.created_at.as_millis(),
+            record.expires_at.as_millis(),
+            tail,
+            record.user.as_deref().map(str::as_bytes),
+        );
         rmp_serde::encode::write(&mut buf, &record.data)
             .map_err(|e| Error::backend(operation, false, e))?;
-        Ok(Self(buf))
+        Self::finish(buf)
     }
 
-    /// Sets the incarnation (decided under the key's write lock).
-    pub(crate) fn set_incarnation(&mut self, incarnation: u64) {
-        if let Some(slot) = self.0.get_mut(INCARNATION..INCARNATION + 8) {
-            slot.copy_from_slice(&incarnation.to_le_bytes());
+    /// The payload of `head` with another expiry.
+    pub(crate) fn with_expiry(head: &Head<'_>, expires_at: Timestamp) -> Result<Self, Error> {
+        let mut buf = Vec::with_capacity(LEN_ROOM + 48 + head.data.len());
+        buf.resize(LEN_ROOM, 0);
+        put_head(
+            &mut buf,
+            head.version,
+            head.created_at,
+            expires_at.as_millis(),
+            &head.tail,
+            head.user,
+        );
+        buf.extend_from_slice(head.data);
+        Self::finish(buf)
+    }
+
+    fn finish(mut buf: Vec<u8>) -> Result<Self, Error> {
+        let body = buf.len() - LEN_ROOM;
+        let mut len = Vec::with_capacity(LEN_ROOM);
+        put_varint(&mut len, body as u64);
+        if len.len() > LEN_ROOM || u32::try_from(body).is_err() {
+            return Err(Error::TooLarge {
+                size: body,
+                limit: u32::MAX as usize,
+            });
         }
+        let start = LEN_ROOM - len.len();
+        buf[start..LEN_ROOM].copy_from_slice(&len);
+        Ok(Self { buf, start })
     }
 
-    /// Bytes the entry will weigh once frozen.
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    /// Words an entry needs to hold this payload (sequence word included),
+    /// rounded up to an odd count.
+    fn words(&self) -> usize {
+        (1 + self.bytes().len().div_ceil(8)) | 1
+    }
+
+    /// Bytes an entry holding this payload weighs.
     pub(crate) fn weight(&self) -> usize {
-        weight_of(self.0.len())
-    }
-
-    /// The immutable, shareable entry.
-    pub(crate) fn freeze(self) -> Entry {
-        Entry(Arc::from(self.0))
+        weight_of(self.words())
     }
 }
 
-/// The weight of an entry of `len` bytes: the bytes, the `Arc` header
-/// around them, and the key. (moka's own per-entry bookkeeping comes on
-/// top and is not counted.)
-fn weight_of(len: usize) -> usize {
-    len + 2 * std::mem::size_of::<usize>() + std::mem::size_of::<StorageKey>()
+fn put_head(
+    buf: &mut Vec<u8>,
+    version: u64,
+    created_at: i64,
+    expires_at: i64,
+    tail: &Tail,
+    user: Option<&[u8]>,
+) {
+    put_varint(buf, version);
+    put_varint(buf, zigzag(created_at));
+    put_varint(buf, zigzag(expires_at));
+    buf.extend_from_slice(tail);
+    match user {
+        None => buf.push(0),
+        Some(user) => {
+            put_varint(buf, user.len() as u64 + 1);
+            buf.extend_from_slice(user);
+        }
+    }
 }
 
-impl Entry {
-    fn u64_at(&self, at: usize) -> u64 {
-        let mut word = [0u8; 8];
-        if let Some(bytes) = self.0.get(at..at + 8) {
-            word.copy_from_slice(bytes);
-        }
-        u64::from_le_bytes(word)
+/// The weight of an entry of `words` words: the words, the `Arc` header
+/// around them, and the short key. (moka's own per-entry bookkeeping comes
+/// on top and is not counted.)
+fn weight_of(words: usize) -> usize {
+    8 * words + 2 * std::mem::size_of::<usize>() + SHORT
+}
+
+/// The fields of a stored payload, borrowed from a [`Snapshot`].
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    pub(crate) version: u64,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+    pub(crate) tail: Tail,
+    pub(crate) user: Option<&'a [u8]>,
+    pub(crate) data: &'a [u8],
+}
+
+impl Head<'_> {
+    /// Parses a payload; `None` when it is damaged.
+    fn parse(mut bytes: &[u8]) -> Option<Head<'_>> {
+        let len = usize::try_from(take_varint(&mut bytes)?).ok()?;
+        let mut body = take(&mut bytes, len)?;
+        let version = take_varint(&mut body)?;
+        let created_at = unzigzag(take_varint(&mut body)?);
+        let expires_at = unzigzag(take_varint(&mut body)?);
+        let mut tail = [0u8; 32 - SHORT];
+        tail.copy_from_slice(take(&mut body, 32 - SHORT)?);
+        let user = match take_varint(&mut body)? {
+            0 => None,
+            n => Some(take(&mut body, usize::try_from(n - 1).ok()?)?),
+        };
+        Some(Head {
+            version,
+            created_at,
+            expires_at,
+            tail,
+            user,
+            data: body,
+        })
     }
 
-    fn i64_at(&self, at: usize) -> i64 {
-        i64::from_le_bytes(self.u64_at(at).to_le_bytes())
-    }
-
-    /// (user bytes, data bytes), split at the recorded user length.
-    fn parts(&self) -> (Option<&[u8]>, &[u8]) {
-        let mut len = [0u8; 4];
-        if let Some(bytes) = self.0.get(USER_LEN..HEADER) {
-            len.copy_from_slice(bytes);
-        }
-        let rest = self.0.get(HEADER..).unwrap_or_default();
-        match u32::from_le_bytes(len) {
-            NO_USER => (None, rest),
-            n => {
-                let n = (n as usize).min(rest.len());
-                let (user, data) = rest.split_at(n);
-                (Some(user), data)
-            }
-        }
-    }
-
-    /// The stored version.
-    pub(crate) fn version(&self) -> u64 {
-        self.u64_at(VERSION)
-    }
-
-    /// The stored expiry, in ms.
-    pub(crate) fn expires_at(&self) -> i64 {
-        self.i64_at(EXPIRES)
-    }
-
-    /// Which life of its key this entry belongs to (unique per store), so
-    /// a late eviction notice for an old life never touches a newer one's
-    /// index entry.
-    pub(crate) fn incarnation(&self) -> u64 {
-        self.u64_at(INCARNATION)
-    }
-
-    /// The bound user. (Written from a `String`, so always UTF-8; should
-    /// it not be, it reads as no user, and `decode` reports it.)
-    pub(crate) fn user(&self) -> Option<&str> {
-        self.parts().0.and_then(|u| std::str::from_utf8(u).ok())
-    }
-
-    /// Whether the entry is live at `now`.
+    /// Whether the record is live at `now`.
     pub(crate) fn is_live_at(&self, now: Timestamp) -> bool {
-        now.as_millis() < self.expires_at()
+        now.as_millis() < self.expires_at
     }
 
-    /// Bytes this entry and its key weigh.
-    pub(crate) fn weight(&self) -> usize {
-        weight_of(self.0.len())
+    /// Whether the record is bound to `user`.
+    pub(crate) fn is_of(&self, user: &str) -> bool {
+        self.user == Some(user.as_bytes())
     }
 
-    /// Decodes the entry stored under `key`.
+    /// The record, stored under `key`.
     pub(crate) fn decode(&self, key: StorageKey) -> Result<Record, Error> {
-        let (user, data) = self.parts();
-        let data: Data = rmp_serde::from_slice(data).map_err(|e| Error::decode(key, e))?;
-        let user = user
+        let data: Data = rmp_serde::from_slice(self.data).map_err(|e| Error::decode(key, e))?;
+        let user = self
+            .user
             .map(|u| String::from_utf8(u.to_vec()).map_err(|e| Error::decode(key, e)))
             .transpose()?;
         Ok(Record {
             key,
             data,
             user,
-            created_at: Timestamp::from_millis(self.i64_at(CREATED)),
-            expires_at: Timestamp::from_millis(self.expires_at()),
-            version: self.version(),
+            created_at: Timestamp::from_millis(self.created_at),
+            expires_at: Timestamp::from_millis(self.expires_at),
+            version: self.version,
         })
     }
+}
 
-    /// A copy with another expiry; data, user, version and incarnation
-    /// unchanged.
-    pub(crate) fn with_expiry(&self, expires_at: Timestamp) -> Self {
-        let mut bytes = self.0.to_vec();
-        if let Some(slot) = bytes.get_mut(EXPIRES..EXPIRES + 8) {
-            slot.copy_from_slice(&expires_at.as_millis().to_le_bytes());
+/// A consistent copy of an entry's payload.
+#[derive(Debug)]
+pub(crate) struct Snapshot(Vec<u8>);
+
+impl Snapshot {
+    /// The parsed fields, or `None` when the payload is damaged.
+    pub(crate) fn head(&self) -> Option<Head<'_>> {
+        Head::parse(&self.0)
+    }
+}
+
+/// One session as the cache holds it. Cheap to clone (clones share the
+/// words).
+#[derive(Debug, Clone)]
+pub(crate) struct Entry(Arc<[AtomicU64]>);
+
+/// Payload word `i`: bytes `8 * i ..` of `bytes`, zero-padded, little-endian.
+fn word_of(bytes: &[u8], i: usize) -> u64 {
+    let mut word = [0u8; 8];
+    let start = i * 8;
+    if let Some(chunk) = bytes.get(start..bytes.len().min(start + 8)) {
+        word[..chunk.len()].copy_from_slice(chunk);
+    }
+    u64::from_le_bytes(word)
+}
+
+impl Entry {
+    /// A new entry holding `payload`.
+    pub(crate) fn new(payload: &Payload) -> Self {
+        let bytes = payload.bytes();
+        let words: Arc<[AtomicU64]> = (0..payload.words())
+            .map(|i| AtomicU64::new(if i == 0 { 0 } else { word_of(bytes, i - 1) }))
+            .collect();
+        Self(words)
+    }
+
+    /// An entry made of raw words (tests of damaged entries).
+    #[cfg(test)]
+    pub(crate) fn from_words(words: &[u64]) -> Self {
+        Self(words.iter().map(|&w| AtomicU64::new(w)).collect())
+    }
+
+    /// Whether both handles share one entry.
+    #[cfg(test)]
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Bytes this entry weighs.
+    pub(crate) fn weight(&self) -> usize {
+        weight_of(self.0.len())
+    }
+
+    /// Whether `payload` can be written into this entry in place: it fits,
+    /// and the entry is not more than twice the size it needs.
+    pub(crate) fn fits(&self, payload: &Payload) -> bool {
+        let need = payload.words();
+        need <= self.0.len() && self.0.len() <= 2 * need + 1
+    }
+
+    /// Runs `read` on the payload words until it ran without a write
+    /// overlapping it (a seqlock read), and returns its last result.
+    fn read<R>(&self, mut read: impl FnMut(&[AtomicU64]) -> R) -> R {
+        let Some((seq, words)) = self.0.split_first() else {
+            return read(&[]);
+        };
+        let mut spins = 0u32;
+        loop {
+            let before = seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let result = read(words);
+                fence(Ordering::Acquire);
+                if seq.load(Ordering::Relaxed) == before {
+                    return result;
+                }
+            }
+            // A write is in progress (a few dozen stores): wait for it.
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
-        Self(Arc::from(bytes))
+    }
+
+    /// A consistent copy of the whole payload.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let mut out = Vec::new();
+        self.read(|words| {
+            out.clear();
+            out.reserve(8 * words.len());
+            for word in words {
+                out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            }
+        });
+        Snapshot(out)
+    }
+
+    /// The stored expiry in ms (`None` for a damaged entry). Allocates
+    /// nothing.
+    pub(crate) fn expires_at(&self) -> Option<i64> {
+        // Length (≤ 5 bytes), version, created and expires (≤ 10 each).
+        let (prefix, room) = self.read(|words| {
+            let mut prefix = [0u8; 40];
+            for (chunk, word) in prefix.chunks_exact_mut(8).zip(words) {
+                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            }
+            (prefix, 8 * words.len())
+        });
+        let mut rest = &prefix[..];
+        (|| {
+            // A length beyond the entry's words: damaged.
+            let len = usize::try_from(take_varint(&mut rest)?).ok()?;
+            if len > room {
+                return None;
+            }
+            take_varint(&mut rest)?;
+            take_varint(&mut rest)?;
+            take_varint(&mut rest).map(unzigzag)
+        })()
+    }
+
+    /// Overwrites the payload in place.
+    ///
+    /// The caller must hold the key's write lock (one writer at a time) and
+    /// have checked [`Entry::fits`]; a payload that does not fit is not
+    /// written, and `false` is returned.
+    pub(crate) fn overwrite(&self, payload: &Payload) -> bool {
+        let Some((seq, words)) = self.0.split_first() else {
+            return false;
+        };
+        let bytes = payload.bytes();
+        let n = bytes.len().div_ceil(8);
+        if n > words.len() {
+            return false;
+        }
+        let start = seq.load(Ordering::Relaxed);
+        seq.store(start.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (i, word) in words.iter().take(n).enumerate() {
+            word.store(word_of(bytes, i), Ordering::Relaxed);
+        }
+        seq.store(start.wrapping_add(2), Ordering::Release);
+        true
     }
 }
 
@@ -192,7 +435,7 @@ mod tests {
 
     fn record(user: Option<&str>) -> Record {
         let mut r = Record::new(
-            StorageKey::from_bytes([7; 32]),
+            StorageKey::from_bytes(std::array::from_fn(|i| i as u8)),
             Timestamp::from_millis(-5),
             Timestamp::from_millis(1_700_000_000_123),
         );
@@ -203,40 +446,81 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_with_and_without_user() {
+    fn keys_split_and_join() {
+        let key = record(None).key;
+        let (short, tail) = split(&key);
+        assert_eq!(join(&short, &tail), key);
+    }
+
+    #[test]
+    fn round_trips_with_and_without_user_and_in_place() {
         for user in [None, Some(""), Some("zoë 🦀")] {
             let r = record(user);
-            let mut buf = EntryBuf::encode(&r, 9, 1, "test").unwrap();
-            buf.set_incarnation(42);
-            let entry = buf.freeze();
-            assert_eq!(entry.incarnation(), 42);
-            assert_eq!(entry.version(), 9);
-            assert_eq!(entry.user(), user);
+            let (_, tail) = split(&r.key);
+            let entry = Entry::new(&Payload::encode(&r, 9, &tail, "test").unwrap());
+            let snap = entry.snapshot();
+            let head = snap.head().unwrap();
+            assert_eq!(head.version, 9);
+            assert_eq!(head.tail, tail);
+            assert_eq!(head.user, user.map(str::as_bytes));
+            assert_eq!(entry.expires_at(), Some(r.expires_at.as_millis()));
             let mut expected = r.clone();
             expected.version = 9;
-            assert_eq!(entry.decode(r.key).unwrap(), expected);
-            let moved = entry.with_expiry(Timestamp::from_millis(5));
-            assert_eq!(moved.expires_at(), 5);
-            assert_eq!(moved.incarnation(), 42);
-            assert_eq!(moved.user(), user);
+            assert_eq!(head.decode(r.key).unwrap(), expected);
+
+            let moved = Payload::with_expiry(&head, Timestamp::from_millis(5)).unwrap();
+            assert!(entry.fits(&moved));
+            assert!(entry.overwrite(&moved));
+            assert_eq!(entry.expires_at(), Some(5));
+            let snap = entry.snapshot();
+            let head = snap.head().unwrap();
+            assert_eq!((head.version, head.user), (9, user.map(str::as_bytes)));
+            assert_eq!(head.decode(r.key).unwrap().data, r.data);
         }
     }
 
     #[test]
-    fn weight_counts_every_byte() {
+    fn a_bigger_payload_does_not_fit_and_is_not_written() {
         let r = record(Some("alice"));
-        let entry = EntryBuf::encode(&r, 0, 1, "test").unwrap().freeze();
-        // MessagePack of {"k": ["v", 1]}: map(1), str(1) "k", array(2), str(1) "v", 1.
-        let expected = HEADER + "alice".len() + 7 + 16 + 32;
-        assert_eq!(entry.weight(), expected);
+        let (_, tail) = split(&r.key);
+        let entry = Entry::new(&Payload::encode(&r, 0, &tail, "test").unwrap());
+        let mut big = r.clone();
+        big.data.insert("pad".into(), "x".repeat(100).into());
+        let big = Payload::encode(&big, 1, &tail, "test").unwrap();
+        assert!(!entry.fits(&big));
+        assert!(!entry.overwrite(&big));
+        assert_eq!(entry.snapshot().head().unwrap().version, 0);
+    }
+
+    #[test]
+    fn word_count_is_odd_and_weight_counts_every_word() {
+        let r = record(Some("alice"));
+        let (_, tail) = split(&r.key);
+        let payload = Payload::encode(&r, 0, &tail, "test").unwrap();
+        let entry = Entry::new(&payload);
+        assert_eq!(entry.0.len() % 2, 1);
+        assert!(8 * (entry.0.len() - 1) >= payload.bytes().len());
+        assert_eq!(entry.weight(), 8 * entry.0.len() + 16 + 16);
+        assert_eq!(payload.weight(), entry.weight());
     }
 
     #[test]
     fn a_damaged_entry_is_a_decode_error_not_a_panic() {
-        let key = StorageKey::from_bytes([1; 32]);
-        for bytes in [vec![], vec![0u8; 10], vec![0xff; HEADER + 3]] {
-            let entry = Entry(Arc::from(bytes));
-            assert!(entry.decode(key).is_err());
+        for words in [vec![], vec![0], vec![0, u64::MAX], vec![0, 0xff, 7, 7]] {
+            let entry = Entry::from_words(&words);
+            assert!(entry.snapshot().head().is_none());
+            let _ = entry.expires_at();
+        }
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for n in [0, 1, -1, 127, -128, i64::MAX, i64::MIN, 1_700_000_000_123] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, zigzag(n));
+            let mut rest = buf.as_slice();
+            assert_eq!(take_varint(&mut rest).map(unzigzag), Some(n));
+            assert!(rest.is_empty());
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Per-key write serialisation: a fixed array of async locks, one chosen by
 //! the key.
 
-use session_core::StorageKey;
 use tokio::sync::{Mutex, MutexGuard};
+
+use crate::entry::ShortKey;
 
 /// Number of lock stripes. Keys are SHA-256 digests, so they spread
 /// evenly; two sessions share a stripe with probability 1/4096, which only
@@ -25,15 +26,14 @@ impl KeyLocks {
     }
 
     /// Waits for, and holds, the lock of `key`'s stripe.
-    pub(crate) async fn lock(&self, key: &StorageKey) -> MutexGuard<'_, ()> {
-        let bytes = key.as_bytes();
-        let index = usize::from(u16::from_le_bytes([bytes[0], bytes[1]])) % STRIPES;
+    pub(crate) async fn lock(&self, key: &ShortKey) -> MutexGuard<'_, ()> {
+        let index = usize::from(u16::from_le_bytes([key.0[0], key.0[1]])) % STRIPES;
         // In bounds: `index < STRIPES`, the slice's length.
         self.stripes[index].lock().await
     }
 }
 
-/// Hashes a [`StorageKey`] by taking 8 of its bytes.
+/// Hashes a short key (half a storage key) by folding its two words.
 ///
 /// Storage keys are SHA-256 digests, already uniformly distributed, so
 /// SipHash's extra mixing buys nothing. Nor does its keyed protection

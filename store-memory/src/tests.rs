@@ -11,6 +11,15 @@ fn record(ttl: Duration) -> Record {
     )
 }
 
+fn indexed(store: &MemoryStore, user: &str) -> usize {
+    let inner = &store.inner;
+    inner.index.keys_of(inner.user_hash(user.as_bytes())).len()
+}
+
+async fn entry_of(store: &MemoryStore, key: &StorageKey) -> Option<Entry> {
+    store.inner.cache.get(&entry::split(key).0).await
+}
+
 #[tokio::test]
 async fn record_larger_than_capacity_is_too_large_and_not_stored() {
     let store = MemoryStore::new(4096);
@@ -27,7 +36,7 @@ async fn record_larger_than_capacity_is_too_large_and_not_stored() {
 }
 
 #[tokio::test]
-async fn eviction_is_lru_and_unindexes_evicted_sessions() {
+async fn eviction_is_lru_and_list_by_user_prunes_evicted_sessions() {
     // Room for a handful of ~1 KiB sessions.
     let store = MemoryStore::new(8 * 1024);
     let mut first = record(Duration::from_secs(600));
@@ -53,7 +62,8 @@ async fn eviction_is_lru_and_unindexes_evicted_sessions() {
     // The hot session survived; old cold ones were evicted.
     assert!(store.load(&first.key).await.unwrap().is_some());
     assert!(store.load(&others[0].key).await.unwrap().is_none());
-    // The index lists exactly what is still there and holds no more than that.
+    // The index lists exactly what is still there, and listing pruned the
+    // entries of evicted sessions.
     let listed = store.list_by_user("u").await.unwrap();
     let mut alive = 0;
     for r in std::iter::once(&first).chain(&others) {
@@ -63,18 +73,55 @@ async fn eviction_is_lru_and_unindexes_evicted_sessions() {
     }
     assert_eq!(listed.len(), alive);
     assert!(alive < 10, "{alive} sessions alive in 8 KiB");
-    assert_eq!(store.inner.index.keys_of("u").len(), alive);
+    assert_eq!(indexed(&store, "u"), alive);
 }
 
 #[tokio::test]
-async fn expiry_unindexes_through_the_listener() {
+async fn the_sweep_removes_expired_sessions_and_their_index_entries() {
     let store = MemoryStore::default();
-    let mut r = record(Duration::ZERO);
-    r.expires_at = Timestamp::now().saturating_sub(Duration::from_secs(1));
-    r.user = Some("gone".into());
-    store.create(&r).await.unwrap();
-    store.delete_expired().await.unwrap();
-    assert_eq!(store.inner.index.user_count(), 0);
+    let mut gone = record(Duration::ZERO);
+    gone.expires_at = Timestamp::now().saturating_sub(Duration::from_secs(1));
+    gone.user = Some("gone".into());
+    store.create(&gone).await.unwrap();
+    let mut kept = record(Duration::from_secs(600));
+    kept.user = Some("kept".into());
+    store.create(&kept).await.unwrap();
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(entry_of(&store, &gone.key).await.is_none());
+    assert_eq!(indexed(&store, "gone"), 0);
+    assert_eq!(store.inner.index.len(), 1);
+    assert_eq!(store.load(&kept.key).await.unwrap(), Some(kept));
+    assert_eq!(store.entry_count(), 1);
+}
+
+#[tokio::test]
+async fn expired_sessions_are_swept_without_being_asked() {
+    let store = MemoryStore::default();
+    let mut gone = record(Duration::ZERO);
+    gone.expires_at = Timestamp::now().saturating_sub(Duration::from_secs(1));
+    gone.user = Some("gone".into());
+    store.create(&gone).await.unwrap();
+    // Nothing is due yet: an unrelated operation sweeps nothing.
+    let other = record(Duration::from_secs(600));
+    assert_eq!(store.load(&other.key).await.unwrap(), None);
+    tokio::task::yield_now().await;
+    assert!(entry_of(&store, &gone.key).await.is_some());
+    // Once the interval has passed (here: the deadline moved into the
+    // past), the next operation starts a sweep on the runtime.
+    store.inner.next_sweep.store(0, Ordering::Relaxed);
+    assert_eq!(store.load(&other.key).await.unwrap(), None);
+    // The sweep runs on its own task (its scans on the blocking pool):
+    // wait for it, however long the machine takes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (entry_of(&store, &gone.key).await.is_some() || store.inner.index.len() > 0)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::task::yield_now().await;
+    }
+    assert!(entry_of(&store, &gone.key).await.is_none());
+    assert_eq!(store.inner.index.len(), 0);
+    // ... and scheduled the next one an interval later.
+    assert!(store.inner.next_sweep.load(Ordering::Relaxed) > Timestamp::now().as_millis());
 }
 
 #[tokio::test]
@@ -85,14 +132,10 @@ async fn a_stale_index_entry_is_never_listed_nor_deleted() {
     let mut alice = record(Duration::from_secs(600));
     alice.user = Some("alice".into());
     store.create(&alice).await.unwrap();
-    let incarnation = store
-        .inner
-        .cache
-        .get(&alice.key)
-        .await
-        .unwrap()
-        .incarnation();
-    store.inner.index.add("mallory", alice.key, incarnation);
+    let inner = &store.inner;
+    inner
+        .index
+        .add(inner.user_hash(b"mallory"), entry::split(&alice.key).0);
     assert!(store.list_by_user("mallory").await.unwrap().is_empty());
     assert_eq!(store.delete_by_user("mallory").await.unwrap(), 0);
     assert_eq!(store.load(&alice.key).await.unwrap(), Some(alice.clone()));
@@ -103,7 +146,123 @@ async fn a_stale_index_entry_is_never_listed_nor_deleted() {
 async fn an_index_entry_of_a_vanished_session_is_pruned_on_read() {
     let store = MemoryStore::default();
     let ghost = record(Duration::from_secs(600)).key;
-    store.inner.index.add("bob", ghost, 7);
+    let inner = &store.inner;
+    inner
+        .index
+        .add(inner.user_hash(b"bob"), entry::split(&ghost).0);
     assert!(store.list_by_user("bob").await.unwrap().is_empty());
-    assert_eq!(store.inner.index.user_count(), 0);
+    assert_eq!(inner.index.len(), 0);
+}
+
+#[tokio::test]
+async fn a_save_that_fits_rewrites_the_entry_in_place() {
+    let store = MemoryStore::default();
+    let mut r = record(Duration::from_secs(600));
+    r.user = Some("alice".into());
+    r.data.insert("n".into(), 1.into());
+    store.create(&r).await.unwrap();
+    let before = entry_of(&store, &r.key).await.unwrap();
+    r.data.insert("n".into(), 2.into());
+    r.version = store.save(&r).await.unwrap();
+    let after = entry_of(&store, &r.key).await.unwrap();
+    assert!(before.same(&after), "saved in place");
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r.clone()));
+    // A save that does not fit makes a new entry.
+    r.data.insert("pad".into(), "x".repeat(500).into());
+    r.version = store.save(&r).await.unwrap();
+    let grown = entry_of(&store, &r.key).await.unwrap();
+    assert!(!after.same(&grown));
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r.clone()));
+    // Changing the user moves the index entry.
+    r.user = Some("bob".into());
+    r.version = store.save(&r).await.unwrap();
+    assert_eq!((indexed(&store, "alice"), indexed(&store, "bob")), (0, 1));
+    assert_eq!(store.list_by_user("bob").await.unwrap(), vec![r]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_never_see_half_a_save() {
+    let store = MemoryStore::default();
+    let mut r = record(Duration::from_secs(600));
+    r.data.insert("n".into(), 0.into());
+    r.data.insert("text".into(), "0".repeat(40).into());
+    store.create(&r).await.unwrap();
+    let key = r.key;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 1..=2000u64 {
+                r.data.insert("n".into(), n.into());
+                let digit = char::from(b'0' + (n % 10) as u8);
+                r.data
+                    .insert("text".into(), digit.to_string().repeat(40).into());
+                r.version = store.save(&r).await.unwrap();
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let store = store.clone();
+        readers.push(tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < 2000 {
+                let got = store.load(&key).await.unwrap().unwrap();
+                let n = got.data["n"].as_u64().unwrap();
+                assert_eq!(got.version, n, "version and data of one save");
+                let digit = char::from(b'0' + (n % 10) as u8);
+                assert_eq!(got.data["text"], digit.to_string().repeat(40));
+                seen = n;
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    writer.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn keys_sharing_their_first_half_stay_apart() {
+    let store = MemoryStore::default();
+    let a = record(Duration::from_secs(600));
+    let mut bytes = *a.key.as_bytes();
+    bytes[31] ^= 1;
+    let mut b = a.clone();
+    b.key = StorageKey::from_bytes(bytes);
+    store.create(&a).await.unwrap();
+    assert!(matches!(store.create(&b).await, Err(Error::Exists)));
+    assert_eq!(store.load(&b.key).await.unwrap(), None);
+    assert!(matches!(store.save(&b).await, Err(Error::NotFound)));
+    assert!(!store.touch(&b.key, a.expires_at).await.unwrap());
+    assert!(!store.delete(&b.key).await.unwrap());
+    assert_eq!(store.load(&a.key).await.unwrap(), Some(a));
+}
+
+#[tokio::test]
+async fn a_damaged_entry_is_a_decode_error_and_stays() {
+    let store = MemoryStore::default();
+    let r = record(Duration::from_secs(600));
+    let short = entry::split(&r.key).0;
+    store
+        .inner
+        .cache
+        .insert(short, Entry::from_words(&[0, 0xff, 1]))
+        .await;
+    assert!(matches!(
+        store.load(&r.key).await,
+        Err(Error::Decode { .. })
+    ));
+    assert!(matches!(store.save(&r).await, Err(Error::Decode { .. })));
+    assert!(matches!(
+        store.touch(&r.key, r.expires_at).await,
+        Err(Error::Decode { .. })
+    ));
+    assert!(matches!(store.create(&r).await, Err(Error::Decode { .. })));
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert!(store.inner.cache.contains_key(&short));
+    // Deleting it is the way out.
+    assert!(store.delete(&r.key).await.unwrap());
+    assert!(!store.inner.cache.contains_key(&short));
+    store.create(&r).await.unwrap();
 }
