@@ -404,15 +404,16 @@ error; W2 a fresh, never-used index per operation. Every system of a repetition 
 same seed, hence the same key sequence.
 
 - **ours** (each of our stores, through the `SessionStore` trait only): W3 `load` → decode \
-the stored record (JSON-parse the data into a map); W1 `load`, set `last_seen` and \
-`expires_at` (now + 24 h), `save` = compare-and-set on the loaded version (JSON-encode, \
-per-user index kept in step); W2 `create` of a copy of a template record with a fresh \
+the stored record (parse the data into a map: JSON for Redis and SQLite, MessagePack in \
+memory); W1 `load`, set `last_seen` and `expires_at` (now + 24 h), `save` = \
+compare-and-set on the loaded version (encode, per-user index kept in step); W2 `create` of a copy of a template record with a fresh \
 key and user (insert-if-absent, per-user index entry).
   Our stores are being worked on; what they do inside is their own documentation's \
 business, and for Redis the commands each operation cost are measured in this run (table \
 above).
   - memory: `MemoryStore::new` with a {} GiB bound (never reached); moka underneath, \
-data held as JSON text (load parses it, save encodes it).
+the data held as MessagePack in one block per session that a save rewrites in place \
+under the key's lock (load decodes it, save encodes it).
   - Redis: `RedisStore::builder(url).prefix(..).connect()`, default timeouts; one \
 multiplexed `ConnectionManager` on the same unix socket.
   - SQLite: `SqliteStore::open` defaults — WAL, `synchronous = NORMAL`, 5 s busy timeout, \
