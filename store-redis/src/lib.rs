@@ -56,8 +56,12 @@
 //!   [`Error::Decode`] naming the storage key and stays where it is.
 //! - `save`: compare-and-set on the version; absent or expired is
 //!   `NotFound` (nothing is recreated), another version is `Conflict`.
-//!   The common case (same version, same user) reads only the header and
-//!   user (`GETRANGE`), compares, and does one `SET`.
+//!   The common case (same version, same user) is one command inside the
+//!   script, `SET … XX GET PXAT`, whose returned old value is then
+//!   checked; in any other case the script puts the old value back as it
+//!   was before deciding, within the same atomic script. (A value that is
+//!   not a session at all stays too, with the attempted save's expiry, as
+//!   its own is unknown.)
 //! - `touch`: rewrites the expiry in the header (`SETRANGE`) and the key's
 //!   (`PEXPIREAT`), guarded by liveness; never recreates; a time in the
 //!   past removes the record at once.

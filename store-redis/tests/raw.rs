@@ -467,15 +467,25 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
     put(stored(future, "00000000000000000003", Some(b"dora"), b"{}")).await;
     assert_eq!(store.save(&r).await.unwrap(), 4);
     // The same version and user, but expired by its header: NotFound, and
-    // nothing is written.
-    let expired = stored(past, "00000000000000000003", Some(b"dora"), b"{}");
-    put(expired.clone()).await;
+    // nothing is resurrected (the leftover may be removed on the way).
+    put(stored(past, "00000000000000000003", Some(b"dora"), b"{}")).await;
     assert!(matches!(store.save(&r).await, Err(Error::NotFound)));
-    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
-    assert_eq!(still, expired);
-    // Another version: Conflict.
-    put(stored(future, "00000000000000000009", Some(b"dora"), b"{}")).await;
+    assert_eq!(store.load(&r.key).await.unwrap(), None);
+    let left: Option<Vec<u8>> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert!(
+        left.as_ref().is_none_or(|v| v.starts_with(b"S1")),
+        "{left:?}"
+    );
+    // Another version: Conflict, and the stored session is exactly as it
+    // was, expiry included.
+    let newer = stored(future, "00000000000000000009", Some(b"dora"), b"{}");
+    put(newer.clone()).await;
+    let _: () = cmd(&mut raw, redis::cmd("PEXPIREAT").arg(&key).arg(future)).await;
     assert!(matches!(store.save(&r).await, Err(Error::Conflict)));
+    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(still, newer);
+    let expiry: i64 = cmd(&mut raw, redis::cmd("PEXPIRETIME").arg(&key)).await;
+    assert_eq!(expiry, future);
     // Cut short inside the user: unreadable, left in place.
     let mut short = stored(future, "00000000000000000003", Some(b"dora"), b"{}");
     short.truncate(short.len() - 4);
