@@ -6,23 +6,56 @@ use session_core::Error;
 /// locked by another connection, or an I/O error occurred.
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
+const SQLITE_NOMEM: i64 = 7;
+const SQLITE_INTERRUPT: i64 = 9;
 const SQLITE_IOERR: i64 = 10;
+const SQLITE_FULL: i64 = 13;
 const SQLITE_PROTOCOL: i64 = 15;
+
+/// The primary result code of a database error.
+fn primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i64> {
+    db.code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .map(|code| code & 0xff)
+}
 
 /// Whether retrying the call that failed with `error` may succeed.
 pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|code| code.parse::<i64>().ok())
-            .is_some_and(|code| {
-                matches!(
-                    code & 0xff,
-                    SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_PROTOCOL
-                )
-            }),
+        sqlx::Error::Database(db) => primary_code(db.as_ref()).is_some_and(|code| {
+            matches!(
+                code,
+                SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_PROTOCOL
+            )
+        }),
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         _ => false,
+    }
+}
+
+/// Whether `error`, raised by a statement inside an explicit transaction,
+/// may have rolled back the whole transaction (SQLite documents this for
+/// `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM` and
+/// `SQLITE_INTERRUPT`), or leaves the connection in an unknown state (the
+/// driver's worker or I/O failed). Other errors (a constraint, a value too
+/// big, an encoding failure) undo only the statement that raised them.
+pub(crate) fn voids_transaction(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => primary_code(db.as_ref()).is_none_or(|code| {
+            matches!(
+                code,
+                SQLITE_FULL | SQLITE_IOERR | SQLITE_BUSY | SQLITE_NOMEM | SQLITE_INTERRUPT
+            )
+        }),
+        sqlx::Error::Encode(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::RowNotFound
+        | sqlx::Error::InvalidArgument(_) => false,
+        _ => true,
     }
 }
 

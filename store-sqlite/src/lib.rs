@@ -35,22 +35,56 @@
 //! `save` is `UPDATE ... WHERE key = ? AND version = ? AND expires_at >
 //! now` (leaving the `user` column, and so its index, alone when the user
 //! is unchanged), followed only when nothing changed by a read that tells
-//! `Conflict` from `NotFound` in the same transaction.
+//! `Conflict` from `NotFound`, on the writer's connection (so no other
+//! write of this store comes in between; inside the batch's transaction
+//! when the batch has one).
 //!
-//! # Writes: one writer, group commit
+//! # Writes: one writer, group commit, few statements
 //!
 //! SQLite has a single write lock. Writers spread over a pool collide on
 //! it and wait in SQLite's busy handler, which sleeps rather than queues,
 //! so throughput falls as concurrency rises. This store instead sends every
 //! write (create, save, touch, delete, delete by user, sweep) to one writer
 //! task with its own connection; the writer takes everything that is
-//! waiting (up to 256 writes), runs it in one `BEGIN IMMEDIATE … COMMIT`,
-//! and answers each caller only after the commit: no write is acknowledged
-//! before it is committed. A failed statement fails only its own call; a
-//! failed commit fails every call of its batch. Reads (`load`,
-//! `list_by_user`) run on the pool beside the writer (WAL lets them). The
-//! writer task lives on the tokio runtime that opened the store and ends
-//! when the last clone of the store is dropped.
+//! waiting (up to 256 writes) and answers each caller only after the
+//! writes are committed: no write is acknowledged before it is committed.
+//!
+//! With `sqlx`, every statement is a round trip to the connection's own
+//! driver thread; at high concurrency those hand-offs, not SQLite, are
+//! what costs. So a batch does not run a statement per write: its writes
+//! are grouped by kind into multi-row statements whose rows arrive as one
+//! JSON parameter (`json_each`), and whose `RETURNING key` says which
+//! writes took effect. All waiting creates become one `INSERT … ON
+//! CONFLICT DO UPDATE … WHERE <expired>`, all saves one compare-and-set
+//! `UPDATE … FROM` (plus, only for rows it did not change, a second form
+//! for changed users and one probe telling `Conflict` from `NotFound`),
+//! and likewise for touches and deletes. Writes on the same key keep their
+//! arrival order (they go to successive statements), and delete-by-user
+//! and sweeps split the batch where they arrived, so every write gets the
+//! result it would have had if the writes had run one by one (judging
+//! expiry by the latest `now` among them, an instant inside every one of
+//! their calls). A batch that
+//! is one such statement commits by itself; a batch that needs more runs
+//! them in one `BEGIN IMMEDIATE … COMMIT`. A lone write runs its own
+//! statements, as before batching.
+//!
+//! A multi-row statement that fails is undone by SQLite, and its writes
+//! run again one by one, so a failed write fails only its own call. A
+//! failed commit, or an error that rolls back the whole transaction (a
+//! full disk, an I/O error), fails every call of its batch, and nothing of
+//! that batch is kept. The writer task lives on the tokio runtime that
+//! opened the store and ends when the last clone of the store is dropped.
+//!
+//! # Reads: batched when they crowd
+//!
+//! Reads run on the pool beside the writer (WAL lets them). A `load` that
+//! finds no other load in flight runs its own `SELECT` directly. Loads that
+//! arrive while others are in flight queue for a few reader tasks (one per
+//! pooled connection), each of which takes everything queued and reads it
+//! with one `SELECT … WHERE key IN (…)`; every caller decodes its own row,
+//! so a corrupted record fails only the loads of its key. No load ever
+//! waits on a timer to fill a batch. `list_by_user` runs directly on the
+//! pool.
 //!
 //! # Durability
 //!
@@ -65,10 +99,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(test)]
+mod batch_tests;
 mod codec;
 mod error;
+mod grouped;
 mod options;
+mod payload;
+mod plan;
+mod reader;
 mod schema;
+mod single;
 mod store;
 mod sweeper;
 mod writer;

@@ -33,7 +33,23 @@ pub(crate) struct Statements {
     list_by_user: Arc<str>,
     delete_by_user: Arc<str>,
     sweep: Arc<str>,
+    load_many: Arc<str>,
+    create_many: Arc<str>,
+    save_many: Arc<str>,
+    save_many_same_user: Arc<str>,
+    probe_many: Arc<str>,
+    touch_many: Arc<str>,
+    delete_many: Arc<str>,
 }
+
+/// The keys of a batch, from its JSON payload (an array of hex strings).
+const KEYS: &str = "SELECT unhex(value) FROM json_each(?1)";
+
+/// The records of a batch, from its JSON payload: one array
+/// `[key as hex, version, user, data, created_at, expires_at]` per record
+/// (see [`crate::payload`]).
+const RECORDS: &str = "SELECT unhex(value ->> 0) AS k, value ->> 1 AS ver, value ->> 2 AS usr, \
+     value ->> 3 AS dat, value ->> 4 AS cre, value ->> 5 AS exp FROM json_each(?1)";
 
 fn sql(text: &Arc<str>) -> SqlStr {
     // Built only from fixed text and a validated `TableName`.
@@ -85,6 +101,52 @@ impl Statements {
                  (SELECT key FROM \"{t}\" WHERE expires_at <= ?1 LIMIT ?2)"
             )
             .into(),
+            // The batched forms (see `crate::grouped`): one statement for
+            // many records or keys, handed over as one JSON text in ?1; ?2
+            // is the batch's `now`. Each reports which keys it changed.
+            load_many: format!(
+                "SELECT {RECORD_COLUMNS} FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2"
+            )
+            .into(),
+            create_many: format!(
+                "INSERT INTO \"{t}\" ({RECORD_COLUMNS}) \
+                 SELECT k, usr, dat, ver, cre, exp FROM ({RECORDS}) WHERE true \
+                 ON CONFLICT(key) DO UPDATE SET user = excluded.user, data = excluded.data, \
+                 version = excluded.version, created_at = excluded.created_at, \
+                 expires_at = excluded.expires_at WHERE \"{t}\".expires_at <= ?2 \
+                 RETURNING key"
+            )
+            .into(),
+            save_many: format!(
+                "UPDATE \"{t}\" SET user = v.usr, data = v.dat, created_at = v.cre, \
+                 expires_at = v.exp, version = \"{t}\".version + 1 FROM ({RECORDS}) AS v \
+                 WHERE \"{t}\".key = v.k AND \"{t}\".version = v.ver AND \"{t}\".expires_at > ?2 \
+                 RETURNING key"
+            )
+            .into(),
+            save_many_same_user: format!(
+                "UPDATE \"{t}\" SET data = v.dat, created_at = v.cre, \
+                 expires_at = v.exp, version = \"{t}\".version + 1 FROM ({RECORDS}) AS v \
+                 WHERE \"{t}\".key = v.k AND \"{t}\".version = v.ver AND \"{t}\".expires_at > ?2 \
+                 AND \"{t}\".user IS v.usr \
+                 RETURNING key"
+            )
+            .into(),
+            probe_many: format!(
+                "SELECT key FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2"
+            )
+            .into(),
+            // Records here are `[key as hex, expires_at]`.
+            touch_many: format!(
+                "UPDATE \"{t}\" SET expires_at = v.exp FROM \
+                 (SELECT unhex(value ->> 0) AS k, value ->> 1 AS exp FROM json_each(?1)) AS v \
+                 WHERE \"{t}\".key = v.k AND \"{t}\".expires_at > ?2 RETURNING key"
+            )
+            .into(),
+            delete_many: format!(
+                "DELETE FROM \"{t}\" WHERE key IN ({KEYS}) RETURNING key, expires_at"
+            )
+            .into(),
             table,
         }
     }
@@ -118,6 +180,27 @@ impl Statements {
     }
     pub(crate) fn sweep(&self) -> SqlStr {
         sql(&self.sweep)
+    }
+    pub(crate) fn load_many(&self) -> SqlStr {
+        sql(&self.load_many)
+    }
+    pub(crate) fn create_many(&self) -> SqlStr {
+        sql(&self.create_many)
+    }
+    pub(crate) fn save_many(&self) -> SqlStr {
+        sql(&self.save_many)
+    }
+    pub(crate) fn save_many_same_user(&self) -> SqlStr {
+        sql(&self.save_many_same_user)
+    }
+    pub(crate) fn probe_many(&self) -> SqlStr {
+        sql(&self.probe_many)
+    }
+    pub(crate) fn touch_many(&self) -> SqlStr {
+        sql(&self.touch_many)
+    }
+    pub(crate) fn delete_many(&self) -> SqlStr {
+        sql(&self.delete_many)
     }
 }
 

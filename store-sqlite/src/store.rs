@@ -10,15 +10,17 @@ use sqlx::sqlite::SqlitePool;
 use crate::codec::{data_to_sql, decode_row, version_to_sql};
 use crate::error::map_sqlx;
 use crate::options::{DEFAULT_SWEEP_BATCH, Keeper, SqliteOptions, TableName};
+use crate::reader::Reader;
 use crate::schema::{self, Statements};
 use crate::writer::{Answer, Row, SaveOutcome, Write, Writer};
 
 /// A [`SessionStore`] in an SQLite database.
 ///
-/// Cheap to clone: clones share one connection pool for reads and one
-/// writer connection that commits waiting writes together (see the crate
-/// docs). A failed [`save`](SessionStore::save) reads once more, in the
-/// same transaction, to tell [`Error::Conflict`] from [`Error::NotFound`].
+/// Cheap to clone: clones share one connection pool for reads (loads that
+/// arrive together are read together) and one writer connection that
+/// commits waiting writes together (see the crate docs). A failed
+/// [`save`](SessionStore::save) reads once more, on the writer's
+/// connection, to tell [`Error::Conflict`] from [`Error::NotFound`].
 /// Expired rows are invisible to every method at once and are physically
 /// removed by [`delete_expired`](SessionStore::delete_expired), which
 /// [`SqliteStore::spawn_sweeper`] runs periodically.
@@ -51,6 +53,7 @@ pub struct SqliteStore {
 
 struct Inner {
     pool: SqlitePool,
+    reader: Reader,
     writer: Writer,
     sql: Statements,
     sweep_batch: u32,
@@ -124,12 +127,20 @@ impl SqliteStore {
         schema::ensure(&pool, &table).await?;
         // The writer's own connection, opened with the pool's options (the
         // same file or in-memory database, journal mode and busy timeout).
-        let conn = sqlx::ConnectOptions::connect(&*pool.connect_options())
+        // Its temporary files live in memory: a multi-row statement inside
+        // the batch transaction keeps a statement journal (the pages it
+        // changed, to undo it alone if it fails), which would otherwise
+        // spill into a temporary file, created and deleted per statement.
+        let writer_options = (*pool.connect_options())
+            .clone()
+            .pragma("temp_store", "MEMORY");
+        let conn = sqlx::ConnectOptions::connect(&writer_options)
             .await
             .map_err(|e| map_sqlx("open", e))?;
         let sql = Statements::new(table);
         Ok(Self {
             inner: Arc::new(Inner {
+                reader: Reader::spawn(pool.clone(), sql.clone()),
                 pool,
                 writer: Writer::spawn(conn, sql.clone()),
                 sql,
@@ -192,14 +203,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
-        let op = "load";
-        let row = sqlx::query(self.inner.sql.load())
-            .bind(key.as_bytes().as_slice())
-            .bind(now_ms())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| map_sqlx(op, e))?;
-        row.map(|row| decode_row(op, self.inner.sql.table.as_str(), &row))
+        let row = self.inner.reader.load(key, now_ms()).await?;
+        row.map(|row| decode_row("load", self.inner.sql.table.as_str(), &row))
             .transpose()
     }
 

@@ -1,5 +1,6 @@
 //! The single writer: every write of a store goes through one connection
-//! that commits many waiting writes in one transaction (group commit).
+//! that commits many waiting writes in one transaction (group commit), with
+//! few statements.
 //!
 //! SQLite has one write lock per database. With writes spread over a pool,
 //! concurrent writers collide on it and wait in SQLite's busy handler,
@@ -7,22 +8,36 @@
 //! falls as concurrency rises. Here writers queue in a channel instead;
 //! the writer takes everything that is waiting (up to [`MAX_BATCH`]), runs
 //! it inside one `BEGIN IMMEDIATE … COMMIT`, and only then answers each
-//! caller: a write is acknowledged only once it is committed. Each write
-//! keeps its own result (a failed statement fails only its own call);
-//! a failed `COMMIT` fails every call of the batch. Reads never wait for
-//! the writer: in WAL mode they run on the pool beside it.
+//! caller: a write is acknowledged only once it is committed.
+//!
+//! Inside the transaction the batch does not cost a statement per write:
+//! [`crate::grouped`] runs all creates of the batch as one statement, all
+//! saves as one, and so on (writes on the same key in order, over several
+//! rounds). Each statement is a round trip to the connection's driver
+//! thread, which at high concurrency costs far more than SQLite's own work.
+//! A lone write runs its own statements, with no explicit transaction.
+//!
+//! Each write keeps its own result: a failed multi-row statement is undone
+//! by SQLite and its writes run again one by one, so a failing write fails
+//! only its own call. A failed `COMMIT`, or a statement error that rolled
+//! back (or may have rolled back) the whole transaction, fails every call
+//! of the batch, and nothing of the batch is kept. Reads never wait for the
+//! writer: in WAL mode they run on the pool beside it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use session_core::Error;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::map_sqlx;
+use crate::error::{is_retryable, map_sqlx};
+use crate::grouped::{self, Job, Mode};
 use crate::schema::Statements;
+use crate::single;
 
-/// The most writes committed in one transaction.
+/// The most writes the writer takes from its queue at once (one batch).
 pub(crate) const MAX_BATCH: usize = 256;
 
 /// How many writes may wait for the writer before callers wait to enqueue.
@@ -102,6 +117,12 @@ pub(crate) struct WriterGone;
 #[error("the transaction holding this write failed to commit")]
 pub(crate) struct CommitFailed(#[source] Arc<sqlx::Error>);
 
+/// A statement error that rolled back (or may have rolled back) the
+/// transaction holding this write, shared by every write of the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("the transaction holding this write was rolled back by an error in its batch")]
+pub(crate) struct BatchRolledBack(#[source] Arc<sqlx::Error>);
+
 impl Writer {
     /// Starts the writer task on `conn`.
     pub(crate) fn spawn(conn: SqliteConnection, sql: Statements) -> Self {
@@ -135,9 +156,13 @@ impl Writer {
 }
 
 async fn run(mut conn: SqliteConnection, sql: Statements, mut receiver: mpsc::Receiver<Pending>) {
+    // Set when SQLite rolls back a whole transaction on this connection,
+    // including the automatic rollbacks some errors cause; a statement
+    // that fails alone does not set it.
+    let rolled_back = watch_rollbacks(&mut conn).await;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&mut conn, &sql, &mut batch).await;
+        commit_batch(&mut conn, &sql, &rolled_back, &mut batch).await;
     }
     // Every handle is gone: close the connection cleanly.
     if let Err(error) = conn.close().await {
@@ -145,150 +170,169 @@ async fn run(mut conn: SqliteConnection, sql: Statements, mut receiver: mpsc::Re
     }
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Vec<Pending>) {
+/// A flag that the connection's rollback hook sets whenever SQLite rolls
+/// back a whole transaction on `conn`, including the automatic rollbacks
+/// some errors cause; a statement that fails alone does not set it.
+async fn watch_rollbacks(conn: &mut SqliteConnection) -> Arc<AtomicBool> {
+    let rolled_back = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&rolled_back);
+    match conn.lock_handle().await {
+        Ok(mut handle) => handle.set_rollback_hook(move || flag.store(true, Ordering::Release)),
+        // The error codes that may roll back a transaction still count.
+        Err(error) => tracing::warn!(%error, "could not watch the SQLite writer's rollbacks"),
+    }
+    rolled_back
+}
+
+/// Runs `writes` (operation, write, now) as one batch on `conn`, as the
+/// writer task would, and returns their results: for tests that need a
+/// batch of known content.
+#[cfg(test)]
+pub(crate) async fn run_batch(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    writes: Vec<(&'static str, Write, i64)>,
+) -> Vec<Result<Answer, Error>> {
+    let rolled_back = watch_rollbacks(conn).await;
+    let mut answers = Vec::new();
+    let mut batch = Vec::new();
+    for (operation, write, now) in writes {
+        let (reply, answer) = oneshot::channel();
+        batch.push(Pending {
+            operation,
+            write,
+            now,
+            reply,
+        });
+        answers.push(answer);
+    }
+    commit_batch(conn, sql, &rolled_back, &mut batch).await;
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Error::backend("test", false, WriterGone))),
+        );
+    }
+    results
+}
+
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    rolled_back: &AtomicBool,
+    batch: &mut Vec<Pending>,
+) {
     // A lone write needs no explicit transaction: its statements are the
     // only writes on this connection, and each commits as it runs. That
     // saves two statements when there is no concurrency to batch.
-    let in_transaction = batch.len() > 1
-        && match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            Ok(_) => true,
-            Err(error) => {
-                // Still serve every write, each in its own implicit transaction.
-                tracing::warn!(%error, "BEGIN IMMEDIATE failed; running the batch unbatched");
-                false
+    let results = if batch.len() > 1 {
+        let jobs: Vec<Job<'_>> = batch
+            .iter()
+            .map(|pending| Job {
+                operation: pending.operation,
+                write: &pending.write,
+                now: pending.now,
+            })
+            .collect();
+        if !grouped::needs_transaction(&jobs) {
+            // One multi-row statement: it commits atomically by itself.
+            match grouped::run(conn, sql, Mode::Autocommit, &jobs).await {
+                Ok(results) => results,
+                // Only a transaction can be voided; cannot happen.
+                Err(error) => rolled_back_batch(batch, error),
             }
-        };
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch.iter() {
-        let result = apply(conn, sql, &pending.write, pending.now)
-            .await
-            .map_err(|e| map_sqlx(pending.operation, e));
-        results.push(result);
-    }
-    let commit = if in_transaction {
-        match sqlx::query("COMMIT").execute(&mut *conn).await {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                // Leave no transaction open for the next batch.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(Arc::new(error))
+        } else {
+            match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+                Ok(_) => {
+                    rolled_back.store(false, Ordering::Release);
+                    in_transaction(conn, sql, rolled_back, batch, &jobs).await
+                }
+                Err(error) => {
+                    // Still serve every write, each in its own implicit transaction.
+                    tracing::warn!(%error, "BEGIN IMMEDIATE failed; running the batch unbatched");
+                    one_by_one(conn, sql, batch).await
+                }
             }
         }
     } else {
-        Ok(())
+        one_by_one(conn, sql, batch).await
     };
     for (pending, result) in batch.drain(..).zip(results) {
-        let result = match &commit {
-            Ok(()) => result,
-            Err(error) => Err(Error::backend(
-                pending.operation,
-                true,
-                CommitFailed(Arc::clone(error)),
-            )),
-        };
         // The caller may have given up waiting; nothing to do then.
         let _ = pending.reply.send(result);
     }
 }
 
-/// Runs one write's statements on the writer's connection.
-async fn apply(
+/// Runs each write with its own statements.
+async fn one_by_one(
     conn: &mut SqliteConnection,
     sql: &Statements,
-    write: &Write,
-    now: i64,
-) -> Result<Answer, sqlx::Error> {
-    Ok(match write {
-        Write::Create(row) => {
-            let done = bind_row(sqlx::query(sql.create()), row)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Answer::Changed(done.rows_affected())
-        }
-        Write::Save(row) => Answer::Save(save(conn, sql, row, now).await?),
-        Write::Touch { key, expires_at } => {
-            let done = sqlx::query(sql.touch())
-                .bind(key.as_slice())
-                .bind(*expires_at)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Answer::Changed(done.rows_affected())
-        }
-        Write::Delete { key } => Answer::Removed(
-            sqlx::query_scalar(sql.delete())
-                .bind(key.as_slice())
-                .fetch_all(&mut *conn)
-                .await?,
-        ),
-        Write::DeleteByUser { user } => Answer::Removed(
-            sqlx::query_scalar(sql.delete_by_user())
-                .bind(user.as_str())
-                .fetch_all(&mut *conn)
-                .await?,
-        ),
-        Write::Sweep { limit } => {
-            let done = sqlx::query(sql.sweep())
-                .bind(now)
-                .bind(*limit)
-                .execute(&mut *conn)
-                .await?;
-            Answer::Changed(done.rows_affected())
-        }
-    })
-}
-
-/// Compare-and-set. The common case (same user) leaves the user column,
-/// and so its index, untouched; a changed user takes the full update; when
-/// neither changes a row, a read inside the same transaction tells a
-/// conflict from a missing session, atomically.
-async fn save(
-    conn: &mut SqliteConnection,
-    sql: &Statements,
-    row: &Row,
-    now: i64,
-) -> Result<SaveOutcome, sqlx::Error> {
-    for statement in [sql.save_same_user(), sql.save()] {
-        let done = bind_save(sqlx::query(statement), row, now)
-            .execute(&mut *conn)
-            .await?;
-        if done.rows_affected() > 0 {
-            return Ok(SaveOutcome::Saved);
-        }
+    batch: &[Pending],
+) -> Vec<Result<Answer, Error>> {
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let result = single::apply(conn, sql, &pending.write, pending.now)
+            .await
+            .map_err(|e| map_sqlx(pending.operation, e));
+        results.push(result);
     }
-    let live: Option<i64> = sqlx::query_scalar(sql.probe())
-        .bind(row.key.as_slice())
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(match live {
-        Some(_) => SaveOutcome::Conflict,
-        None => SaveOutcome::NotFound,
-    })
+    results
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-/// Binds `?1`…`?6` in [`crate::schema::RECORD_COLUMNS`] order.
-fn bind_row<'q>(query: Query<'q>, row: &'q Row) -> Query<'q> {
-    query
-        .bind(row.key.as_slice())
-        .bind(row.user.as_deref())
-        .bind(row.data.as_str())
-        .bind(row.version)
-        .bind(row.created_at)
-        .bind(row.expires_at)
+/// Runs the batch as grouped statements inside the open transaction and
+/// commits it, or rolls it back and fails every write.
+async fn in_transaction(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    rolled_back: &AtomicBool,
+    batch: &[Pending],
+    jobs: &[Job<'_>],
+) -> Vec<Result<Answer, Error>> {
+    let error = match grouped::run(conn, sql, Mode::Transaction(rolled_back), jobs).await {
+        Ok(results) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => return results,
+            Err(error) => {
+                let error = Arc::new(error);
+                rollback(conn).await;
+                return batch
+                    .iter()
+                    .map(|p| {
+                        Err(Error::backend(
+                            p.operation,
+                            true,
+                            CommitFailed(Arc::clone(&error)),
+                        ))
+                    })
+                    .collect();
+            }
+        },
+        Err(error) => error,
+    };
+    rollback(conn).await;
+    rolled_back_batch(batch, error)
 }
 
-/// Binds the parameters of both save statements.
-fn bind_save<'q>(query: Query<'q>, row: &'q Row, now: i64) -> Query<'q> {
-    query
-        .bind(row.key.as_slice())
-        .bind(row.version)
-        .bind(row.user.as_deref())
-        .bind(row.data.as_str())
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(now)
+/// Every write of `batch` failed with `error`, which rolled back the batch.
+fn rolled_back_batch(batch: &[Pending], error: sqlx::Error) -> Vec<Result<Answer, Error>> {
+    let retryable = is_retryable(&error);
+    let error = Arc::new(error);
+    batch
+        .iter()
+        .map(|p| {
+            Err(Error::backend(
+                p.operation,
+                retryable,
+                BatchRolledBack(Arc::clone(&error)),
+            ))
+        })
+        .collect()
+}
+
+/// Ends whatever is left of the transaction, so the next batch starts
+/// clean (a transaction SQLite already rolled back makes this a no-op
+/// error, ignored).
+async fn rollback(conn: &mut SqliteConnection) {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
 }

@@ -180,3 +180,41 @@ async fn run_hammer(store: Arc<dyn SessionStore>, run_for: Duration) -> TestResu
     assert!(saves > 0 && !total.creates.is_empty() && total.exists > 0);
     Ok(())
 }
+
+/// 64 tasks present the same version of one record at once, round after
+/// round: their saves land in the writer's batches together, and exactly
+/// one of them wins each version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_saves_of_one_version_have_exactly_one_winner() -> TestResult {
+    let db = TempFileStore::new("sessions").await?;
+    let store: Arc<dyn SessionStore> = Arc::new(db.store.clone());
+    let record = live_record(HOUR)?;
+    store.create(&record).await?;
+    for round in 0..20u64 {
+        let current = store.load(&record.key).await?.expect("the record");
+        assert_eq!(current.version, round);
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let store = Arc::clone(&store);
+                let mut mine = current.clone();
+                mine.data.insert("winner".into(), json!(task));
+                tokio::spawn(async move { (task, store.save(&mine).await) })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await? {
+                (task, Ok(version)) => {
+                    assert_eq!(version, round + 1);
+                    winners.push(task);
+                }
+                (_, Err(Error::Conflict)) => {}
+                (task, Err(e)) => panic!("task {task}: save: {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let stored = store.load(&record.key).await?.expect("the record");
+        assert_eq!(stored.data.get("winner"), Some(&json!(winners[0])));
+    }
+    Ok(())
+}

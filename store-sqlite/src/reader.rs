@@ -1,0 +1,241 @@
+//! Loads: a lone load runs its own statement; loads that arrive while
+//! others are in flight are served together, by one statement per batch.
+//!
+//! Every statement is a round trip to the driver thread of a pooled
+//! connection, which at high concurrency costs far more than SQLite's own
+//! work (a primary-key lookup). So a load that finds another load in
+//! flight does not take a connection of its own: it queues, and one of a
+//! few reader tasks (one per pooled connection) takes everything queued
+//! (up to [`MAX_BATCH`]) and reads it with one `SELECT … WHERE key IN
+//! (…)`. A load that finds nothing in flight runs directly on the pool, so
+//! a lone load waits for nothing and costs no extra hop. Nothing ever
+//! waits on a timer to collect a batch: a batch is what queued while the
+//! previous statements ran.
+//!
+//! Each caller decodes its own row, so a corrupted row fails only the
+//! loads of its key. A batch uses the latest `now` of its loads (every
+//! load of the batch was issued before the statement runs, so that instant
+//! lies inside each load's call). If the batched statement fails, the
+//! reader loads the batch's keys one by one, so every load gets the result
+//! it would have had alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use session_core::{Error, StorageKey};
+use sqlx::Row as _;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Sqlite, SqliteExecutor};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::{is_retryable, map_sqlx};
+use crate::payload;
+use crate::schema::Statements;
+
+/// The most loads read by one statement.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// How many loads may queue before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+const OP: &str = "load";
+
+/// What a load found: the row, shared by every load of its key in a batch.
+type Found = Result<Option<Arc<SqliteRow>>, Error>;
+
+/// A load waiting for a reader task.
+struct Load {
+    key: StorageKey,
+    now: i64,
+    reply: oneshot::Sender<Found>,
+}
+
+/// The loads of one store: the queue to its reader tasks and the count of
+/// loads in flight. The reader tasks end when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    queue: mpsc::Sender<Load>,
+    in_flight: AtomicUsize,
+    pool: SqlitePool,
+    sql: Statements,
+}
+
+/// The reader tasks are gone (their runtime shut down) with this load.
+#[derive(Debug, thiserror::Error)]
+#[error("the SQLite reader task is gone (was the store's tokio runtime shut down?)")]
+struct ReaderGone;
+
+/// Acquiring a connection for a batch of loads failed; shared by the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("no pooled connection for this load")]
+struct NoConnection(#[source] Arc<sqlx::Error>);
+
+/// Counts a load in flight while alive.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Reader {
+    /// Starts one reader task per connection the pool may open.
+    pub(crate) fn spawn(pool: SqlitePool, sql: Statements) -> Self {
+        let readers = pool.options().get_max_connections().max(1);
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..readers {
+            tokio::spawn(run(Arc::clone(&receiver), pool.clone(), sql.clone()));
+        }
+        Self {
+            queue,
+            in_flight: AtomicUsize::new(0),
+            pool,
+            sql,
+        }
+    }
+
+    /// The row of `key` if it is live at `now` (the caller decodes it).
+    pub(crate) async fn load(&self, key: &StorageKey, now: i64) -> Found {
+        let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
+        let _in_flight = InFlight(&self.in_flight);
+        if !alone {
+            let (reply, answer) = oneshot::channel();
+            let load = Load {
+                key: *key,
+                now,
+                reply,
+            };
+            // A closed queue means the reader tasks are gone: load directly.
+            if self.queue.send(load).await.is_ok() {
+                return answer
+                    .await
+                    .map_err(|_| Error::backend(OP, false, ReaderGone))?;
+            }
+        }
+        load_one(&self.pool, &self.sql, key, now)
+            .await
+            .map(|row| row.map(Arc::new))
+            .map_err(|e| map_sqlx(OP, e))
+    }
+}
+
+async fn run(receiver: Arc<Mutex<mpsc::Receiver<Load>>>, pool: SqlitePool, sql: Statements) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // One reader at a time waits on the queue; it takes everything
+        // queued and lets the next reader wait while it reads.
+        let received = receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if received == 0 {
+            // Every handle is gone.
+            return;
+        }
+        serve(&pool, &sql, &mut batch).await;
+    }
+}
+
+/// Answers every load of `batch`, leaving it empty.
+async fn serve(pool: &SqlitePool, sql: &Statements, batch: &mut Vec<Load>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            let retryable = is_retryable(&error);
+            let error = Arc::new(error);
+            for load in batch.drain(..) {
+                let error = NoConnection(Arc::clone(&error));
+                let _ = load.reply.send(Err(Error::backend(OP, retryable, error)));
+            }
+            return;
+        }
+    };
+    if batch.len() > 1 {
+        match load_many(&mut conn, sql, batch).await {
+            Ok(rows) => {
+                for load in batch.drain(..) {
+                    // The caller may have given up waiting.
+                    let _ = load.reply.send(Ok(rows.get(&load.key).cloned()));
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, loads = batch.len(), "batched load failed; loading one by one");
+            }
+        }
+    }
+    for load in batch.drain(..) {
+        let found = load_one(&mut *conn, sql, &load.key, load.now)
+            .await
+            .map(|row| row.map(Arc::new))
+            .map_err(|e| map_sqlx(OP, e));
+        let _ = load.reply.send(found);
+    }
+}
+
+/// Serves `loads` (key, now) as one batch, as a reader task would, and
+/// returns what each found: for tests that need a batch of known content.
+#[cfg(test)]
+pub(crate) async fn serve_batch(
+    pool: &SqlitePool,
+    sql: &Statements,
+    loads: &[(StorageKey, i64)],
+) -> Vec<Found> {
+    let mut answers = Vec::new();
+    let mut batch = Vec::new();
+    for &(key, now) in loads {
+        let (reply, answer) = oneshot::channel();
+        batch.push(Load { key, now, reply });
+        answers.push(answer);
+    }
+    serve(pool, sql, &mut batch).await;
+    let mut found = Vec::new();
+    for answer in answers {
+        found.push(
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Error::backend(OP, false, ReaderGone))),
+        );
+    }
+    found
+}
+
+/// The live rows of the batch's keys, by key.
+async fn load_many(
+    conn: &mut PoolConnection<Sqlite>,
+    sql: &Statements,
+    batch: &[Load],
+) -> Result<HashMap<StorageKey, Arc<SqliteRow>>, sqlx::Error> {
+    let now = batch.iter().map(|load| load.now).max().unwrap_or(i64::MIN);
+    let keys = payload::keys(batch.iter().map(|load| load.key.as_bytes().as_slice()))
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let rows = sqlx::query(sql.load_many())
+        .bind(keys)
+        .bind(now)
+        .fetch_all(&mut **conn)
+        .await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key: &[u8] = row.try_get(0)?;
+        // Every row matched one of our 32-byte keys; anything else is a
+        // reason to read one by one rather than to guess.
+        let key = StorageKey::from_slice(key).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        found.insert(key, Arc::new(row));
+    }
+    Ok(found)
+}
+
+/// The row of one key, if live at `now`.
+async fn load_one<'e>(
+    executor: impl SqliteExecutor<'e>,
+    sql: &Statements,
+    key: &StorageKey,
+    now: i64,
+) -> Result<Option<SqliteRow>, sqlx::Error> {
+    sqlx::query(sql.load())
+        .bind(key.as_bytes().as_slice())
+        .bind(now)
+        .fetch_optional(executor)
+        .await
+}
