@@ -418,7 +418,8 @@ under the key's lock (load decodes it, save encodes it).
 multiplexed `ConnectionManager` on the same unix socket.
   - SQLite: `SqliteStore::open` defaults — WAL, `synchronous = NORMAL`, 5 s busy timeout, \
 a pool of at most 4 connections; writes go through the store's single writer, which \
-commits the writes waiting for it in one transaction (group commit).
+commits the writes waiting for it together, a few multi-row statements per batch (group \
+commit); concurrent loads are read together, one `SELECT … IN` per batch.
 - **tower-sessions** (`tower_sessions_core::SessionStore` only): W3 `load(&id)`; W1 \
 `load`, insert `last_seen` into the data map, set `expiry_date`, `save(&record)` (last \
 writer wins, no version); W2 `create(&mut record)` of a template copy with a fresh id.
