@@ -258,6 +258,18 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The entry under `short`, found through the index of the user
+    /// hashed to `hash`; when it is gone (evicted or removed), the stale
+    /// index entry is pruned and `None` returned.
+    async fn indexed_entry(&self, hash: u64, short: &ShortKey) -> Option<Entry> {
+        let entry = self.cache.get(short).await;
+        if entry.is_none() {
+            self.index
+                .remove_if(hash, short, |k| !self.cache.contains_key(k));
+        }
+        entry
+    }
+
     fn user_hash(&self, user: &[u8]) -> u64 {
         self.user_hasher.hash_one(user)
     }
@@ -508,11 +520,7 @@ impl SessionStore for MemoryStore {
         let hash = inner.user_hash(user.as_bytes());
         let mut records = Vec::new();
         for short in inner.index.keys_of(hash) {
-            let Some(entry) = inner.cache.get(&short).await else {
-                // Evicted: a stale index entry, pruned here.
-                inner
-                    .index
-                    .remove_if(hash, &short, |k| !inner.cache.contains_key(k));
+            let Some(entry) = inner.indexed_entry(hash, &short).await else {
                 continue;
             };
             let snapshot = entry.snapshot();
@@ -536,10 +544,7 @@ impl SessionStore for MemoryStore {
         let mut deleted = 0;
         for short in inner.index.keys_of(hash) {
             let _guard = inner.locks.lock(&short).await;
-            let Some(entry) = inner.cache.get(&short).await else {
-                inner
-                    .index
-                    .remove_if(hash, &short, |k| !inner.cache.contains_key(k));
+            let Some(entry) = inner.indexed_entry(hash, &short).await else {
                 continue;
             };
             let snapshot = entry.snapshot();
