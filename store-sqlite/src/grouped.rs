@@ -300,33 +300,54 @@ impl Runner<'_, '_> {
         Ok(keys.into_iter().collect())
     }
 
-    /// Which of `indexes` wrote their key, by the set `returned`; the rest
-    /// stay in `open`.
-    fn split(&self, indexes: &[usize], returned: &HashSet<Vec<u8>>) -> (Vec<usize>, Vec<usize>) {
-        indexes
+    /// Settles each of `indexes` whose key is in `returned` with `hit`;
+    /// returns the others, unsettled.
+    fn settle_hits(
+        &mut self,
+        indexes: &[usize],
+        returned: &HashSet<Vec<u8>>,
+        hit: impl Fn() -> Answer,
+    ) -> Vec<usize> {
+        let (hits, misses): (Vec<usize>, Vec<usize>) = indexes
             .iter()
-            .partition(|&&i| self.key(i).is_some_and(|key| returned.contains(key)))
+            .partition(|&&i| self.key(i).is_some_and(|key| returned.contains(key)));
+        self.settle_all(&hits, hit);
+        misses
     }
 
-    async fn creates(&mut self, chunk: &[usize]) -> Result<(), sqlx::Error> {
-        let payload = self.records(chunk);
-        let statement = self.sql.create_many();
+    /// Settles each of `indexes` with `answer`.
+    fn settle_all(&mut self, indexes: &[usize], answer: impl Fn() -> Answer) {
+        for &i in indexes {
+            self.settle(i, Ok(answer()));
+        }
+    }
+
+    /// Runs a statement that changes at most one row per write and
+    /// returns the keys it changed: those writes changed one row, the
+    /// others none.
+    async fn changed_by(
+        &mut self,
+        chunk: &[usize],
+        statement: sqlx::SqlStr,
+        payload: Result<String, sqlx::Error>,
+    ) -> Result<(), sqlx::Error> {
         match self
             .returned_keys(statement, payload, self.now(chunk))
             .await
         {
             Ok(returned) => {
-                let (created, exists) = self.split(chunk, &returned);
-                for i in created {
-                    self.settle(i, Ok(Answer::Changed(1)));
-                }
-                for i in exists {
-                    self.settle(i, Ok(Answer::Changed(0)));
-                }
+                let unchanged = self.settle_hits(chunk, &returned, || Answer::Changed(1));
+                self.settle_all(&unchanged, || Answer::Changed(0));
                 Ok(())
             }
             Err(error) => self.fallback(error, chunk).await,
         }
+    }
+
+    async fn creates(&mut self, chunk: &[usize]) -> Result<(), sqlx::Error> {
+        let payload = self.records(chunk);
+        self.changed_by(chunk, self.sql.create_many(), payload)
+            .await
     }
 
     async fn saves(&mut self, chunk: &[usize]) -> Result<(), sqlx::Error> {
@@ -336,11 +357,7 @@ impl Runner<'_, '_> {
             let payload = self.records(&open);
             match self.returned_keys(statement, payload, now).await {
                 Ok(returned) => {
-                    let (saved, rest) = self.split(&open, &returned);
-                    for i in saved {
-                        self.settle(i, Ok(Answer::Save(SaveOutcome::Saved)));
-                    }
-                    open = rest;
+                    open = self.settle_hits(&open, &returned, || Answer::Save(SaveOutcome::Saved));
                 }
                 Err(error) => return self.fallback(error, &open).await,
             }
@@ -354,13 +371,8 @@ impl Runner<'_, '_> {
         let statement = self.sql.probe_many();
         match self.returned_keys(statement, payload, now).await {
             Ok(live) => {
-                let (conflict, gone) = self.split(&open, &live);
-                for i in conflict {
-                    self.settle(i, Ok(Answer::Save(SaveOutcome::Conflict)));
-                }
-                for i in gone {
-                    self.settle(i, Ok(Answer::Save(SaveOutcome::NotFound)));
-                }
+                let gone = self.settle_hits(&open, &live, || Answer::Save(SaveOutcome::Conflict));
+                self.settle_all(&gone, || Answer::Save(SaveOutcome::NotFound));
                 Ok(())
             }
             Err(error) => self.fallback(error, &open).await,
@@ -373,23 +385,7 @@ impl Runner<'_, '_> {
             _ => None,
         }))
         .map_err(|e| sqlx::Error::Encode(Box::new(e)));
-        let statement = self.sql.touch_many();
-        match self
-            .returned_keys(statement, payload, self.now(chunk))
-            .await
-        {
-            Ok(returned) => {
-                let (moved, absent) = self.split(chunk, &returned);
-                for i in moved {
-                    self.settle(i, Ok(Answer::Changed(1)));
-                }
-                for i in absent {
-                    self.settle(i, Ok(Answer::Changed(0)));
-                }
-                Ok(())
-            }
-            Err(error) => self.fallback(error, chunk).await,
-        }
+        self.changed_by(chunk, self.sql.touch_many(), payload).await
     }
 
     async fn deletes(&mut self, chunk: &[usize]) -> Result<(), sqlx::Error> {
