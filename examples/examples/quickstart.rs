@@ -75,8 +75,8 @@ async fn main() -> Result<(), Error> {
 
     // 5. The "active sessions" page.
     let sessions = store.list_by_user("alice").await?;
-    println!("4. alice has {} active sessions:", sessions.len());
-    for s in &sessions {
+    println!("4. alice has {} active sessions:", sessions.records.len());
+    for s in &sessions.records {
         println!(
             "   - {} (version {}, expires at {})",
             s.key, s.version, s.expires_at
@@ -99,7 +99,7 @@ async fn main() -> Result<(), Error> {
     );
     println!(
         "   alice now has {} active sessions",
-        store.list_by_user("alice").await?.len()
+        store.list_by_user("alice").await?.records.len()
     );
     Ok(())
 }

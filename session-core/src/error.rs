@@ -1,6 +1,6 @@
 //! The one error type of the session layer.
 
-use crate::StorageKey;
+use crate::{StorageKey, Unstorable};
 
 /// A boxed error from a backend, codec or driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -37,6 +37,12 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The record breaks a limit that every store enforces so that what it
+    /// accepts it can load back equal (see [`crate::Record::check_create`]).
+    /// Nothing was written.
+    #[error("session record cannot be stored: {0}")]
+    Unstorable(Unstorable),
+
     /// A stored record could not be read back. The record is left in place
     /// for inspection; the error names its storage key (never the id).
     #[error("stored session {key} cannot be decoded")]
@@ -66,6 +72,17 @@ pub enum Error {
     /// map whose keys are not strings). Nothing was changed.
     #[error("session value cannot be encoded as JSON")]
     Encode(#[source] serde_json::Error),
+
+    /// A session value exists but is not of the type asked for (say,
+    /// `Session::get::<u64>` of a list). The session itself is fine.
+    #[error("session value {key:?} is not of the requested type")]
+    ValueType {
+        /// The data key whose value was asked for.
+        key: String,
+        /// Why the value did not deserialise.
+        #[source]
+        source: serde_json::Error,
+    },
 
     /// The operating system could not provide randomness for a new id.
     #[error("the operating system's random number generator failed")]
@@ -100,6 +117,41 @@ impl Error {
         }
     }
 
+    /// A copy of a shared error, for answering every request whose
+    /// changes one failed store call carried. The variant and its fields
+    /// are kept; a source is shared (through the original).
+    pub(crate) fn copy_of(shared: &std::sync::Arc<Error>) -> Self {
+        let source = || -> BoxError { Box::new(SharedSource(std::sync::Arc::clone(shared))) };
+        match &**shared {
+            Self::Exists => Self::Exists,
+            Self::Conflict => Self::Conflict,
+            Self::NotFound => Self::NotFound,
+            Self::TooLarge { size, limit } => Self::TooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            Self::Unstorable(what) => Self::Unstorable(*what),
+            Self::Decode { key, .. } => Self::Decode {
+                key: *key,
+                source: source(),
+            },
+            Self::Backend {
+                operation,
+                retryable,
+                ..
+            } => Self::Backend {
+                operation,
+                retryable: *retryable,
+                source: source(),
+            },
+            Self::Encode(_) | Self::ValueType { .. } | Self::Random(_) => Self::Backend {
+                operation: "commit",
+                retryable: false,
+                source: source(),
+            },
+        }
+    }
+
     /// Whether retrying the same call may succeed: true only for a
     /// [`Error::Backend`] marked retryable. (A [`Error::Conflict`] is
     /// resolved by reloading and replaying, not by retrying the same call.)
@@ -111,6 +163,27 @@ impl Error {
                 ..
             }
         )
+    }
+}
+
+/// The source of an error shared by several requests: shows as the
+/// original's own source (or the original, when it has none).
+#[derive(Debug)]
+struct SharedSource(std::sync::Arc<Error>);
+
+impl std::fmt::Display for SharedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::error::Error as _;
+        match self.0.source() {
+            Some(source) => std::fmt::Display::fmt(source, f),
+            None => std::fmt::Display::fmt(&self.0, f),
+        }
+    }
+}
+
+impl std::error::Error for SharedSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source().and_then(|s| s.source())
     }
 }
 

@@ -31,6 +31,6 @@ pub use id::{
     ID_BYTES, ID_TEXT_LEN, InvalidSessionId, InvalidStorageKey, KEY_BYTES, SessionId, StorageKey,
 };
 pub use manager::{CookieAction, Session, SessionConfig, SessionManager};
-pub use record::{Data, Record};
+pub use record::{Data, Record, Unstorable, UserSessions};
 pub use store::SessionStore;
 pub use time::Timestamp;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{Error, Record, StorageKey, Timestamp};
+use crate::{Error, Record, StorageKey, Timestamp, UserSessions};
 
 /// A place where sessions live: memory, Redis, SQLite, or your own.
 ///
@@ -19,6 +19,11 @@ use crate::{Error, Record, StorageKey, Timestamp};
 /// "Live" means `now < expires_at` by the wall clock (see
 /// [`Record::is_live_at`]). A record that is not live is *absent* for every
 /// method, even if the backend still holds it physically.
+///
+/// "Unreadable" means a stored value the store cannot decode (a damaged
+/// row, a foreign value under the key). The suite checks the bullets about
+/// unreadable records on stores that can plant one for it (see the
+/// conformance crate's `unreadable` capability).
 ///
 /// # Errors
 ///
@@ -39,6 +44,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - A key held only by an expired record counts as absent: the create
     ///   succeeds and replaces it.
     /// - Creates of distinct keys are independent, also when concurrent.
+    /// - A record [`Record::check_create`] refuses (a version above
+    ///   [`Record::MAX_VERSION`], data nested deeper than
+    ///   [`Record::MAX_DEPTH`]) is [`Error::Unstorable`], and nothing is
+    ///   written.
+    /// - What it accepts loads back equal, whatever the JSON: deep
+    ///   nesting up to the limit, extreme numbers, long and non-ASCII
+    ///   strings, many keys.
     async fn create(&self, record: &Record) -> Result<(), Error>;
 
     /// Reads the record stored under `key`.
@@ -49,12 +61,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - `None` when the stored record's `expires_at` has passed, even if
     ///   the backend has not removed it yet.
     /// - Otherwise the record exactly as last created, saved or touched.
-    ///
-    /// # Errors
-    ///
-    /// A stored value that cannot be decoded is [`Error::Decode`] naming
-    /// `key`, and stays stored for inspection. (Checked by each store's own
-    /// tests, since corrupting a record needs raw access to the backend.)
+    /// - An unreadable value is [`Error::Decode`] naming `key`, and stays
+    ///   stored for inspection.
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error>;
 
     /// Compare-and-set: replaces the stored record with `record` (data,
@@ -74,6 +82,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ///   resurrects a deleted session**.
     /// - Keeps the per-user index in step when `user` changes: the session
     ///   is listed under its new user only.
+    /// - A record [`Record::check_save`] refuses (a version whose successor
+    ///   would be above [`Record::MAX_VERSION`], data nested too deep) is
+    ///   [`Error::Unstorable`], and nothing is written.
+    /// - An unreadable value under the key is [`Error::Decode`] whatever
+    ///   version the save presents, and stays as it was: a save never
+    ///   overwrites what it could not check.
     async fn save(&self, record: &Record) -> Result<u64, Error>;
 
     /// Moves the expiry of a live record to `expires_at` without rewriting
@@ -95,6 +109,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - Returns `true` when a live record was removed, `false` when there
     ///   was nothing live to remove.
     /// - Removes nothing but that one record, and its per-user index entry.
+    /// - Removes an unreadable value too, and returns `true`.
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error>;
 
     /// All live records bound to `user`, in no particular order (the
@@ -105,7 +120,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - Returns exactly the live records whose `user` is `user`: none of
     ///   another user, none unbound, none expired, none deleted.
     /// - A user with no sessions gets an empty list.
-    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error>;
+    /// - An unreadable record of the user does not fail the call: the
+    ///   readable ones are returned, and its key is in
+    ///   [`UserSessions::unreadable`].
+    async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error>;
 
     /// Deletes every record bound to `user` ("log out everywhere") and
     /// returns how many live records were deleted.
@@ -115,6 +133,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - Deletes exactly the live records of `user` and returns their
     ///   count; records of other users and unbound records stay.
     /// - A user with no sessions deletes nothing and returns 0.
+    /// - Unreadable records of the user are deleted too, and counted.
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error>;
 
     /// Physically removes expired records and returns how many it removed.
@@ -146,7 +165,7 @@ macro_rules! forward_store {
             async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
                 (**self).delete(key).await
             }
-            async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+            async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
                 (**self).list_by_user(user).await
             }
             async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {

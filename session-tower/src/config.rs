@@ -189,6 +189,42 @@ impl CookieConfig {
             .filter_map(Result::ok)
             .find(|c| c.name_raw() == Some(&*self.name))
             .and_then(|c| c.value_raw())
-            .map(|value| value.trim_matches('"'))
+            .map(unquote)
+    }
+}
+
+/// A cookie value with exactly one balanced pair of double quotes around
+/// it loses them (RFC 6265 `cookie-value`); any other quote stays, so
+/// the id parser refuses it and no store is asked.
+fn unquote(value: &str) -> &str {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) if !inner.contains('"') => inner,
+        _ => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unquote;
+
+    #[test]
+    fn only_one_balanced_pair_of_quotes_is_removed() {
+        let id = "A".repeat(43);
+        assert_eq!(unquote(&id), id);
+        assert_eq!(unquote(&format!("\"{id}\"")), id);
+        for bad in [
+            format!("\"\"\"{id}\"\""),
+            format!("\"{id}"),
+            format!("{id}\""),
+            format!("\"\"{id}\"\""),
+            format!("\"{id}\"\""),
+            "\"".to_owned(),
+        ] {
+            assert_ne!(unquote(&bad), id, "{bad:?}");
+            assert!(
+                session_core::SessionId::parse(unquote(&bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -216,7 +216,7 @@ impl SessionStore for Down {
     async fn delete(&self, _: &StorageKey) -> Result<bool, Error> {
         Err(down("delete"))
     }
-    async fn list_by_user(&self, _: &str) -> Result<Vec<Record>, Error> {
+    async fn list_by_user(&self, _: &str) -> Result<session_core::UserSessions, Error> {
         Err(down("list_by_user"))
     }
     async fn delete_by_user(&self, _: &str) -> Result<u64, Error> {

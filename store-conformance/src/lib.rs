@@ -6,12 +6,17 @@
 //! from any harness. Most users adopt it in one line with [`suite!`], which
 //! expands to one separately named `#[test]` per case:
 //!
-//! ```ignore
+//! ```
+//! # mod example {
 //! // tests/conformance.rs of your store crate
-//! async fn store(ns: session_store_conformance::Namespace) -> Result<MyStore, MyError> {
-//!     MyStore::connect(&format!("sessions:{ns}:")).await
+//! use session_store_conformance::Namespace;
+//! use session_store_memory::MemoryStore; // your store here
+//!
+//! async fn store(_: Namespace) -> Result<MemoryStore, std::convert::Infallible> {
+//!     Ok(MemoryStore::default()) // e.g. a key prefix or table named after the namespace
 //! }
 //! session_store_conformance::suite!(store);
+//! # }
 //! ```
 //!
 //! The factory is called once per case with a fresh namespace; it must
@@ -35,6 +40,7 @@ use std::time::Duration;
 use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
 
 pub mod cases;
+mod generate;
 
 #[doc(hidden)]
 pub mod __private {
@@ -77,17 +83,63 @@ impl fmt::Debug for Namespace {
     }
 }
 
+/// The optional capability behind the suite's cases on unreadable
+/// records: store the given record's key, user, timestamps and version
+/// the way the store under test does, but with contents it cannot decode
+/// (its [`SessionStore::load`] must then answer [`Error::Decode`]). The
+/// record must be listed under its user, as a real one would be.
+///
+/// Build one with [`suite!`]'s `unreadable = …` argument, or by hand for
+/// [`Context::with_unreadable`].
+pub type PlantUnreadable =
+    Arc<dyn Fn(Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
 /// What a case runs against: the store under test and its namespace.
 #[derive(Clone)]
 pub struct Context {
     store: Arc<dyn SessionStore>,
     namespace: Namespace,
+    unreadable: Option<PlantUnreadable>,
 }
 
 impl Context {
     /// A context over `store`, isolated by `namespace`.
     pub fn new(store: Arc<dyn SessionStore>, namespace: Namespace) -> Self {
-        Self { store, namespace }
+        Self {
+            store,
+            namespace,
+            unreadable: None,
+        }
+    }
+
+    /// The same context, able to plant unreadable records (for the cases
+    /// in [`UNREADABLE_CASES`]).
+    pub fn with_unreadable(mut self, plant: PlantUnreadable) -> Self {
+        self.unreadable = Some(plant);
+        self
+    }
+
+    /// Plants an unreadable record in the store under test.
+    ///
+    /// # Errors
+    ///
+    /// A [`Failure`] when the store provides no way to do so, or planting
+    /// failed.
+    pub async fn plant_unreadable(&self, record: &Record) -> Result<(), Failure> {
+        let Some(plant) = &self.unreadable else {
+            return Err(Failure::new(
+                "plant an unreadable record",
+                "a store that provides the capability (suite!(factory, unreadable = plant))",
+                "no such capability",
+            ));
+        };
+        plant(record.clone()).await.map_err(|e| {
+            Failure::new(
+                format!("plant an unreadable record under {:?}", record.key),
+                "Ok",
+                e,
+            )
+        })
     }
 
     /// The store under test.
@@ -251,13 +303,49 @@ pub async fn run(case: &Case, context: Context) -> Outcome {
 ///
 /// When the case fails, the factory fails, or no runtime can be built:
 /// this is the test harness, and a panic is how a test reports failure.
-#[allow(clippy::panic)]
 pub fn run_case<F, Fut, S, E>(case: &Case, factory: F)
 where
     F: FnOnce(Namespace) -> Fut,
     Fut: Future<Output = Result<S, E>>,
     S: SessionStore,
     E: fmt::Display,
+{
+    run_case_with(
+        case,
+        factory,
+        None::<fn(Arc<S>, Record) -> std::future::Ready<Result<(), String>>>,
+    );
+}
+
+/// Like [`run_case`], with a way to plant unreadable records in the store
+/// (`plant(store, record)`; see [`PlantUnreadable`]).
+///
+/// # Panics
+///
+/// As [`run_case`].
+pub fn run_case_unreadable<F, Fut, S, E, P, PFut, PE>(case: &Case, factory: F, plant: P)
+where
+    F: FnOnce(Namespace) -> Fut,
+    Fut: Future<Output = Result<S, E>>,
+    S: SessionStore,
+    E: fmt::Display,
+    P: Fn(Arc<S>, Record) -> PFut + Send + Sync + 'static,
+    PFut: Future<Output = Result<(), PE>> + Send + 'static,
+    PE: fmt::Display,
+{
+    run_case_with(case, factory, Some(plant));
+}
+
+#[allow(clippy::panic)]
+fn run_case_with<F, Fut, S, E, P, PFut, PE>(case: &Case, factory: F, plant: Option<P>)
+where
+    F: FnOnce(Namespace) -> Fut,
+    Fut: Future<Output = Result<S, E>>,
+    S: SessionStore,
+    E: fmt::Display,
+    P: Fn(Arc<S>, Record) -> PFut + Send + Sync + 'static,
+    PFut: Future<Output = Result<(), PE>> + Send + 'static,
+    PE: fmt::Display,
 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -283,7 +371,16 @@ where
                 case.name
             )
         })?;
-        run(case, Context::new(Arc::new(store), namespace))
+        let store = Arc::new(store);
+        let mut context = Context::new(Arc::clone(&store) as Arc<dyn SessionStore>, namespace);
+        if let Some(plant) = plant {
+            let plant = Arc::new(plant);
+            context = context.with_unreadable(Arc::new(move |record| {
+                let fut = plant(Arc::clone(&store), record);
+                Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+            }));
+        }
+        run(case, context)
             .await
             .map_err(|failure| failure.to_string())
     });
@@ -292,8 +389,9 @@ where
     }
 }
 
-/// Expands to one `#[test]` per case in [`CASES`], each named after its
-/// case, each with a fresh store from `factory` in a fresh [`Namespace`].
+/// Expands to one `#[test]` per case in [`CASES`] and
+/// [`UNREADABLE_CASES`], each named after its case, each with a fresh store
+/// from `factory` in a fresh [`Namespace`].
 ///
 /// `factory` is any expression callable as
 /// `FnOnce(Namespace) -> impl Future<Output = Result<S, E>>` where
@@ -301,16 +399,34 @@ where
 /// Put the call in a module of its own to run the suite twice in one file
 /// (say against a single server and a cluster).
 ///
-/// ```ignore
-/// async fn store(_: session_store_conformance::Namespace) -> Result<MyStore, std::convert::Infallible> {
-///     Ok(MyStore::new())
+/// The cases on unreadable records need a way to plant one, which only
+/// the store's author can write (see [`PlantUnreadable`]): pass it as
+/// `unreadable = plant`, where `plant` is callable as
+/// `Fn(Arc<S>, Record) -> impl Future<Output = Result<(), E>>`. Without it
+/// those cases are generated as ignored tests, so the test output shows
+/// them as not run rather than hiding them.
+///
+/// ```
+/// # mod example {
+/// use std::convert::Infallible;
+/// use session_store_conformance::Namespace;
+/// use session_store_memory::MemoryStore;
+///
+/// async fn store(_: Namespace) -> Result<MemoryStore, Infallible> {
+///     Ok(MemoryStore::default())
 /// }
 /// session_store_conformance::suite!(store);
+/// # }
 /// ```
 #[macro_export]
 macro_rules! suite {
     ($factory:expr) => {
         $crate::__for_each_case!(suite $factory);
+        $crate::__for_each_unreadable_case!(suite_ignored $factory);
+    };
+    ($factory:expr, unreadable = $plant:expr $(,)?) => {
+        $crate::__for_each_case!(suite $factory);
+        $crate::__for_each_unreadable_case!(suite_unreadable $factory, $plant);
     };
 }
 
@@ -337,16 +453,95 @@ macro_rules! __suite_tests {
     };
 }
 
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite_unreadable_tests {
+    ($factory:expr, $plant:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::run_case_unreadable(
+                    &$crate::Case {
+                        name: ::core::stringify!($case),
+                        run: |cx| ::std::boxed::Box::pin($crate::cases::$module::$case(cx)),
+                    },
+                    $factory,
+                    $plant,
+                );
+            }
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite_ignored_tests {
+    ($factory:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            #[ignore = "needs a way to plant unreadable records: suite!(factory, unreadable = plant)"]
+            fn $case() {
+                $crate::run_case(
+                    &$crate::Case {
+                        name: ::core::stringify!($case),
+                        run: |cx| ::std::boxed::Box::pin($crate::cases::$module::$case(cx)),
+                    },
+                    $factory,
+                );
+            }
+        )*
+    };
+}
+
 macro_rules! cases_const {
     (; $($module:ident :: $case:ident),* $(,)?) => {
-        /// Every case of the suite, in order. [`suite!`] expands to exactly
-        /// these, one test each.
+        /// Every case of the suite that needs nothing but the store, in
+        /// order. [`suite!`] expands to exactly these, one test each, and
+        /// to [`UNREADABLE_CASES`].
         pub const CASES: &[Case] = &[$(
             Case {
                 name: ::core::stringify!($case),
                 run: |cx| Box::pin(cases::$module::$case(cx)),
             }
         ),*];
+    };
+}
+
+macro_rules! unreadable_cases_const {
+    (; $($module:ident :: $case:ident),* $(,)?) => {
+        /// The cases on unreadable records, which need the
+        /// [`PlantUnreadable`] capability, in order.
+        pub const UNREADABLE_CASES: &[Case] = &[$(
+            Case {
+                name: ::core::stringify!($case),
+                run: |cx| Box::pin(cases::$module::$case(cx)),
+            }
+        ),*];
+    };
+}
+
+/// The list of cases on unreadable records, fed to both
+/// [`UNREADABLE_CASES`] and [`suite!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_unreadable_case {
+    (suite_ignored $factory:expr) => {
+        $crate::__for_each_unreadable_case!(@list [$crate::__suite_ignored_tests] { $factory });
+    };
+    (suite_unreadable $factory:expr, $plant:expr) => {
+        $crate::__for_each_unreadable_case!(@list [$crate::__suite_unreadable_tests] { $factory, $plant });
+    };
+    (consts) => {
+        $crate::__for_each_unreadable_case!(@list [unreadable_cases_const] {});
+    };
+    (@list [$($callback:tt)*] { $($arg:tt)* }) => {
+        $($callback)*! { $($arg)*;
+            unreadable::unreadable_load_is_decode_and_stays,
+            unreadable::unreadable_record_is_reported_not_fatal_in_list_by_user,
+            unreadable::unreadable_records_go_with_delete_by_user,
+            unreadable::save_over_unreadable_is_decode_and_leaves_it,
+            unreadable::delete_removes_an_unreadable_record,
+        }
     };
 }
 
@@ -366,6 +561,7 @@ macro_rules! __for_each_case {
             create::create_on_taken_key_is_exists_and_keeps_original,
             create::create_over_expired_record_succeeds,
             create::concurrent_creates_of_distinct_keys_all_land,
+            create::create_with_unstorable_version_is_refused,
             load::load_of_unknown_key_is_none,
             load::load_past_deadline_is_none,
             load::load_far_future_record,
@@ -381,6 +577,8 @@ macro_rules! __for_each_case {
             save::save_binding_a_user_adds_to_index,
             save::save_moving_user_updates_index,
             save::save_unbinding_user_removes_from_index,
+            save::save_with_unstorable_version_is_refused,
+            save::save_with_past_expiry_retires_the_record,
             touch::touch_extends_without_changing_data_or_version,
             touch::touch_can_shorten_expiry,
             touch::touch_of_missing_key_is_false_and_creates_nothing,
@@ -405,6 +603,8 @@ macro_rules! __for_each_case {
             data::empty_data_round_trips,
             data::data_of_different_sessions_never_mixes,
             data::timestamps_keep_millisecond_precision,
+            data::generated_data_round_trips,
+            data::data_nested_too_deep_is_unstorable,
             lifecycle::lifecycle_untouched_session_makes_no_store_call,
             lifecycle::lifecycle_read_only_request_loads_once,
             lifecycle::lifecycle_idle_timeout_slides_with_throttled_touches,
@@ -413,6 +613,13 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_malformed_cookie_never_reaches_the_store,
             lifecycle::lifecycle_unknown_id_gets_a_fresh_id,
             lifecycle::lifecycle_concurrent_requests_lose_no_update,
+            lifecycle::lifecycle_256_concurrent_requests_lose_no_update,
+            lifecycle::lifecycle_two_managers_lose_no_update,
+            lifecycle::lifecycle_many_managers_lose_no_update,
+            lifecycle::lifecycle_too_large_change_fails_only_its_request,
+            lifecycle::lifecycle_login_keeps_a_change_committed_before_it,
+            lifecycle::lifecycle_commit_after_login_reaches_the_new_session,
+            lifecycle::lifecycle_login_racing_commits_loses_nothing,
             lifecycle::lifecycle_logout_elsewhere_is_never_resurrected,
             lifecycle::lifecycle_login_rotates_the_id,
             lifecycle::lifecycle_failed_create_during_login_loses_nothing,
@@ -426,3 +633,4 @@ macro_rules! __for_each_case {
 }
 
 __for_each_case!(consts);
+__for_each_unreadable_case!(consts);

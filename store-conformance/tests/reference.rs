@@ -12,7 +12,15 @@ async fn store(_: Namespace) -> Result<Reference, std::convert::Infallible> {
     Ok(Reference::new(Fault::None))
 }
 
-session_store_conformance::suite!(store);
+async fn plant(
+    store: std::sync::Arc<Reference>,
+    record: session_core::Record,
+) -> Result<(), String> {
+    store.plant_unreadable(&record);
+    Ok(())
+}
+
+session_store_conformance::suite!(store, unreadable = plant);
 
 #[test]
 fn suite_macro_covers_exactly_the_cases() {

@@ -142,6 +142,24 @@ impl Payload {
         Self::finish(buf)
     }
 
+    /// `record`'s fields with `data` as its (raw, possibly unreadable)
+    /// data bytes.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_raw_data(record: &Record, tail: &Tail, data: &[u8]) -> Result<Self, Error> {
+        let mut buf = Vec::with_capacity(LEN_ROOM + 64 + data.len());
+        buf.resize(LEN_ROOM, 0);
+        put_head(
+            &mut buf,
+            record.version,
+            record.created_at.as_millis(),
+            record.expires_at.as_millis(),
+            tail,
+            record.user.as_deref().map(str::as_bytes),
+        );
+        buf.extend_from_slice(data);
+        Self::finish(buf)
+    }
+
     /// The payload of `head` with another expiry.
     pub(crate) fn with_expiry(head: &Head<'_>, expires_at: Timestamp) -> Result<Self, Error> {
         let mut buf = Vec::with_capacity(LEN_ROOM + 48 + head.data.len());
@@ -255,6 +273,13 @@ impl Head<'_> {
     /// Whether the record is live at `now`.
     pub(crate) fn is_live_at(&self, now: Timestamp) -> bool {
         now.as_millis() < self.expires_at
+    }
+
+    /// Whether the data at least starts as a MessagePack map, as every
+    /// data this store writes does: a check in constant time that a save
+    /// makes before overwriting (a full decode would cost a parse).
+    pub(crate) fn data_is_map(&self) -> bool {
+        matches!(self.data.first(), Some(0x80..=0x8f | 0xde | 0xdf))
     }
 
     /// Whether the record is bound to `user`.

@@ -17,7 +17,7 @@
 //! assert_eq!(store.load(&id.storage_key()).await?, Some(record.clone()));
 //! assert_eq!(store.save(&record).await?, 1);                     // compare-and-set
 //! assert!(store.save(&record).await.is_err());                   // stale version: Conflict
-//! assert_eq!(store.list_by_user("alice").await?.len(), 1);
+//! assert_eq!(store.list_by_user("alice").await?.records.len(), 1);
 //! assert_eq!(store.delete_by_user("alice").await?, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # })?;
@@ -108,7 +108,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
 use entry::{Entry, Payload, ShortKey, Snapshot, Tail};
 use index::UserIndex;
@@ -214,6 +214,29 @@ impl MemoryStore {
     /// counts reflect every change so far.
     pub async fn run_pending_tasks(&self) {
         self.inner.cache.run_pending_tasks().await;
+    }
+
+    /// Test support (feature `testing`): stores `record`'s key, user,
+    /// timestamps and version as a `create` would, but with data that
+    /// cannot be decoded, so the conformance suite's cases on unreadable
+    /// records can run against this store. Replaces whatever the key held.
+    ///
+    /// # Errors
+    ///
+    /// When the entry would exceed the store's size limits.
+    #[cfg(feature = "testing")]
+    pub async fn plant_unreadable(&self, record: &Record) -> Result<(), Error> {
+        let (short, tail) = entry::split(&record.key);
+        // 0xc1 is the one byte MessagePack never uses.
+        let payload = Payload::with_raw_data(record, &tail, &[0xc1])?;
+        self.check_size(&payload)?;
+        let inner = &self.inner;
+        let _guard = inner.locks.lock(&short).await;
+        inner.cache.insert(short, Entry::new(&payload)).await;
+        if let Some(user) = &record.user {
+            inner.index.add(inner.user_hash(user.as_bytes()), short);
+        }
+        Ok(())
     }
 
     fn check_size(&self, payload: &Payload) -> Result<(), Error> {
@@ -377,6 +400,7 @@ impl Inner {
 #[async_trait::async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
+        record.check_create()?;
         let (short, tail) = entry::split(&record.key);
         let payload = Payload::encode(record, record.version, &tail, "create")?;
         self.check_size(&payload)?;
@@ -431,7 +455,9 @@ impl SessionStore for MemoryStore {
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
-        let next = record.version.checked_add(1).ok_or(Error::Conflict)?;
+        record.check_save()?;
+        // `check_save` keeps the version below `Record::MAX_VERSION`.
+        let next = record.version + 1;
         let (short, tail) = entry::split(&record.key);
         let payload = Payload::encode(record, next, &tail, "save")?;
         self.check_size(&payload)?;
@@ -449,6 +475,10 @@ impl SessionStore for MemoryStore {
         // within it).
         if !head.is_live_at(now) {
             return Err(Error::NotFound);
+        }
+        // Never overwrite what could not be read back.
+        if !head.data_is_map() {
+            return Err(Error::decode(record.key, "damaged session data"));
         }
         if head.version != record.version {
             return Err(Error::Conflict);
@@ -513,12 +543,12 @@ impl SessionStore for MemoryStore {
         Ok(head.is_live_at(now))
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+    async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         let now = Timestamp::now();
         self.maybe_sweep(now).await;
         let inner = &self.inner;
         let hash = inner.user_hash(user.as_bytes());
-        let mut records = Vec::new();
+        let mut found = UserSessions::default();
         for short in inner.index.keys_of(hash) {
             let Some(entry) = inner.indexed_entry(hash, &short).await else {
                 continue;
@@ -530,10 +560,14 @@ impl SessionStore for MemoryStore {
                 && head.is_of(user)
                 && head.is_live_at(now)
             {
-                records.push(head.decode(entry::join(&short, &head.tail))?);
+                let key = entry::join(&short, &head.tail);
+                match head.decode(key) {
+                    Ok(record) => found.records.push(record),
+                    Err(_) => found.unreadable.push(key),
+                }
             }
         }
-        Ok(records)
+        Ok(found)
     }
 
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {

@@ -71,7 +71,7 @@ async fn eviction_is_lru_and_list_by_user_prunes_evicted_sessions() {
             alive += 1;
         }
     }
-    assert_eq!(listed.len(), alive);
+    assert_eq!(listed.records.len(), alive);
     assert!(alive < 10, "{alive} sessions alive in 8 KiB");
     assert_eq!(indexed(&store, "u"), alive);
 }
@@ -136,10 +136,20 @@ async fn a_stale_index_entry_is_never_listed_nor_deleted() {
     inner
         .index
         .add(inner.user_hash(b"mallory"), entry::split(&alice.key).0);
-    assert!(store.list_by_user("mallory").await.unwrap().is_empty());
+    assert!(
+        store
+            .list_by_user("mallory")
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
     assert_eq!(store.delete_by_user("mallory").await.unwrap(), 0);
     assert_eq!(store.load(&alice.key).await.unwrap(), Some(alice.clone()));
-    assert_eq!(store.list_by_user("alice").await.unwrap(), vec![alice]);
+    assert_eq!(
+        store.list_by_user("alice").await.unwrap().records,
+        vec![alice]
+    );
 }
 
 #[tokio::test]
@@ -150,7 +160,7 @@ async fn an_index_entry_of_a_vanished_session_is_pruned_on_read() {
     inner
         .index
         .add(inner.user_hash(b"bob"), entry::split(&ghost).0);
-    assert!(store.list_by_user("bob").await.unwrap().is_empty());
+    assert!(store.list_by_user("bob").await.unwrap().records.is_empty());
     assert_eq!(inner.index.len(), 0);
 }
 
@@ -177,7 +187,7 @@ async fn a_save_that_fits_rewrites_the_entry_in_place() {
     r.user = Some("bob".into());
     r.version = store.save(&r).await.unwrap();
     assert_eq!((indexed(&store, "alice"), indexed(&store, "bob")), (0, 1));
-    assert_eq!(store.list_by_user("bob").await.unwrap(), vec![r]);
+    assert_eq!(store.list_by_user("bob").await.unwrap().records, vec![r]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

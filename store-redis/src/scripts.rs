@@ -93,6 +93,10 @@ return 1
 /// name, as stored), new expires (ms), new value, and `1` when the client
 /// has already added the session to its new user's index (else `0`).
 ///
+/// A stored value whose data is not framed as a JSON object (`{` … `}`:
+/// truncated, or written by something else) is unreadable, and a save
+/// never overwrites it; the check costs two `string.sub`s, not a parse.
+///
 /// The common case, same version and same user, is a single command:
 /// `SET … XX GET PXAT` writes the new value (never onto an absent key)
 /// and returns the old one, which the script then checks. When the old
@@ -121,7 +125,8 @@ if live and ARGV[5] ~= '1' then
   if type(was) ~= 'string' then return 3 end
   local we = tonumber(sub(was, 3, 22))
   local ours = sub(was, 1, 2) == 'S1' and we ~= nil
-  if ours and we > now and sub(was, 43, 42 + #want) == want then return 2 end
+  if ours and we > now and sub(was, 43, 42 + #want) == want
+    and sub(was, 43 + #want, 43 + #want) == '{' and sub(was, -1) == '}' then return 2 end
   if not ours then
     redis.call('SET', k, was, 'KEEPTTL')
   elseif we > now then
@@ -134,13 +139,15 @@ end
     read_session!(),
     r"
 if oe <= now then return 0 end
-if live and sub(old, 43, 42 + #want) == want then
+if live and sub(old, 43, 42 + #want) == want
+  and sub(old, 43 + #want, 43 + #want) == '{' and sub(old, -1) == '}' then
   redis.call('SET', k, ARGV[4], 'PXAT', ARGV[3])
   return 2
 end
 ",
     read_user!(),
     r"
+if sub(old, 74 + n, 74 + n) ~= '{' or sub(old, -1) ~= '}' then return 3 end
 if sub(old, 43, 62) ~= sub(want, 1, 20) then return 1 end
 if not live then
   redis.call('DEL', k)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
@@ -41,7 +41,7 @@ use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREA
 /// record.data.insert("theme".into(), "dark".into());
 /// record.version = store.save(&record).await?;
 /// assert_eq!(store.load(&record.key).await?, Some(record.clone()));
-/// assert_eq!(store.list_by_user("alice").await?.len(), 1);
+/// assert_eq!(store.list_by_user("alice").await?.records.len(), 1);
 /// # Ok(())
 /// # }
 /// ```
@@ -576,7 +576,7 @@ impl RedisStore {
         Ok(deleted)
     }
 
-    async fn do_list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+    async fn do_list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         const OP: &str = "list_by_user";
         let now = Timestamp::now();
         let entries = self.index_entries(OP, user).await?;
@@ -590,18 +590,21 @@ impl RedisStore {
             }
         }
         let fetched = join_all(keys.iter().map(|(key, _, _)| self.fetch(OP, *key))).await;
-        let mut found = Vec::new();
+        let mut found = UserSessions::default();
         let mut raise = Vec::new();
         let mut first_error = None;
-        for ((_, member, score), result) in keys.into_iter().zip(fetched) {
+        for ((key, member, score), result) in keys.into_iter().zip(fetched) {
             match result {
                 Ok(Some(record)) if record.user.as_deref() == Some(user) => {
                     if score < record.expires_at.as_millis() as f64 {
                         raise.push((record.expires_at, member));
                     }
-                    found.push(record);
+                    found.records.push(record);
                 }
                 Ok(_) => prune.push(member),
+                // Listed under this user and unreadable: reported, and
+                // left in the index so "log out everywhere" removes it.
+                Err(Error::Decode { .. }) => found.unreadable.push(key),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -665,6 +668,7 @@ struct VersionOverflow;
 #[async_trait::async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
+        record.check_create()?;
         self.bounded("create", self.do_create(record)).await
     }
 
@@ -673,6 +677,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
+        record.check_save()?;
         self.bounded("save", self.do_save(record)).await
     }
 
@@ -684,7 +689,7 @@ impl SessionStore for RedisStore {
         self.bounded("delete", self.do_delete(key)).await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+    async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         self.bounded("list_by_user", self.do_list_by_user(user))
             .await
     }

@@ -46,6 +46,6 @@ async fn scripts_are_reloaded_after_a_flush_on_every_node() {
         r.version = store.save(r).await.unwrap();
         assert_eq!(store.load(&r.key).await.unwrap().as_ref(), Some(&*r));
     }
-    assert_eq!(store.list_by_user("user1").await.unwrap().len(), 4);
+    assert_eq!(store.list_by_user("user1").await.unwrap().records.len(), 4);
     assert_eq!(store.delete_by_user("user2").await.unwrap(), 4);
 }

@@ -5,10 +5,16 @@
 mod common;
 
 mod single {
-    session_store_conformance::suite!(super::common::single_store);
+    session_store_conformance::suite!(
+        super::common::single_store,
+        unreadable = super::common::plant_single
+    );
 }
 
 #[cfg(feature = "cluster")]
 mod cluster {
-    session_store_conformance::suite!(super::common::cluster_store);
+    session_store_conformance::suite!(
+        super::common::cluster_store,
+        unreadable = super::common::plant_cluster
+    );
 }

@@ -195,7 +195,7 @@ async fn killed_server_gives_retryable_errors_and_restart_serves_again() {
     );
     again.expires_at = again.expires_at.saturating_add(HOUR);
     assert_eq!(
-        store.list_by_user("alice").await.unwrap(),
+        store.list_by_user("alice").await.unwrap().records,
         vec![again.clone()]
     );
     assert!(store.delete(&again.key).await.unwrap());
@@ -252,8 +252,14 @@ async fn script_flush_is_survived() {
     let mut moved = live.clone();
     moved.user = Some("carol".into());
     moved.version = store.save(&moved).await.unwrap();
-    assert_eq!(store.list_by_user("carol").await.unwrap(), vec![moved]);
-    assert_eq!(store.list_by_user("bob").await.unwrap(), vec![fresh]);
+    assert_eq!(
+        store.list_by_user("carol").await.unwrap().records,
+        vec![moved]
+    );
+    assert_eq!(
+        store.list_by_user("bob").await.unwrap().records,
+        vec![fresh]
+    );
     assert_eq!(store.delete_by_user("bob").await.unwrap(), 1);
 }
 

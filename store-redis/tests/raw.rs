@@ -211,7 +211,10 @@ async fn corrupted_session_in_an_index_is_a_decode_error_when_listed() {
         redis::cmd("SET").arg(&name).arg(value).arg("KEEPTTL"),
     )
     .await;
-    assert_decode(store.list_by_user("hal").await, bad.key, "list_by_user");
+    // Listed as unreadable; the readable one is still listed.
+    let listed = store.list_by_user("hal").await.unwrap();
+    assert_eq!(listed.unreadable, vec![bad.key]);
+    assert_eq!(listed.records, vec![good.clone()]);
     // The list is untouched by the failed read.
     assert_eq!(store.load(&good.key).await.unwrap(), Some(good.clone()));
     let exists: i64 = cmd(&mut raw, redis::cmd("EXISTS").arg(&name)).await;
@@ -276,7 +279,10 @@ async fn index_follows_create_touch_save_and_delete() {
     )
     .await;
     assert_eq!(ttl, r.expires_at.as_millis());
-    assert_eq!(store.list_by_user(a).await.unwrap(), vec![r.clone()]);
+    assert_eq!(
+        store.list_by_user(a).await.unwrap().records,
+        vec![r.clone()]
+    );
     assert_eq!(
         score(&mut raw, &ia, &r.key).await,
         Some(r.expires_at.as_millis()),
@@ -294,7 +300,10 @@ async fn index_follows_create_touch_save_and_delete() {
         score(&mut raw, &ib, &r.key).await,
         Some(r.expires_at.as_millis())
     );
-    assert_eq!(store.list_by_user(b).await.unwrap(), vec![r.clone()]);
+    assert_eq!(
+        store.list_by_user(b).await.unwrap().records,
+        vec![r.clone()]
+    );
 
     assert!(store.delete(&r.key).await.unwrap());
     assert_eq!(
@@ -348,7 +357,7 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
             .arg("not-a-key"),
     )
     .await;
-    assert_eq!(store.list_by_user(other).await.unwrap(), vec![]);
+    assert_eq!(store.list_by_user(other).await.unwrap().records, vec![]);
     let left: Vec<String> = cmd(&mut raw, redis::cmd("ZRANGE").arg(&ix).arg(0).arg(-1)).await;
     assert_eq!(left, vec![pending.to_hex()]);
     assert_eq!(store.delete_by_user(other).await.unwrap(), 0);
@@ -361,7 +370,10 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
         redis::cmd("ZADD").arg(&io).arg(past).arg(live.key.to_hex()),
     )
     .await;
-    assert_eq!(store.list_by_user(owner).await.unwrap(), vec![live.clone()]);
+    assert_eq!(
+        store.list_by_user(owner).await.unwrap().records,
+        vec![live.clone()]
+    );
     assert_eq!(
         score(&mut raw, &io, &live.key).await,
         Some(live.expires_at.as_millis())
@@ -373,7 +385,10 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
     short.expires_at = Timestamp::now().saturating_add(Duration::from_millis(50));
     store.create(&short).await.unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert_eq!(store.list_by_user(owner).await.unwrap(), vec![live.clone()]);
+    assert_eq!(
+        store.list_by_user(owner).await.unwrap().records,
+        vec![live.clone()]
+    );
     assert_eq!(score(&mut raw, &io, &short.key).await, None);
 }
 
@@ -386,9 +401,9 @@ async fn failed_save_to_another_user_is_never_listed_there() {
     r.version = store.save(&r).await.unwrap();
     late.user = Some("quentin".into());
     assert!(matches!(store.save(&late).await, Err(Error::Conflict)));
-    assert_eq!(store.list_by_user("quentin").await.unwrap(), vec![]);
+    assert_eq!(store.list_by_user("quentin").await.unwrap().records, vec![]);
     assert_eq!(store.delete_by_user("quentin").await.unwrap(), 0);
-    assert_eq!(store.list_by_user("pia").await.unwrap(), vec![r]);
+    assert_eq!(store.list_by_user("pia").await.unwrap().records, vec![r]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +413,7 @@ async fn prefixes_isolate_stores_and_debug_shows_no_secrets() {
     let r = record(Some("same"));
     a.create(&r).await.unwrap();
     assert_eq!(b.load(&r.key).await.unwrap(), None);
-    assert_eq!(b.list_by_user("same").await.unwrap(), vec![]);
+    assert_eq!(b.list_by_user("same").await.unwrap().records, vec![]);
     assert!(a.session_key(&r.key).starts_with(a.prefix()));
     let shown = format!("{a:?}");
     assert!(

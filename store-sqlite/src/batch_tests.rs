@@ -124,6 +124,7 @@ fn outcomes(results: &[Result<Answer, Error>]) -> Vec<String> {
             Ok(Answer::Save(SaveOutcome::Saved)) => "saved".into(),
             Ok(Answer::Save(SaveOutcome::Conflict)) => "conflict".into(),
             Ok(Answer::Save(SaveOutcome::NotFound)) => "not found".into(),
+            Ok(Answer::Save(SaveOutcome::Unreadable)) => "unreadable".into(),
             Ok(Answer::Removed(e)) => format!("removed {}", e.len()),
             Err(e) => format!("error: {e}: {}", error_chain(e)),
         })
@@ -219,12 +220,13 @@ async fn one_statement_of_saves_tells_every_outcome_apart() -> TestResult {
         .store
         .list_by_user("bob")
         .await?
+        .records
         .iter()
         .map(|r| r.key)
         .collect();
     assert!(bob.contains(&moved.key) && bob.contains(&stale.key) && bob.len() == 2);
-    assert_eq!(db.store.list_by_user("dave").await?.len(), 1);
-    assert_eq!(db.store.list_by_user("alice").await?.len(), 1);
+    assert_eq!(db.store.list_by_user("dave").await?.records.len(), 1);
+    assert_eq!(db.store.list_by_user("alice").await?.records.len(), 1);
     assert_eq!(db.version(&stale.key).await?, Some(0));
     assert_eq!(db.version(&gone.key).await?, None);
     Ok(())

@@ -70,6 +70,11 @@ pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
 #[error("version {0} is beyond what SQLite can store (at most {max})", max = i64::MAX - 1)]
 pub(crate) struct VersionOutOfRange(pub(crate) u64);
 
+/// A live row's data column is not valid JSON; a save leaves it alone.
+#[derive(Debug, thiserror::Error)]
+#[error("the row's data column is not valid JSON")]
+pub(crate) struct UnreadableData;
+
 /// The schema in the database was written by a newer release.
 #[derive(Debug, thiserror::Error)]
 #[error(

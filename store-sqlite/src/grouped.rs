@@ -365,18 +365,24 @@ impl Runner<'_, '_> {
                 return Ok(());
             }
         }
-        // Nothing matched these: a live row with another version is a
-        // conflict, no live row means the session is gone.
-        let payload = self.keys(&open);
-        let statement = self.sql.probe_many();
-        match self.returned_keys(statement, payload, now).await {
-            Ok(live) => {
-                let gone = self.settle_hits(&open, &live, || Answer::Save(SaveOutcome::Conflict));
-                self.settle_all(&gone, || Answer::Save(SaveOutcome::NotFound));
-                Ok(())
+        // Nothing matched these: a live readable row with another version
+        // is a conflict, a live unreadable row is left alone, no live row
+        // means the session is gone.
+        for (statement, outcome) in [
+            (self.sql.probe_many(), SaveOutcome::Conflict),
+            (self.sql.unreadable_many(), SaveOutcome::Unreadable),
+        ] {
+            let payload = self.keys(&open);
+            match self.returned_keys(statement, payload, now).await {
+                Ok(live) => open = self.settle_hits(&open, &live, || Answer::Save(outcome)),
+                Err(error) => return self.fallback(error, &open).await,
             }
-            Err(error) => self.fallback(error, &open).await,
+            if open.is_empty() {
+                return Ok(());
+            }
         }
+        self.settle_all(&open, || Answer::Save(SaveOutcome::NotFound));
+        Ok(())
     }
 
     async fn touches(&mut self, chunk: &[usize]) -> Result<(), sqlx::Error> {

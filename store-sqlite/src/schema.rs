@@ -38,6 +38,7 @@ pub(crate) struct Statements {
     save_many: Arc<str>,
     save_many_same_user: Arc<str>,
     probe_many: Arc<str>,
+    unreadable_many: Arc<str>,
     touch_many: Arc<str>,
     delete_many: Arc<str>,
 }
@@ -75,7 +76,8 @@ impl Statements {
             .into(),
             save: format!(
                 "UPDATE \"{t}\" SET user = ?3, data = ?4, created_at = ?5, expires_at = ?6, \
-                 version = version + 1 WHERE key = ?1 AND version = ?2 AND expires_at > ?7"
+                 version = version + 1 \
+                 WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND json_valid(data)"
             )
             .into(),
             // The same compare-and-set when the user is unchanged: the
@@ -83,10 +85,16 @@ impl Statements {
             save_same_user: format!(
                 "UPDATE \"{t}\" SET data = ?4, created_at = ?5, expires_at = ?6, \
                  version = version + 1 \
-                 WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND user IS ?3"
+                 WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND user IS ?3 \
+                 AND json_valid(data)"
             )
             .into(),
-            probe: format!("SELECT version FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2").into(),
+            // A live row: 1 when its data is readable JSON (a conflict), 0
+            // when not (unreadable: a save never overwrites it).
+            probe: format!(
+                "SELECT json_valid(data) FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2"
+            )
+            .into(),
             touch: format!("UPDATE \"{t}\" SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3")
                 .into(),
             delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING expires_at").into(),
@@ -121,19 +129,27 @@ impl Statements {
                 "UPDATE \"{t}\" SET user = v.usr, data = v.dat, created_at = v.cre, \
                  expires_at = v.exp, version = \"{t}\".version + 1 FROM ({RECORDS}) AS v \
                  WHERE \"{t}\".key = v.k AND \"{t}\".version = v.ver AND \"{t}\".expires_at > ?2 \
-                 RETURNING key"
+                 AND json_valid(\"{t}\".data) RETURNING key"
             )
             .into(),
             save_many_same_user: format!(
                 "UPDATE \"{t}\" SET data = v.dat, created_at = v.cre, \
                  expires_at = v.exp, version = \"{t}\".version + 1 FROM ({RECORDS}) AS v \
                  WHERE \"{t}\".key = v.k AND \"{t}\".version = v.ver AND \"{t}\".expires_at > ?2 \
-                 AND \"{t}\".user IS v.usr \
+                 AND \"{t}\".user IS v.usr AND json_valid(\"{t}\".data) \
                  RETURNING key"
             )
             .into(),
+            // Live rows with readable data (conflicts), and live rows
+            // with unreadable data.
             probe_many: format!(
-                "SELECT key FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2"
+                "SELECT key FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2 \
+                 AND json_valid(data)"
+            )
+            .into(),
+            unreadable_many: format!(
+                "SELECT key FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2 \
+                 AND NOT json_valid(data)"
             )
             .into(),
             // Records here are `[key as hex, expires_at]`.
@@ -195,6 +211,9 @@ impl Statements {
     }
     pub(crate) fn probe_many(&self) -> SqlStr {
         sql(&self.probe_many)
+    }
+    pub(crate) fn unreadable_many(&self) -> SqlStr {
+        sql(&self.unreadable_many)
     }
     pub(crate) fn touch_many(&self) -> SqlStr {
         sql(&self.touch_many)

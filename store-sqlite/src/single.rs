@@ -80,6 +80,7 @@ pub(crate) async fn save(
         .fetch_optional(&mut *conn)
         .await?;
     Ok(match live {
+        Some(0) => SaveOutcome::Unreadable,
         Some(_) => SaveOutcome::Conflict,
         None => SaveOutcome::NotFound,
     })

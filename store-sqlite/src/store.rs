@@ -4,11 +4,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 use sqlx::sqlite::SqlitePool;
 
 use crate::codec::{data_to_sql, decode_row, version_to_sql};
-use crate::error::map_sqlx;
+use crate::error::{UnreadableData, map_sqlx};
 use crate::options::{DEFAULT_SWEEP_BATCH, Keeper, SqliteOptions, TableName};
 use crate::reader::Reader;
 use crate::schema::{self, Statements};
@@ -195,6 +195,7 @@ fn now_ms() -> i64 {
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         let op = "create";
+        record.check_create()?;
         let row = self.row(op, record, version_to_sql(op, record.version)?)?;
         match self.write(op, Write::Create(row)).await? {
             Answer::Changed(0) => Err(Error::Exists),
@@ -210,15 +211,13 @@ impl SessionStore for SqliteStore {
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         let op = "save";
-        // A version SQLite cannot hold was never stored.
-        let Ok(version) = version_to_sql(op, record.version) else {
-            return Err(Error::Conflict);
-        };
-        let row = self.row(op, record, version)?;
+        record.check_save()?;
+        let row = self.row(op, record, version_to_sql(op, record.version)?)?;
         match self.write(op, Write::Save(row)).await? {
-            // version <= MAX_VERSION, so this cannot overflow.
+            // `check_save` keeps the version below `Record::MAX_VERSION`.
             Answer::Save(SaveOutcome::Saved) => Ok(record.version + 1),
             Answer::Save(SaveOutcome::Conflict) => Err(Error::Conflict),
+            Answer::Save(SaveOutcome::Unreadable) => Err(Error::decode(record.key, UnreadableData)),
             _ => Err(Error::NotFound),
         }
     }
@@ -240,7 +239,7 @@ impl SessionStore for SqliteStore {
         Ok(live_count(self.write("delete", write).await?, now) > 0)
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+    async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         let op = "list_by_user";
         let rows = sqlx::query(self.inner.sql.list_by_user())
             .bind(user)
@@ -248,9 +247,16 @@ impl SessionStore for SqliteStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| map_sqlx(op, e))?;
-        rows.iter()
-            .map(|row| decode_row(op, self.inner.sql.table.as_str(), row))
-            .collect()
+        let mut found = UserSessions::default();
+        for row in &rows {
+            match decode_row(op, self.inner.sql.table.as_str(), row) {
+                Ok(record) => found.records.push(record),
+                // One damaged row does not hide the others, nor itself.
+                Err(Error::Decode { key, .. }) => found.unreadable.push(key),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
     }
 
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {

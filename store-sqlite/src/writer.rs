@@ -91,6 +91,8 @@ pub(crate) enum SaveOutcome {
     Conflict,
     /// No live row.
     NotFound,
+    /// A live row whose data is not valid JSON: left as it is.
+    Unreadable,
 }
 
 struct Pending {

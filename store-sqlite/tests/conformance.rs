@@ -13,7 +13,14 @@ mod file {
         TempFileStore::new(ns.as_str()).await
     }
 
-    session_store_conformance::suite!(factory);
+    async fn plant(
+        store: std::sync::Arc<TempFileStore>,
+        record: session_core::Record,
+    ) -> Result<(), String> {
+        crate::common::plant_unreadable(&store.store, &record).await
+    }
+
+    session_store_conformance::suite!(factory, unreadable = plant);
 }
 
 /// A fresh in-memory database per case, shared by the whole pool.
@@ -30,5 +37,12 @@ mod memory {
             .await?)
     }
 
-    session_store_conformance::suite!(factory);
+    async fn plant(
+        store: std::sync::Arc<SqliteStore>,
+        record: session_core::Record,
+    ) -> Result<(), String> {
+        crate::common::plant_unreadable(&store, &record).await
+    }
+
+    session_store_conformance::suite!(factory, unreadable = plant);
 }

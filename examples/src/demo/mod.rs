@@ -187,7 +187,15 @@ async fn sessions(State(app): State<App>, session: Session) -> Page {
         return Ok(see_other("/login"));
     };
     let current = session.storage_key().await;
-    let mut records = app.manager.sessions_of(&user).await?;
+    let listed = app.manager.sessions_of(&user).await?;
+    if !listed.unreadable.is_empty() {
+        // Still listed under this user; "log out everywhere" removes them.
+        tracing::warn!(
+            count = listed.unreadable.len(),
+            "sessions that cannot be read were skipped"
+        );
+    }
+    let mut records = listed.records;
     records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     let policy = *app.manager.config().expiry();
     Ok(Html(html::sessions(&user, &records, current, &policy)).into_response())
@@ -225,10 +233,15 @@ async fn logout_others(State(app): State<App>, session: Session) -> Page {
         return Ok(see_other("/login"));
     };
     let current = session.storage_key().await;
-    for record in app.manager.sessions_of(&user).await? {
+    let listed = app.manager.sessions_of(&user).await?;
+    for record in listed.records {
         if Some(record.key) != current {
             app.manager.logout_session(&user, &record.key).await?;
         }
+    }
+    // Unreadable sessions the store lists under this user go too.
+    for key in listed.unreadable {
+        app.manager.store().delete(&key).await?;
     }
     Ok(see_other("/sessions"))
 }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use session_core::{Error, Timestamp};
+use session_core::{Error, Record, Timestamp, Unstorable};
 
-use super::{HOUR, call, create as create_ok, expect_err, expect_record, load};
+use super::{HOUR, call, create as create_ok, expect_absent, expect_err, expect_record, load};
 use crate::{Context, Failure, Outcome};
 
 /// Create, then load: every field comes back equal (data, user, both
@@ -89,4 +89,24 @@ pub async fn concurrent_creates_of_distinct_keys_all_land(cx: Context) -> Outcom
         }
     }
     Ok(())
+}
+
+/// A version above [`Record::MAX_VERSION`] is [`Error::Unstorable`] and
+/// writes nothing; [`Record::MAX_VERSION`] itself round-trips.
+pub async fn create_with_unstorable_version_is_refused(cx: Context) -> Outcome {
+    for version in [Record::MAX_VERSION + 1, u64::MAX] {
+        let mut record = cx.live_record(HOUR)?;
+        record.version = version;
+        expect_err(
+            format!("create at version {version}"),
+            "Err(Unstorable(Version))",
+            cx.store().create(&record).await,
+            |e| matches!(e, Error::Unstorable(Unstorable::Version { .. })),
+        )?;
+        expect_absent(&cx, &record.key, "after a refused create").await?;
+    }
+    let mut record = cx.live_record(HOUR)?;
+    record.version = Record::MAX_VERSION;
+    create_ok(&cx, &record).await?;
+    expect_record(&cx, &record.key, &record).await
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use session_core::{Data, Timestamp};
+use session_core::{Data, Error, Record, Timestamp, Unstorable};
 
-use super::{HOUR, create, expect_record, save};
-use crate::{Context, Outcome};
+use super::{HOUR, call, create, ensure_eq, expect_absent, expect_err, expect_record, save};
+use crate::{Context, Outcome, generate};
 
 async fn round_trip(cx: &Context, data: Data) -> Outcome {
     let mut record = cx.live_record(HOUR)?;
@@ -114,4 +114,75 @@ pub async fn timestamps_keep_millisecond_precision(cx: Context) -> Outcome {
     record.created_at = Timestamp::from_millis(record.created_at.as_millis() + 1);
     record.version = save(&cx, &record).await?;
     expect_record(&cx, &record.key, &record).await
+}
+
+/// Generated data loads back equal after `create` and after `save`: deep
+/// nesting up to [`Record::MAX_DEPTH`], extreme integers and doubles, long
+/// and non-ASCII strings, control characters, hundreds of keys, odd user
+/// names. Seeded (`SESSION_SUITE_SEED`), so a failure repeats exactly.
+pub async fn generated_data_round_trips(cx: Context) -> Outcome {
+    let seed = generate::seed();
+    let mut rng = generate::Rng::new(seed);
+    for round in 0..24 {
+        let mut record = cx.live_record(HOUR)?;
+        record.data = generate::data(&mut rng);
+        if rng.chance(50) {
+            record.user = Some(format!("{}{}", generate::string(&mut rng), cx.namespace()));
+        }
+        let what = |step: &str| {
+            format!("{step} of generated record #{round} (SESSION_SUITE_SEED={seed:#x})")
+        };
+        call(what("create"), cx.store().create(&record)).await?;
+        let loaded = call(what("load after create"), cx.store().load(&record.key)).await?;
+        ensure_eq(what("load after create"), Some(&record), loaded.as_ref())?;
+        record.data = generate::data(&mut rng);
+        record.version = call(what("save"), cx.store().save(&record)).await?;
+        let loaded = call(what("load after save"), cx.store().load(&record.key)).await?;
+        ensure_eq(what("load after save"), Some(&record), loaded.as_ref())?;
+    }
+    Ok(())
+}
+
+/// `n` arrays nested inside one another around a number.
+fn nested(n: usize) -> Value {
+    let mut value = json!(1);
+    for _ in 0..n {
+        value = json!([value]);
+    }
+    value
+}
+
+/// Data nested exactly [`Record::MAX_DEPTH`] levels round-trips; one
+/// level deeper is [`Error::Unstorable`] for `create` and for `save`, and
+/// nothing is written.
+pub async fn data_nested_too_deep_is_unstorable(cx: Context) -> Outcome {
+    let mut record = cx.live_record(HOUR)?;
+    // The data object is level 1.
+    record
+        .data
+        .insert("deep".into(), nested(Record::MAX_DEPTH - 1));
+    create(&cx, &record).await?;
+    expect_record(&cx, &record.key, &record).await?;
+
+    let too_deep = |mut r: Record| {
+        r.data.insert("deep".into(), nested(Record::MAX_DEPTH));
+        r
+    };
+    let unstorable = |e: &Error| matches!(e, Error::Unstorable(Unstorable::Depth { .. }));
+    let refused = too_deep(record.clone());
+    expect_err(
+        "save with data one level too deep",
+        "Err(Unstorable(Depth))",
+        cx.store().save(&refused).await,
+        unstorable,
+    )?;
+    expect_record(&cx, &record.key, &record).await?;
+    let fresh = too_deep(cx.live_record(HOUR)?);
+    expect_err(
+        "create with data one level too deep",
+        "Err(Unstorable(Depth))",
+        cx.store().create(&fresh).await,
+        unstorable,
+    )?;
+    expect_absent(&cx, &fresh.key, "after a refused create").await
 }

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod save;
 pub mod touch;
+pub mod unreadable;
 pub mod users;
 
 /// Far enough ahead that no case outlives it.
@@ -111,13 +112,20 @@ pub(crate) fn expect_err<T: Debug>(
     }
 }
 
-/// Lists `user`'s sessions, failing the case on any error.
+/// Lists `user`'s sessions, failing the case on any error or on any
+/// unreadable record reported.
 pub(crate) async fn list(cx: &Context, user: &str) -> Result<Vec<Record>, Failure> {
-    call(
+    let listed = call(
         format!("list_by_user({user:?})"),
         cx.store().list_by_user(user),
     )
-    .await
+    .await?;
+    ensure_eq(
+        format!("unreadable records reported by list_by_user({user:?})"),
+        Vec::<StorageKey>::new(),
+        listed.unreadable,
+    )?;
+    Ok(listed.records)
 }
 
 /// Requires `user`'s listed sessions to be exactly `expected` (any order),

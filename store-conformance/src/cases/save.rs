@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use session_core::{Error, Timestamp};
+use session_core::{Error, Record, Timestamp, Unstorable};
 
 use super::{
     HOUR, call, create, ensure_eq, expect_absent, expect_err, expect_listed, expect_record, load,
@@ -222,4 +222,64 @@ pub async fn save_unbinding_user_removes_from_index(cx: Context) -> Outcome {
     record.version = save_ok(&cx, &record).await?;
     expect_listed(&cx, &user, &[]).await?;
     expect_record(&cx, &record.key, &record).await
+}
+
+/// A save whose successor version would be above [`Record::MAX_VERSION`]
+/// is [`Error::Unstorable`] and changes nothing.
+pub async fn save_with_unstorable_version_is_refused(cx: Context) -> Outcome {
+    let mut record = cx.live_record(HOUR)?;
+    record.version = Record::MAX_VERSION;
+    super::create(&cx, &record).await?;
+    for version in [Record::MAX_VERSION, u64::MAX] {
+        let mut attempt = record.clone();
+        attempt.version = version;
+        attempt.data.insert("changed".into(), json!(true));
+        expect_err(
+            format!("save at version {version}"),
+            "Err(Unstorable(Version))",
+            cx.store().save(&attempt).await,
+            |e| matches!(e, Error::Unstorable(Unstorable::Version { .. })),
+        )?;
+        expect_record(&cx, &record.key, &record).await?;
+    }
+    Ok(())
+}
+
+/// A save whose `expires_at` is not in the future retires the record at
+/// once (a version-checked delete): it no longer loads, is no longer
+/// listed, and a later save is `NotFound`. At a stale version it is a
+/// conflict like any save, and the record stays.
+pub async fn save_with_past_expiry_retires_the_record(cx: Context) -> Outcome {
+    let user = cx.user("pia");
+    let mut record = cx.live_record(HOUR)?;
+    record.user = Some(user.clone());
+    create(&cx, &record).await?;
+    record.version = save_ok(&cx, &record).await?;
+
+    let mut stale = record.clone();
+    stale.version = record.version - 1;
+    stale.expires_at = Timestamp::now();
+    expect_err(
+        "save with a past expiry at a stale version",
+        "Err(Conflict)",
+        cx.store().save(&stale).await,
+        is_conflict,
+    )?;
+    expect_record(&cx, &record.key, &record).await?;
+
+    let mut retired = record.clone();
+    retired.expires_at = Timestamp::now().saturating_sub(Duration::from_millis(1));
+    save_ok(&cx, &retired).await?;
+    expect_absent(&cx, &record.key, "after a save with a past expiry").await?;
+    expect_listed(&cx, &user, &[]).await?;
+    let mut later = record.clone();
+    later.version += 1;
+    later.expires_at = Timestamp::now().saturating_add(HOUR);
+    expect_err(
+        "save after the record was retired",
+        "Err(NotFound)",
+        cx.store().save(&later).await,
+        is_not_found,
+    )?;
+    expect_absent(&cx, &record.key, "after a save of a retired record").await
 }

@@ -2,10 +2,10 @@
 //! switchable faults: the correct store must pass every case, and each
 //! fault must be caught by the cases named for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
 /// A way to break the reference store on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub(crate) enum Fault {
 pub(crate) struct Reference {
     fault: Fault,
     records: Mutex<HashMap<StorageKey, Record>>,
+    /// Keys whose record is "damaged": listed, deletable, never decoded.
+    unreadable: Mutex<HashSet<StorageKey>>,
 }
 
 impl Reference {
@@ -40,7 +42,26 @@ impl Reference {
         Self {
             fault,
             records: Mutex::new(HashMap::new()),
+            unreadable: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The `unreadable` capability: `record` is stored, but reads as
+    /// damaged.
+    #[allow(dead_code)] // each test binary uses a subset
+    pub(crate) fn plant_unreadable(&self, record: &Record) {
+        self.records
+            .lock()
+            .unwrap()
+            .insert(record.key, record.clone());
+        self.unreadable.lock().unwrap().insert(record.key);
+    }
+
+    fn damaged(&self, key: &StorageKey) -> Result<(), Error> {
+        if self.unreadable.lock().unwrap().contains(key) {
+            return Err(Error::decode(*key, std::io::Error::other("planted damage")));
+        }
+        Ok(())
     }
 
     fn live(&self, key: &StorageKey) -> Option<Record> {
@@ -68,6 +89,7 @@ impl Reference {
 #[async_trait::async_trait]
 impl SessionStore for Reference {
     async fn create(&self, record: &Record) -> Result<(), Error> {
+        record.check_create()?;
         let mut records = self.records.lock().unwrap();
         let taken = match records.get(&record.key) {
             Some(r) if self.fault == Fault::CreateRefusesExpiredKey => {
@@ -81,14 +103,23 @@ impl SessionStore for Reference {
             return Err(Error::Exists);
         }
         records.insert(record.key, self.mangle(record.clone()));
+        self.unreadable.lock().unwrap().remove(&record.key);
         Ok(())
     }
 
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
-        Ok(self.live(key))
+        let live = self.live(key);
+        if live.is_some() {
+            self.damaged(key)?;
+        }
+        Ok(live)
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
+        record.check_save()?;
+        if self.live(&record.key).is_some() {
+            self.damaged(&record.key)?;
+        }
         if self.fault == Fault::SaveCheckThenActRace {
             // Check, yield, then act: two saves can both pass the check.
             let current = self.live(&record.key).ok_or(Error::NotFound)?;
@@ -148,14 +179,15 @@ impl SessionStore for Reference {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
+        self.unreadable.lock().unwrap().remove(key);
         let removed = self.records.lock().unwrap().remove(key);
         let live = removed.is_some_and(|r| r.is_live_at(Timestamp::now()));
         Ok(live || self.fault == Fault::DeleteAlwaysTrue)
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+    async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         let now = Timestamp::now();
-        Ok(self
+        let (unreadable, records): (Vec<Record>, Vec<Record>) = self
             .records
             .lock()
             .unwrap()
@@ -163,7 +195,11 @@ impl SessionStore for Reference {
             .filter(|r| r.user.as_deref() == Some(user))
             .filter(|r| r.is_live_at(now) || self.fault == Fault::ListIncludesExpired)
             .cloned()
-            .collect())
+            .partition(|r| self.unreadable.lock().unwrap().contains(&r.key));
+        Ok(UserSessions {
+            records,
+            unreadable: unreadable.into_iter().map(|r| r.key).collect(),
+        })
     }
 
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {

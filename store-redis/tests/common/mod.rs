@@ -31,3 +31,56 @@ pub async fn cluster_store(ns: Namespace) -> Result<RedisStore, String> {
         .await
         .map_err(|e| format!("cannot connect to the cluster {nodes:?}: {e}"))
 }
+
+/// Cuts the last byte (the data's closing brace) off `name`'s value,
+/// keeping its expiry: what a damaged or foreign write would leave.
+async fn truncate<C: redis::aio::ConnectionLike>(conn: &mut C, name: &str) -> Result<(), String> {
+    let mut value: Vec<u8> = redis::cmd("GET")
+        .arg(name)
+        .query_async(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    value.pop();
+    redis::cmd("SET")
+        .arg(name)
+        .arg(value)
+        .arg("KEEPTTL")
+        .query_async::<()>(conn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The conformance suite's `unreadable` capability on a single server:
+/// the record as the store writes it (index entry included), then its
+/// data cut short.
+pub async fn plant_single(
+    store: std::sync::Arc<RedisStore>,
+    record: session_core::Record,
+) -> Result<(), String> {
+    use session_core::SessionStore as _;
+    store.create(&record).await.map_err(|e| e.to_string())?;
+    let url = shared_url()?;
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    truncate(&mut conn, &store.session_key(&record.key)).await
+}
+
+/// The same on the cluster.
+#[cfg(feature = "cluster")]
+pub async fn plant_cluster(
+    store: std::sync::Arc<RedisStore>,
+    record: session_core::Record,
+) -> Result<(), String> {
+    use session_core::SessionStore as _;
+    store.create(&record).await.map_err(|e| e.to_string())?;
+    let client =
+        redis::cluster::ClusterClient::new(shared_cluster()?).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    truncate(&mut conn, &store.session_key(&record.key)).await
+}

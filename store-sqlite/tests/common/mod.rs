@@ -45,7 +45,7 @@ impl SessionStore for TempFileStore {
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
         self.store.delete(key).await
     }
-    async fn list_by_user(&self, user: &str) -> Result<Vec<Record>, Error> {
+    async fn list_by_user(&self, user: &str) -> Result<session_core::UserSessions, Error> {
         self.store.list_by_user(user).await
     }
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
@@ -78,3 +78,25 @@ pub(crate) fn expired_record(ago: Duration) -> TestResult<Record> {
 }
 
 pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+
+/// The conformance suite's `unreadable` capability: `record`'s row as the
+/// store writes it, but with a data column that is not JSON (a damaged
+/// row).
+pub(crate) async fn plant_unreadable(store: &SqliteStore, record: &Record) -> Result<(), String> {
+    let version = i64::try_from(record.version).map_err(|e| e.to_string())?;
+    let statement = format!(
+        "INSERT OR REPLACE INTO \"{}\" (key, user, data, version, created_at, expires_at) \
+         VALUES (?1, ?2, '{{\"cut\": tru', ?3, ?4, ?5)",
+        store.table().as_str()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(record.key.as_bytes().as_slice())
+        .bind(record.user.as_deref())
+        .bind(version)
+        .bind(record.created_at.as_millis())
+        .bind(record.expires_at.as_millis())
+        .execute(store.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
