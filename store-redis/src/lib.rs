@@ -143,7 +143,8 @@
 //! # Testing against a real server
 //!
 //! The crate's tests need Redis: `REDIS_URL` if set, else a throwaway
-//! `redis-server` from `PATH`, else (feature `docker`) a container. See
+//! `redis-server` from `PATH`, else (feature `docker`) a container (or the
+//! container directly, with `SESSION_TEST_REDIS=docker`). See
 //! the crate's `README.md`.
 //!
 //! [`Error::Decode`]: session_core::Error::Decode

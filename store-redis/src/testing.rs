@@ -6,14 +6,32 @@
 //! [`shared_url`] looks in this order: `REDIS_URL`; else a throwaway
 //! `redis-server` from `PATH` on a unix socket in a temporary directory
 //! (no TCP port, no persistence); else, with the `docker` feature, a
-//! `redis` container through testcontainers; else it fails with one message
+//! container through testcontainers; else it fails with one message
 //! naming all three ways ([`HOW_TO_GET_REDIS`]). Never a silent skip.
 //! [`shared_cluster`] does the same for a 3-master cluster on free loopback
 //! ports.
 //!
+//! The Docker path is shaped by environment variables:
+//!
+//! - `SESSION_TEST_REDIS=docker` goes straight to the container, without
+//!   looking at `REDIS_URL` or `PATH` (an error without the `docker`
+//!   feature); unset, empty or `auto` is the order above.
+//! - `SESSION_TEST_REDIS_IMAGE` is the image, `name[:tag]`
+//!   (default [`DEFAULT_DOCKER_IMAGE`]). The image must run `redis-server`
+//!   (or `valkey-server`) with the container's command as its arguments,
+//!   as the official `redis` image and `scripts/docker-test-image.sh`'s do.
+//! - `SESSION_TEST_DOCKER_NETWORK=host` runs the container on the host's
+//!   network, for daemons without a bridge: the server gets a free loopback
+//!   port picked here (`--port N --bind 127.0.0.1 --save "" --appendonly
+//!   no`). Unset or `bridge`: the image's port 6379, mapped by Docker.
+//!
+//! The harness writes one line to standard error (past the test runner's
+//! capture) naming the container and image it started.
+//!
 //! Servers shared by a whole test binary are killed, and their directories
 //! removed, when the binary exits, however it exits: a tiny `sh` watchdog
-//! waits for end-of-file on a pipe only this process holds ([`at_exit`]).
+//! waits for end-of-file on a pipe only this process holds ([`at_exit`]);
+//! a container is removed by `docker rm -f`.
 //!
 //! Errors here are plain messages (`String`): they end a test with
 //! instructions for a person, nothing matches on them.
@@ -32,7 +50,12 @@ pub const HOW_TO_GET_REDIS: &str = "the Redis tests need a server: set REDIS_URL
 (e.g. REDIS_URL=redis://127.0.0.1:6379/), or put `redis-server` on PATH \
 (e.g. `apt-get install -y redis-server`) so the tests can spawn their own, \
 or enable the `docker` feature (`cargo test -p session-store-redis --features docker`) \
-with a running Docker daemon";
+with a running Docker daemon (image SESSION_TEST_REDIS_IMAGE, default redis:7-alpine; \
+scripts/docker-test-image.sh builds one from the local redis-server)";
+
+/// The image the `docker` fallback runs unless `SESSION_TEST_REDIS_IMAGE`
+/// names another.
+pub const DEFAULT_DOCKER_IMAGE: &str = "redis:7-alpine";
 
 /// A `redis-server` child process, killed on drop.
 pub struct RedisServer {
@@ -256,6 +279,17 @@ fn spawn_shared_server() -> Result<String, String> {
 pub fn shared_url() -> Result<String, String> {
     static URL: OnceLock<Result<String, String>> = OnceLock::new();
     URL.get_or_init(|| {
+        if docker_forced()? {
+            if !cfg!(feature = "docker") {
+                return Err(
+                    "SESSION_TEST_REDIS=docker, but the `docker` feature is off: \
+                     run with `--features docker` (e.g. `cargo test -p session-store-redis \
+                     --features docker`)"
+                        .to_owned(),
+                );
+            }
+            return docker_url();
+        }
         if let Ok(url) = std::env::var("REDIS_URL")
             && !url.trim().is_empty()
         {
@@ -269,33 +303,214 @@ pub fn shared_url() -> Result<String, String> {
     .clone()
 }
 
+/// Whether `SESSION_TEST_REDIS` sends [`shared_url`] straight to Docker.
+fn docker_forced() -> Result<bool, String> {
+    match std::env::var("SESSION_TEST_REDIS") {
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok(value) => match value.trim() {
+            "" | "auto" => Ok(false),
+            "docker" => Ok(true),
+            other => Err(format!(
+                "SESSION_TEST_REDIS={other:?} is not understood: `docker` (a container, \
+                 nothing else tried) or `auto` (the default: REDIS_URL, else redis-server \
+                 from PATH, else a container)"
+            )),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err("SESSION_TEST_REDIS is not valid UTF-8".to_owned())
+        }
+    }
+}
+
+/// A non-empty environment variable, trimmed.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `name[:tag]` into its name and tag (`latest` when there is none); a `:`
+/// before the last `/` is a registry's port, not a tag.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+fn split_image(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') && !name.is_empty() && !tag.is_empty() => {
+            (name.to_owned(), tag.to_owned())
+        }
+        _ => (image.to_owned(), "latest".to_owned()),
+    }
+}
+
+/// Whether the container runs on the host's network
+/// (`SESSION_TEST_DOCKER_NETWORK`).
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+fn docker_host_network() -> Result<bool, String> {
+    match env_var("SESSION_TEST_DOCKER_NETWORK").as_deref() {
+        None | Some("bridge") => Ok(false),
+        Some("host") => Ok(true),
+        Some(other) => Err(format!(
+            "SESSION_TEST_DOCKER_NETWORK={other:?} is not understood: `host` (the \
+             container on the host's network, the server on a free loopback port) or \
+             `bridge` (the default: the image's port 6379, mapped by Docker)"
+        )),
+    }
+}
+
+/// A free loopback port (bind to port 0, read it, release it).
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+/// Waits until `host:port` answers `PING` with `+PONG`.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+fn wait_for_pong(host: &str, port: u16, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match std::net::TcpStream::connect((host, port)) {
+            Ok(mut stream) => {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                match ping_on(&mut stream) {
+                    Some(reply) if reply.starts_with("+PONG") => return Ok(()),
+                    Some(reply) => format!("answered {reply:?}"),
+                    None => "no reply to PING".to_owned(),
+                }
+            }
+            Err(e) => format!("connect: {e}"),
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{host}:{port} did not answer PING within {within:?} ({last})"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One line on standard error, past the test runner's capture (which
+/// takes only `print!`/`eprint!`), so that CI's log shows it.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+fn announce(line: &str) {
+    let _ = writeln!(std::io::stderr(), "session-store-redis testing: {line}");
+}
+
 #[cfg(feature = "docker")]
 fn docker_url() -> Result<String, String> {
-    use testcontainers::GenericImage;
-    use testcontainers::core::{IntoContainerPort, WaitFor};
-    use testcontainers::runners::SyncRunner;
-
+    let image =
+        env_var("SESSION_TEST_REDIS_IMAGE").unwrap_or_else(|| DEFAULT_DOCKER_IMAGE.to_owned());
+    let host_network = docker_host_network()?;
     // The blocking runner has its own tokio runtime, which must not start
     // inside the test's runtime: start the container on a plain thread.
-    let started = std::thread::spawn(|| -> Result<String, String> {
-        let container = GenericImage::new("redis", "7-alpine")
-            .with_exposed_port(6379.tcp())
-            .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
-            .start()
-            .map_err(|e| format!("cannot start a redis container: {e}; {HOW_TO_GET_REDIS}"))?;
-        let host = container
-            .get_host()
-            .map_err(|e| format!("cannot get the container's host: {e}"))?;
-        let port = container
-            .get_host_port_ipv4(6379)
-            .map_err(|e| format!("cannot get the container's port: {e}"))?;
-        at_exit(r#"docker rm -f "$1""#, &[container.id().to_owned()])?;
-        // Removed by the watchdog when the test binary exits.
-        std::mem::forget(container);
-        Ok(format!("redis://{host}:{port}/"))
+    let started = std::thread::spawn(move || {
+        if !host_network {
+            return start_container(&image, None);
+        }
+        // The port is free when picked, not necessarily when the server
+        // binds it: another pick if the container could not start and
+        // something else holds that port now.
+        let mut errors = Vec::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            match start_container(&image, Some(port)) {
+                Ok(url) => return Ok(url),
+                Err(e) => errors.push(e),
+            }
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+        }
+        Err(errors.join("; then, on another port: "))
     })
     .join();
-    started.unwrap_or_else(|_| Err("starting the redis container panicked".to_owned()))
+    started
+        .unwrap_or_else(|_| Err("starting the redis container panicked".to_owned()))
+        .map_err(|e| format!("{e}; {HOW_TO_GET_REDIS}"))
+}
+
+/// Starts a container of `image`: on the host's network with the server on
+/// `host_port` if given, else with the image's port 6379 mapped.
+#[cfg(feature = "docker")]
+fn start_container(image: &str, host_port: Option<u16>) -> Result<String, String> {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::SyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+
+    let (name, tag) = split_image(image);
+    let ready = WaitFor::message_on_stdout("Ready to accept connections");
+    let network = if host_port.is_some() {
+        "host"
+    } else {
+        "bridge, mapped port"
+    };
+    let cannot_start = |e: testcontainers::TestcontainersError| {
+        format!(
+            "cannot start a container of {name}:{tag} (SESSION_TEST_REDIS_IMAGE; network: \
+             {network}): {e}"
+        )
+    };
+    let (container, host, port) = match host_port {
+        Some(port) => {
+            let container = GenericImage::new(name.as_str(), tag.as_str())
+                .with_wait_for(ready)
+                .with_network("host")
+                .with_cmd([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .with_startup_timeout(Duration::from_secs(60))
+                .start()
+                .map_err(cannot_start)?;
+            (container, "127.0.0.1".to_owned(), port)
+        }
+        None => {
+            let container = GenericImage::new(name.as_str(), tag.as_str())
+                .with_exposed_port(6379.tcp())
+                .with_wait_for(ready)
+                .with_startup_timeout(Duration::from_secs(60))
+                .start()
+                .map_err(cannot_start)?;
+            let host = container
+                .get_host()
+                .map_err(|e| format!("cannot get the container's host: {e}"))?
+                .to_string();
+            let port = container.get_host_port_ipv4(6379).map_err(|e| {
+                format!(
+                    "cannot get the container's mapped port: {e} (a daemon without a \
+                         bridge, such as `dockerd --bridge=none`, maps no ports: set \
+                         SESSION_TEST_DOCKER_NETWORK=host)"
+                )
+            })?;
+            (container, host, port)
+        }
+    };
+    let id = container.id().to_owned();
+    // Removed by the watchdog when the test binary exits; from here on,
+    // an error leaves it to the watchdog as well.
+    at_exit(
+        r#"docker rm -f "$1" >/dev/null 2>&1"#,
+        std::slice::from_ref(&id),
+    )?;
+    std::mem::forget(container);
+    wait_for_pong(&host, port, Duration::from_secs(15))
+        .map_err(|e| format!("the container {id} of {name}:{tag} started, but {e}"))?;
+    let url = format!("redis://{host}:{port}/");
+    announce(&format!(
+        "Redis from Docker container {short} of image {name}:{tag} (testcontainers; \
+         network: {network}) at {url}",
+        short = id.get(..12).unwrap_or(&id),
+    ));
+    Ok(url)
 }
 
 #[cfg(not(feature = "docker"))]
@@ -434,4 +649,32 @@ pub fn shared_cluster() -> Result<Vec<String>, String> {
             Err(format!("cannot start a test cluster: {last}"))
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_image;
+
+    fn split(image: &str) -> (String, String) {
+        split_image(image)
+    }
+
+    #[test]
+    fn image_names_split_into_name_and_tag() {
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(split("redis:7-alpine"), pair("redis", "7-alpine"));
+        assert_eq!(
+            split("session-test-redis:local"),
+            pair("session-test-redis", "local")
+        );
+        assert_eq!(split("redis"), pair("redis", "latest"));
+        assert_eq!(
+            split("localhost:5000/redis"),
+            pair("localhost:5000/redis", "latest")
+        );
+        assert_eq!(
+            split("localhost:5000/redis:7"),
+            pair("localhost:5000/redis", "7")
+        );
+    }
 }
