@@ -616,6 +616,7 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_256_concurrent_requests_lose_no_update,
             lifecycle::lifecycle_two_managers_lose_no_update,
             lifecycle::lifecycle_many_managers_lose_no_update,
+            lifecycle::lifecycle_commit_outlasts_a_burst_of_conflicts,
             lifecycle::lifecycle_too_large_change_fails_only_its_request,
             lifecycle::lifecycle_login_keeps_a_change_committed_before_it,
             lifecycle::lifecycle_commit_after_login_reaches_the_new_session,

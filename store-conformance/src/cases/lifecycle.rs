@@ -22,6 +22,9 @@ struct Probe {
     calls: [AtomicU64; 8],
     conflicts: AtomicU64,
     fail_create: AtomicBool,
+    /// Saves still to be answered `Conflict` without reaching the store,
+    /// as if another process kept winning.
+    planted_conflicts: AtomicU64,
 }
 
 const OPS: [&str; 8] = [
@@ -42,6 +45,7 @@ impl Probe {
             calls: Default::default(),
             conflicts: AtomicU64::new(0),
             fail_create: AtomicBool::new(false),
+            planted_conflicts: AtomicU64::new(0),
         })
     }
 
@@ -94,6 +98,13 @@ impl SessionStore for Probe {
     }
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         self.count(2);
+        let planted = self
+            .planted_conflicts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if planted.is_ok() {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::Conflict);
+        }
         let result = self.inner.save(record).await;
         if matches!(result, Err(Error::Conflict)) {
             self.conflicts.fetch_add(1, Ordering::SeqCst);
@@ -500,6 +511,45 @@ pub async fn lifecycle_two_managers_lose_no_update(cx: Context) -> Outcome {
 /// budget, not a small number of times.
 pub async fn lifecycle_many_managers_lose_no_update(cx: Context) -> Outcome {
     hot_session(&cx, 32, 2).await
+}
+
+/// A commit that keeps losing to another process (30 conflicts in a row)
+/// still lands with the default configuration: conflicts are retried for a
+/// time budget, not a small number of times. With a short budget and a
+/// store that never lets it through, it gives up with `Conflict`.
+pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let patient = manager(&probe, SessionConfig::default());
+    let session = patient.load(Some(&cookie));
+    call("session.insert", session.insert("patient", true)).await?;
+    probe.planted_conflicts.store(30, Ordering::SeqCst);
+    let action = commit(&patient, &session, "a commit meeting 30 conflicts").await?;
+    set_value("a commit meeting 30 conflicts", action)?;
+    let stored = load(&cx, &record.key).await?;
+    ensure_eq(
+        "the change after 30 conflicts",
+        Some(Some(json!(true))),
+        stored.map(|r| r.data.get("patient").cloned()),
+    )?;
+
+    let budget = Duration::from_millis(300);
+    let impatient = manager(&probe, SessionConfig::default().with_conflict_budget(budget));
+    let session = impatient.load(Some(&cookie));
+    call("session.insert", session.insert("never", true)).await?;
+    probe.planted_conflicts.store(u64::MAX, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let result = impatient.commit(&session).await;
+    probe.planted_conflicts.store(0, Ordering::SeqCst);
+    let took = started.elapsed();
+    if !matches!(result, Err(Error::Conflict)) || took > budget * 10 {
+        return Err(Failure::new(
+            "a commit that can never win, with a 300 ms budget",
+            "Err(Conflict) after about 300 ms",
+            format!("{result:?} after {took:?}"),
+        ));
+    }
+    Ok(())
 }
 
 /// In a batch of concurrent commits, a request whose own change makes the
