@@ -98,9 +98,9 @@ impl SessionStore for Probe {
     }
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         self.count(2);
-        let planted = self
-            .planted_conflicts
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        let planted =
+            self.planted_conflicts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if planted.is_ok() {
             self.conflicts.fetch_add(1, Ordering::SeqCst);
             return Err(Error::Conflict);
@@ -534,7 +534,10 @@ pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outc
     )?;
 
     let budget = Duration::from_millis(300);
-    let impatient = manager(&probe, SessionConfig::default().with_conflict_budget(budget));
+    let impatient = manager(
+        &probe,
+        SessionConfig::default().with_conflict_budget(budget),
+    );
     let session = impatient.load(Some(&cookie));
     call("session.insert", session.insert("never", true)).await?;
     probe.planted_conflicts.store(u64::MAX, Ordering::SeqCst);
