@@ -6,6 +6,7 @@
 //! cargo run --release -p session-bench              # full run: docs/bench/ + README
 //! cargo run --release -p session-bench -- --quick   # ~2 minutes, to target/bench/
 //! cargo run --release -p session-bench -- --help
+//! cargo run --release -p session-bench -- --hot-session   # W4 hot session, see hot.rs
 //! ```
 //!
 //! # Architecture
@@ -43,6 +44,7 @@
 
 mod data;
 mod driver;
+mod hot;
 mod proto;
 mod report;
 mod systems;
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("worker") => worker(&args[1..]),
         Some("memory") => memory(&args[1..]),
+        Some("--hot-session") => hot::run(&args[1..]),
         _ => driver::run(&args),
     };
     match result {
