@@ -256,7 +256,7 @@ mod tests {
             deep_object = json!({ "o": deep_object });
         }
         assert!(record_with(deep_object).check_create().is_err());
-        assert!(record_with(nested(100_000)).check_create().is_err());
+        assert!(record_with(nested(1_000)).check_create().is_err());
     }
 
     #[test]
