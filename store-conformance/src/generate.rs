@@ -27,6 +27,24 @@ pub(crate) fn seed() -> u64 {
         .unwrap_or(DEFAULT_SEED)
 }
 
+/// How much work the randomized cases do, as a multiple of their default
+/// (which keeps the whole suite under a minute per backend on two cores):
+/// `SESSION_SUITE_BUDGET` when set to a positive number (`100` for a long
+/// soak, `0.2` for a quick look), else 1.
+pub(crate) fn budget() -> f64 {
+    std::env::var("SESSION_SUITE_BUDGET")
+        .ok()
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|scale| scale.is_finite() && *scale > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// `default` scaled by [`budget`], at least 1.
+pub(crate) fn scaled(default: usize) -> usize {
+    // The product is finite and positive; `as` saturates anything huge.
+    ((default as f64) * budget()).ceil().max(1.0) as usize
+}
+
 /// SplitMix64: tiny, fast, and the same sequence on every platform.
 pub(crate) struct Rng(u64);
 
@@ -52,7 +70,7 @@ impl Rng {
         self.below(100) < percent
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
