@@ -41,6 +41,7 @@ use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp
 
 pub mod cases;
 mod generate;
+mod history;
 
 #[doc(hidden)]
 pub mod __private {
@@ -629,6 +630,9 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_logout_deletes_and_clears,
             lifecycle::lifecycle_logout_everywhere_ends_every_session_of_the_user,
             lifecycle::lifecycle_typed_values_round_trip,
+            random::random_sequences_match_the_model,
+            random::random_concurrent_histories_are_linearizable,
+            random::random_concurrent_moves_between_users_keep_the_index,
         }
     };
 }
