@@ -88,9 +88,14 @@
 //!    "bind first"; the client adds the index entry and sends the save
 //!    again. A save that keeps the user, the common case, does not touch
 //!    the index.)
-//! 2. `save` removes it from its former user's index, and `delete`,
-//!    `delete_by_user` and a `touch` into the past remove it from its
-//!    index, **after** the session write.
+//! 2. Nothing removes a session from an index at the moment it leaves
+//!    (a `save` to another user, `delete`, `delete_by_user`, a `touch`
+//!    into the past): a removal sent after the session write could land
+//!    after a concurrent `save` or `create` bound the same key to that
+//!    user again (U→V racing V→U, a delete racing a re-create) and lose a
+//!    live session from its index. The suite's randomized concurrent
+//!    cases caught exactly that. Entries go only through the guarded
+//!    prune of rule 4.
 //! 3. A `touch` or `save` that moves the expiry later leaves the score
 //!    alone, so a score may lag behind the session's real expiry. That is
 //!    harmless: nothing relies on the score to *list* a session (rule 4
@@ -109,19 +114,20 @@
 //!    valid is never pruned. `list_by_user` raises lagging scores it sees.
 //!
 //! An index thus holds its user's live sessions, plus entries of sessions
-//! that expired natively since the user's last `list_by_user` /
-//! `delete_by_user` and leftovers of interrupted calls, both pruned by the
-//! next such read. Cleaning up after a `save`, `touch` or `delete` is best
-//! effort: if that last step fails, the call still succeeds (the session
-//! write is what counts) and the failure is logged with `tracing`.
+//! that since expired, were deleted or moved to another user, until the
+//! first `list_by_user` / `delete_by_user` after their score has passed
+//! prunes them (a user who never comes back keeps such entries, as
+//! Redis keeps any key without an expiry). Leftovers of interrupted calls
+//! are the same kind of stale entry. Index upkeep after a read is best
+//! effort: if it fails, the call still succeeds and the failure is logged
+//! with `tracing`.
 //!
 //! Round trips: `load`, `touch`, `delete` and a `save` that keeps the
 //! user take one; `create` of a bound session takes one on a single
 //! server (the `ZADD GT` and the `SET NX` go in one pipeline, which one
 //! connection executes in order) and two on a cluster (index, then
 //! session); a `save` that changes the user takes one more than that (the
-//! "bind first" answer), plus a `ZREM` afterwards when the session left a
-//! user; `list_by_user` and `delete_by_user` take three (index, the
+//! "bind first" answer); `list_by_user` and `delete_by_user` take three (index, the
 //! sessions concurrently, index upkeep).
 //!
 //! # Timeouts and failures

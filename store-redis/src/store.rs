@@ -304,11 +304,10 @@ impl RedisStore {
         }
     }
 
-    /// Removes `members` from `user`'s index after their sessions changed.
-    /// The session writes already happened, so a failure here only leaves
-    /// stale entries (filtered and pruned on read): it is logged, not
-    /// returned.
-    async fn index_remove_after<M: redis::ToRedisArgs + Send + Sync>(
+    /// Removes `members`, which are not storage keys at all, from
+    /// `user`'s index. A failure only leaves them for the next read: it is
+    /// logged, not returned.
+    async fn index_remove<M: redis::ToRedisArgs + Send + Sync>(
         &self,
         operation: &'static str,
         user: &str,
@@ -321,7 +320,7 @@ impl RedisStore {
             .query_async(&mut conn)
             .await;
         if let Err(error) = result {
-            tracing::warn!(operation, %error, "could not remove a session from its user index; the stale entry will be pruned on read");
+            tracing::warn!(operation, %error, "could not remove foreign entries from a user index; the next read retries");
         }
     }
 
@@ -487,13 +486,12 @@ impl RedisStore {
             .await
             .map_err(|e| backend(OP, e))?;
         let mut reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
-        let mut member = None;
         if reply.status == BIND_FIRST
             && let Some(user) = &record.user
         {
-            let hex = member.insert(record.key.to_hex());
+            let hex = record.key.to_hex();
             let value = self
-                .after_index(OP, user, record.expires_at, hex, Some(script), call("1"))
+                .after_index(OP, user, record.expires_at, &hex, Some(script), call("1"))
                 .await?;
             reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         }
@@ -504,12 +502,9 @@ impl RedisStore {
             UNREADABLE => return Err(Error::decode(record.key, CodecError::NotASession)),
             other => return Err(unexpected(record.key, other)),
         }
-        // The old user's index last: only once the session no longer names
-        // that user.
-        if let Some(old) = &reply.user {
-            let member = member.unwrap_or_else(|| record.key.to_hex());
-            self.index_remove_after(OP, old, member).await;
-        }
+        // The former user's index keeps its entry until a read of that
+        // index prunes it (rule 2 of the crate docs): removing it here
+        // could race with a save moving the session back.
         Ok(new_version)
     }
 
@@ -529,13 +524,9 @@ impl RedisStore {
             UNREADABLE => return Err(Error::decode(*key, CodecError::NotASession)),
             other => return Err(unexpected(*key, other)),
         }
-        // The script names the user only when an expiry in the past deleted
-        // the record. A later expiry leaves the index alone: its score may
-        // then lag behind the session's expiry, which is harmless (see the
-        // crate docs, rule 3).
-        if let Some(user) = &reply.user {
-            self.index_remove_after(OP, user, key.to_hex()).await;
-        }
+        // An expiry in the past deleted the record; its index entry stays
+        // until a read prunes it (rule 2 of the crate docs). A later
+        // expiry leaves the score lagging, which is harmless (rule 3).
         Ok(true)
     }
 
@@ -569,10 +560,8 @@ impl RedisStore {
 
     async fn do_delete(&self, key: &StorageKey) -> Result<bool, Error> {
         const OP: &str = "delete";
-        let (deleted, user) = self.delete_script(OP, key, Timestamp::now(), None).await?;
-        if let Some(user) = &user {
-            self.index_remove_after(OP, user, key.to_hex()).await;
-        }
+        // The index entry stays until a read prunes it (rule 2).
+        let (deleted, _) = self.delete_script(OP, key, Timestamp::now(), None).await?;
         Ok(deleted)
     }
 
@@ -622,11 +611,12 @@ impl RedisStore {
         let now = Timestamp::now();
         let entries = self.index_entries(OP, user).await?;
         let mut keys = Vec::with_capacity(entries.len());
-        let mut removed = Vec::new();
+        // Not storage keys: nothing can ever make them valid.
+        let mut junk = Vec::new();
         for (member, _) in entries {
             match StorageKey::from_hex(&member) {
                 Ok(key) => keys.push((key, member)),
-                Err(_) => removed.push(member),
+                Err(_) => junk.push(member),
             }
         }
         let deletes = join_all(
@@ -638,19 +628,21 @@ impl RedisStore {
         let mut prune = Vec::new();
         let mut first_error = None;
         for ((_, member), result) in keys.into_iter().zip(deletes) {
+            // Deleted or not, the entry goes only through the guarded
+            // prune (rule 4): removing it outright could race with a
+            // create binding the same key to this user again.
             match result {
-                Ok((true, _)) => {
-                    count += 1;
-                    removed.push(member);
+                Ok((deleted, _)) => {
+                    count += u64::from(deleted);
+                    prune.push(member);
                 }
-                Ok((false, _)) => prune.push(member),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        if !removed.is_empty() {
-            self.index_remove_after(OP, user, &removed).await;
+        if !junk.is_empty() {
+            self.index_remove(OP, user, &junk).await;
         }
         self.index_upkeep(OP, user, now, &prune, &[]).await;
         match first_error {

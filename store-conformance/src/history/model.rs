@@ -151,9 +151,7 @@ impl Model {
                 None
             }
             single => {
-                let Some(slot) = single.key().and_then(|key| self.keys.get_mut(key)) else {
-                    return None;
-                };
+                let slot = single.key().and_then(|key| self.keys.get_mut(key))?;
                 let (next, want) = key_step(slot, &KeyCall::Own(single.clone()), base);
                 *slot = next;
                 want
