@@ -28,6 +28,15 @@
 //! A failing case panics with a message naming the case, the operation,
 //! what was expected and what came back.
 //!
+//! Besides the hand-written cases, the `random_*` cases generate scripts:
+//! sequential ones compared call by call with a pure model of the
+//! contract, and concurrent ones whose recorded history must be
+//! linearizable (checked per key). They are seeded by
+//! `SESSION_SUITE_SEED` (decimal or `0x` hex; a fixed default otherwise)
+//! and scaled by `SESSION_SUITE_BUDGET` (default 1, a few seconds per
+//! backend; `100` for a soak). A failure names the seed and shows the
+//! script shrunk to the calls that still fail.
+//!
 //! [`SessionStore`]: session_core::SessionStore
 #![deny(missing_docs)]
 

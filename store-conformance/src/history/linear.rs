@@ -249,3 +249,89 @@ fn first_unexplained(entries: &[Entry], key: usize, base: Timestamp) -> Unexplai
         why: format!("the calls on k{key} have no linearization (more than 128 of them?)"),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use session_core::Data;
+
+    const BASE: Timestamp = Timestamp::from_millis(1_000_000_000_000);
+
+    fn spec(version: u64, user: Option<usize>, w: u64) -> Spec {
+        let mut data = Data::new();
+        data.insert("w".into(), w.into());
+        Spec {
+            key: 0,
+            user,
+            version,
+            created_at: BASE,
+            expires_at: Timestamp::from_millis(BASE.as_millis() + 3_600_000),
+            data,
+        }
+    }
+
+    fn event(task: usize, call: Call, answer: Answer, from: u64, to: u64) -> Event {
+        Event {
+            task,
+            call,
+            answer,
+            invoked: Duration::from_micros(from),
+            returned: Duration::from_micros(to),
+        }
+    }
+
+    #[test]
+    fn two_saves_of_one_version_cannot_both_win() {
+        let history = [
+            event(0, Call::Create(spec(0, None, 1)), Answer::Created, 0, 1),
+            event(0, Call::Save(spec(0, None, 2)), Answer::Saved(1), 2, 10),
+            event(1, Call::Save(spec(0, None, 3)), Answer::Saved(1), 3, 9),
+        ];
+        let unexplained = check(&history, 1, BASE).unwrap_err();
+        assert!(
+            unexplained.event == 1 || unexplained.event == 2,
+            "{unexplained:?}"
+        );
+    }
+
+    #[test]
+    fn overlapping_calls_may_take_effect_in_either_order() {
+        // The load overlaps the save and sees its write: fine. A later
+        // load that returns before the save is invoked may not see it.
+        let saved = Spec {
+            version: 1,
+            ..spec(0, Some(0), 2)
+        };
+        let history = [
+            event(0, Call::Create(spec(0, None, 1)), Answer::Created, 0, 1),
+            event(0, Call::Save(spec(0, Some(0), 2)), Answer::Saved(1), 5, 20),
+            event(1, Call::Load(0), Answer::Loaded(Some(saved.clone())), 6, 7),
+            event(1, Call::ListByUser(0), Answer::Listed(vec![saved], 0), 8, 9),
+        ];
+        assert!(check(&history, 1, BASE).is_ok());
+        let stale = [
+            event(0, Call::Create(spec(0, None, 1)), Answer::Created, 0, 1),
+            event(0, Call::Save(spec(0, Some(0), 2)), Answer::Saved(1), 5, 20),
+            event(1, Call::ListByUser(0), Answer::Listed(vec![], 0), 21, 22),
+        ];
+        let unexplained = check(&stale, 1, BASE).unwrap_err();
+        assert_eq!(unexplained.event, 2);
+    }
+
+    #[test]
+    fn a_deleted_record_may_not_come_back() {
+        let history = [
+            event(0, Call::Create(spec(0, None, 1)), Answer::Created, 0, 1),
+            event(0, Call::Delete(0), Answer::Flag(true), 2, 3),
+            event(
+                1,
+                Call::Touch(0, spec(0, None, 1).expires_at),
+                Answer::Flag(true),
+                4,
+                5,
+            ),
+        ];
+        assert_eq!(check(&history, 1, BASE).unwrap_err().event, 2);
+    }
+}
