@@ -33,7 +33,8 @@ fn seed_of(seed: u64, n: usize) -> u64 {
 pub async fn random_sequences_match_the_model(cx: Context) -> Outcome {
     let seed = generate::seed();
     let shape = Shape { keys: 4, users: 2 };
-    for sequence in 0..generate::scaled(30) {
+    let sequences = generate::scaled(40);
+    for sequence in 0..sequences {
         let base = Timestamp::now();
         let mut generator = Generator::new(seed_of(seed, sequence), shape, base, true);
         let mut model = Model::new(base, shape.keys);
@@ -52,7 +53,19 @@ pub async fn random_sequences_match_the_model(cx: Context) -> Outcome {
             ));
         }
     }
+    report(
+        "random_sequences_match_the_model",
+        seed,
+        sequences,
+        sequences * 40,
+    );
     Ok(())
+}
+
+/// One line on what a passing randomized case checked (shown with
+/// `--nocapture`, for soaks).
+fn report(case: &str, seed: u64, scripts: usize, calls: usize) {
+    eprintln!("{case}: seed {seed:#x}, {scripts} scripts, {calls} calls checked");
 }
 
 /// Two to four tasks at once run random calls, mostly read-modify-write
@@ -61,7 +74,8 @@ pub async fn random_sequences_match_the_model(cx: Context) -> Outcome {
 /// race, no listing or count that no order explains.
 pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcome {
     let seed = generate::seed();
-    for number in 0..generate::scaled(30) {
+    let (histories, mut calls) = (generate::scaled(60), 0);
+    for number in 0..histories {
         let mut rng = Rng::new(seed_of(seed, number));
         let shape = Shape {
             keys: 1 + rng.below(3),
@@ -72,6 +86,7 @@ pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcom
         let scripts: Vec<_> = (0..2 + rng.below(3))
             .map(|_| generator.task(6 + rng.below(10)))
             .collect();
+        calls += scripts.iter().map(Vec::len).sum::<usize>();
         if let Some(found) = run_and_check(&cx, &scripts, shape, base).await? {
             let original = found.0.len();
             let (_, (history, unexplained)) =
@@ -86,6 +101,12 @@ pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcom
             ));
         }
     }
+    report(
+        "random_concurrent_histories_are_linearizable",
+        seed,
+        histories,
+        calls,
+    );
     Ok(())
 }
 
@@ -96,13 +117,15 @@ pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcom
 pub async fn random_concurrent_moves_between_users_keep_the_index(cx: Context) -> Outcome {
     let seed = generate::seed();
     let shape = Shape { keys: 1, users: 2 };
-    for number in 0..generate::scaled(20) {
+    let (histories, mut calls) = (generate::scaled(40), 0);
+    for number in 0..histories {
         let mut rng = Rng::new(seed_of(seed, number));
         let base = Timestamp::now();
         let mut generator = Generator::new(rng.next_u64(), shape, base, false);
         let scripts: Vec<_> = (0..2 + rng.below(2))
             .map(|_| generator.moves_task(10 + rng.below(12)))
             .collect();
+        calls += scripts.iter().map(Vec::len).sum::<usize>();
         if let Some(found) = run_and_check(&cx, &scripts, shape, base).await? {
             let original = found.0.len();
             let (_, (history, unexplained)) =
@@ -117,5 +140,11 @@ pub async fn random_concurrent_moves_between_users_keep_the_index(cx: Context) -
             ));
         }
     }
+    report(
+        "random_concurrent_moves_between_users_keep_the_index",
+        seed,
+        histories,
+        calls,
+    );
     Ok(())
 }
