@@ -281,21 +281,24 @@ impl fmt::Debug for Case {
     }
 }
 
-/// How long one case may take before it fails as hung.
+/// How long one case may take before it fails as hung, at the default
+/// budget; a larger `SESSION_SUITE_BUDGET` scales it alike.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `case` against the store under `context`, with [`CASE_TIMEOUT`],
+/// Runs `case` against the store under `context`, with [`CASE_TIMEOUT`]
+/// (times the budget, when above 1),
 /// and names the case in any failure.
 ///
 /// # Errors
 ///
 /// The case's [`Failure`], or one saying it timed out.
 pub async fn run(case: &Case, context: Context) -> Outcome {
-    let outcome = match tokio::time::timeout(CASE_TIMEOUT, (case.run)(context)).await {
+    let limit = CASE_TIMEOUT.mul_f64(generate::budget().max(1.0));
+    let outcome = match tokio::time::timeout(limit, (case.run)(context)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Failure::new(
             "the whole case",
-            format!("to finish within {CASE_TIMEOUT:?}"),
+            format!("to finish within {limit:?}"),
             "it was still running (a store call hangs?)",
         )),
     };
