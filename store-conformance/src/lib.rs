@@ -629,6 +629,7 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_logout_deletes_and_clears,
             lifecycle::lifecycle_logout_everywhere_ends_every_session_of_the_user,
             lifecycle::lifecycle_typed_values_round_trip,
+            requests::requests_login_after_logout_elsewhere_is_never_resurrected,
             requests::requests_random_concurrent_requests_are_explained_by_some_order,
         }
     };

@@ -36,11 +36,11 @@ use crate::{Context, Failure, Outcome};
 /// Rounds at budget 1.
 const ROUNDS: usize = 24;
 /// How often a shrinking candidate is run before it counts as passing.
-const SHRINK_TRIES: usize = 3;
+const SHRINK_TRIES: usize = 4;
 /// The most runs shrinking may spend.
-const SHRINK_RUNS: usize = 120;
+const SHRINK_RUNS: usize = 600;
 /// The most time shrinking may spend.
-const SHRINK_TIME: Duration = Duration::from_secs(30);
+const SHRINK_TIME: Duration = Duration::from_secs(20);
 
 /// Which cookie a request carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +309,9 @@ struct Search<'a> {
     snapshot: &'a Snapshot,
     /// The deepest mismatch found: (requests placed, order, what failed).
     best: Option<(usize, String, String)>,
+    /// Whether a login of the wave answered `Clear` (found the session
+    /// logged out after it had published its new record).
+    aborted_login: bool,
 }
 
 impl Search<'_> {
@@ -392,7 +395,13 @@ impl Search<'_> {
             Action::Write(steps) => {
                 let login = steps.iter().any(|s| matches!(s, Step::Login(_)));
                 if !sim.alive {
-                    if answer != Some(&CookieAction::Clear) {
+                    // A change forwarded into a login's new record just
+                    // before that login found the session logged out (and
+                    // deleted the new record too) answers `Unchanged`: it
+                    // goes with the session; nothing comes back.
+                    let forwarded_into_aborted_login =
+                        self.aborted_login && !login && answer == Some(&CookieAction::Unchanged);
+                    if answer != Some(&CookieAction::Clear) && !forwarded_into_aborted_login {
                         return unexplained(
                             "Clear",
                             "the session was logged out before it in this order",
@@ -575,7 +584,7 @@ impl Attempt<'_> {
                 self.check_fresh(request, cookie, observed, model).await?
             };
             if let Some(why) = why {
-                return Ok(Some(format!("r{}: {why}", request.label)));
+                return Ok(Some(format!("{request}\n      {why}")));
             }
         }
         let snapshot = self.snapshot(&live, model).await?;
@@ -585,6 +594,11 @@ impl Attempt<'_> {
             users: &self.users,
             snapshot: &snapshot,
             best: None,
+            aborted_login: live.iter().any(|l| {
+                matches!(&l.request.action, Action::Write(steps)
+                    if steps.iter().any(|s| matches!(s, Step::Login(_))))
+                    && matches!(l.observed.answer, Ok(CookieAction::Clear))
+            }),
         };
         let start = Sim {
             alive: model.alive,
@@ -985,6 +999,61 @@ pub async fn requests_random_concurrent_requests_are_explained_by_some_order(
              (no lost update, no resurrection)",
             why,
         ));
+    }
+    Ok(())
+}
+
+/// A login request that loaded the session before another request logged
+/// it out, and commits after that logout (through the same manager, or
+/// another app server), cannot bring the session back under a new id:
+/// its commit answers `Clear`, and the user has no session.
+pub async fn requests_login_after_logout_elsewhere_is_never_resurrected(cx: Context) -> Outcome {
+    let manager = SessionManager::from_arc(cx.store_arc());
+    let elsewhere = SessionManager::from_arc(cx.store_arc());
+    for (label, late_manager) in [("same manager", &manager), ("another manager", &elsewhere)] {
+        let user = cx.user(if label == "same manager" {
+            "sam"
+        } else {
+            "oli"
+        });
+        let session = manager.load(None);
+        call("session.insert", session.insert("cart", 1)).await?;
+        let cookie = match call("commit (new session)", manager.commit(&session)).await? {
+            CookieAction::Set { value, .. } => value,
+            other => {
+                return Err(Failure::new(
+                    "commit (new session)",
+                    "Set",
+                    format!("{other:?}"),
+                ));
+            }
+        };
+        let login = late_manager.load(Some(&cookie));
+        call("login request reads", login.get_value("cart")).await?;
+        let logout = manager.load(Some(&cookie));
+        logout.logout().await;
+        let action = call("commit (logout)", manager.commit(&logout)).await?;
+        super::ensure_eq("cookie action of the logout", CookieAction::Clear, action)?;
+        call("session.login", login.login(user.clone())).await?;
+        let action = late_manager.commit(&login).await;
+        let resurrected = match &action {
+            Ok(CookieAction::Set { value, .. }) => match storage_key(value) {
+                Some(key) => load(&cx, &key).await?,
+                None => None,
+            },
+            _ => None,
+        };
+        if !matches!(action, Ok(CookieAction::Clear)) || resurrected.is_some() {
+            return Err(Failure::new(
+                format!("commit of a login after a logout of its session ({label})"),
+                "Ok(Clear), and nothing stored under any new id",
+                format!(
+                    "{action:?}, with {:?} stored under the new id",
+                    resurrected.map(|r| (r.data, r.user))
+                ),
+            ));
+        }
+        super::expect_listed(&cx, &user, &[]).await?;
     }
     Ok(())
 }
