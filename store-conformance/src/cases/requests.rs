@@ -12,15 +12,43 @@
 //! After each wave the case looks for an order of the wave's requests
 //! that explains everything observed: every request's cookie action and
 //! the store's contents afterwards (the record under the newest id, no
-//! record under any older id, the user's "active sessions"). A request
+//! record under any older id, the users' "active sessions"). A request
 //! takes effect somewhere inside its `commit` call, so the order must put
 //! `a` before `b` whenever `a`'s commit returned before `b`'s began; any
 //! order of overlapping commits is allowed. When no order explains the
 //! wave, something was lost or resurrected.
 //!
+//! The model, for a request that loaded the live session under its
+//! newest id `K`, at its place in the order:
+//!
+//! * a logout answers `Clear`; it ends the session unless a login earlier
+//!   in the order moved it away from `K` (then it deleted only `K`);
+//! * once the session has ended, any other request answers `Clear` and
+//!   changes nothing (nothing comes back);
+//! * a login answers `Set` with an id never seen before, binds the user
+//!   and applies its changes; the session now lives under that id;
+//! * any other request applies its changes and answers `Set(K)`, or
+//!   `Unchanged` after a login (its changes are forwarded to the new id).
+//!
+//! One exception, which loses nothing and brings nothing back: a change
+//! forwarded into a login's new record just before that login found the
+//! session logged out (and deleted the new record) answers `Unchanged`.
+//!
+//! A request whose cookie no longer opens the session (an id it moved
+//! away from, or one of a logged-out session) must see nothing of it, and
+//! any change it makes must start a new session with a new id holding
+//! exactly that change. At most one request of a wave logs in: two logins
+//! racing on one session may each keep a session of their own (a
+//! rotation never hands its new id to a request holding the old one), so
+//! no single session would be left to check.
+//!
+//! Inserted keys are unique, and removals name keys of earlier waves, so
+//! the data any order gives is the same; the order decides the answers.
+//!
 //! A failure names the seed (`SESSION_SUITE_SEED`), a script shrunk by
-//! dropping waves and requests while it still fails, and what no order
-//! explains. Setting the seed repeats the same scripts.
+//! dropping waves, requests and steps while it still fails (each run on a
+//! fresh session with fresh user names), and what no order explains.
+//! Setting the seed repeats the same scripts.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -34,7 +62,7 @@ use crate::generate::{self, Rng};
 use crate::{Context, Failure, Outcome};
 
 /// Rounds at budget 1.
-const ROUNDS: usize = 24;
+const ROUNDS: usize = 200;
 /// How often a shrinking candidate is run before it counts as passing.
 const SHRINK_TRIES: usize = 4;
 /// The most runs shrinking may spend.
