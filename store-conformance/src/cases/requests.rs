@@ -1016,10 +1016,18 @@ pub async fn requests_random_concurrent_requests_are_explained_by_some_order(
             continue;
         };
         let (small, why) = shrink(&cx, script.clone(), failure, &mut attempts).await?;
+        // How reliably the shrunk script fails: a race may need luck.
+        let mut again = 0;
+        for _ in 0..SHRINK_TRIES {
+            if attempt(&cx, &small, &mut attempts).await?.is_some() {
+                again += 1;
+            }
+        }
         return Err(Failure::new(
             format!(
                 "round {round} of {rounds} of random concurrent requests \
-                 (SESSION_SUITE_SEED={seed:#x}), script shrunk from {} to {} request(s):\n{small}",
+                 (SESSION_SUITE_SEED={seed:#x}), script shrunk from {} to {} request(s), \
+                 which failed again in {again} of {SHRINK_TRIES} reruns:\n{small}",
                 script.requests(),
                 small.requests()
             ),
