@@ -645,6 +645,8 @@ macro_rules! __for_each_case {
             random::random_sequences_match_the_model,
             random::random_concurrent_histories_are_linearizable,
             random::random_concurrent_moves_between_users_keep_the_index,
+            requests::requests_login_after_logout_elsewhere_is_never_resurrected,
+            requests::requests_random_concurrent_requests_are_explained_by_some_order,
         }
     };
 }

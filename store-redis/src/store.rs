@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 

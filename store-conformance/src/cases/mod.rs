@@ -17,6 +17,7 @@ pub mod expired;
 pub mod lifecycle;
 pub mod load;
 pub mod random;
+pub mod requests;
 pub mod save;
 pub mod touch;
 pub mod unreadable;
