@@ -16,7 +16,7 @@ use session_core::Timestamp;
 use crate::generate::{self, Rng};
 use crate::history::model::Model;
 use crate::history::script::{
-    Generator, Shape, history_failure, run_and_check, run_sequence, sequence_failure,
+    Generator, Shape, Step, history_failure, run_and_check, run_sequence, sequence_failure,
     shrink_history, shrink_sequence,
 };
 use crate::{Context, Outcome};
@@ -68,29 +68,26 @@ fn report(case: &str, seed: u64, scripts: usize, calls: usize) {
     eprintln!("{case}: seed {seed:#x}, {scripts} scripts, {calls} calls checked");
 }
 
-/// Two to four tasks at once run random calls, mostly read-modify-write
-/// pairs, on one to three keys shared by two users; every history is
-/// linearizable: no lost or resurrected write, no index entry lost to a
-/// race, no listing or count that no order explains.
-pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcome {
+/// Runs `histories` concurrent histories, each drawn by `draw` from its
+/// own seeded generator and base instant, and requires each to be
+/// linearizable; a failure is shrunk and reported.
+async fn check_histories(
+    cx: &Context,
+    case: &str,
+    histories: usize,
+    draw: impl Fn(&mut Rng, Timestamp) -> (Shape, Vec<Vec<Step>>),
+) -> Outcome {
     let seed = generate::seed();
-    let (histories, mut calls) = (generate::scaled(60), 0);
+    let mut calls = 0;
     for number in 0..histories {
         let mut rng = Rng::new(seed_of(seed, number));
-        let shape = Shape {
-            keys: 1 + rng.below(3),
-            users: 2,
-        };
         let base = Timestamp::now();
-        let mut generator = Generator::new(rng.next_u64(), shape, base, false);
-        let scripts: Vec<_> = (0..2 + rng.below(3))
-            .map(|_| generator.task(6 + rng.below(10)))
-            .collect();
+        let (shape, scripts) = draw(&mut rng, base);
         calls += scripts.iter().map(Vec::len).sum::<usize>();
-        if let Some(found) = run_and_check(&cx, &scripts, shape, base).await? {
+        if let Some(found) = run_and_check(cx, &scripts, shape, base).await? {
             let original = found.0.len();
             let (_, (history, unexplained)) =
-                shrink_history(&cx, scripts, found, shape, base).await?;
+                shrink_history(cx, scripts, found, shape, base).await?;
             return Err(history_failure(
                 seed,
                 number,
@@ -101,13 +98,28 @@ pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcom
             ));
         }
     }
-    report(
-        "random_concurrent_histories_are_linearizable",
-        seed,
-        histories,
-        calls,
-    );
+    report(case, seed, histories, calls);
     Ok(())
+}
+
+/// Two to four tasks at once run random calls, mostly read-modify-write
+/// pairs, on one to three keys shared by two users; every history is
+/// linearizable: no lost or resurrected write, no index entry lost to a
+/// race, no listing or count that no order explains.
+pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcome {
+    let case = "random_concurrent_histories_are_linearizable";
+    check_histories(&cx, case, generate::scaled(60), |rng, base| {
+        let shape = Shape {
+            keys: 1 + rng.below(3),
+            users: 2,
+        };
+        let mut generator = Generator::new(rng.next_u64(), shape, base, false);
+        let scripts = (0..2 + rng.below(3))
+            .map(|_| generator.task(6 + rng.below(10)))
+            .collect();
+        (shape, scripts)
+    })
+    .await
 }
 
 /// Two or three tasks move one session back and forth between two users
@@ -115,36 +127,14 @@ pub async fn random_concurrent_histories_are_linearizable(cx: Context) -> Outcom
 /// index updates; every history is linearizable, so no listing ever
 /// misses the session while it is that user's.
 pub async fn random_concurrent_moves_between_users_keep_the_index(cx: Context) -> Outcome {
-    let seed = generate::seed();
-    let shape = Shape { keys: 1, users: 2 };
-    let (histories, mut calls) = (generate::scaled(40), 0);
-    for number in 0..histories {
-        let mut rng = Rng::new(seed_of(seed, number));
-        let base = Timestamp::now();
+    let case = "random_concurrent_moves_between_users_keep_the_index";
+    check_histories(&cx, case, generate::scaled(40), |rng, base| {
+        let shape = Shape { keys: 1, users: 2 };
         let mut generator = Generator::new(rng.next_u64(), shape, base, false);
-        let scripts: Vec<_> = (0..2 + rng.below(2))
+        let scripts = (0..2 + rng.below(2))
             .map(|_| generator.moves_task(10 + rng.below(12)))
             .collect();
-        calls += scripts.iter().map(Vec::len).sum::<usize>();
-        if let Some(found) = run_and_check(&cx, &scripts, shape, base).await? {
-            let original = found.0.len();
-            let (_, (history, unexplained)) =
-                shrink_history(&cx, scripts, found, shape, base).await?;
-            return Err(history_failure(
-                seed,
-                number,
-                original,
-                &history,
-                &unexplained,
-                base,
-            ));
-        }
-    }
-    report(
-        "random_concurrent_moves_between_users_keep_the_index",
-        seed,
-        histories,
-        calls,
-    );
-    Ok(())
+        (shape, scripts)
+    })
+    .await
 }
