@@ -84,6 +84,12 @@ pub mod cases;
 mod generate;
 mod history;
 
+/// The crate's `README.md`, whose code blocks are compiled as doctests so
+/// they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     pub use tokio;
