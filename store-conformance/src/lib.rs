@@ -25,6 +25,38 @@
 //! so cases can share one server and run in parallel. Each test builds its
 //! own multi-threaded tokio runtime, so your crate needs no tokio attribute.
 //!
+//! Five more cases check unreadable records ([`UNREADABLE_CASES`]). Only
+//! the store's author knows how to damage a record, so they run when you
+//! pass a way to plant one (see [`PlantUnreadable`]); without it they are
+//! generated as ignored tests:
+//!
+//! ```
+//! # mod example {
+//! use std::sync::Arc;
+//! use session_core::{Error, Record};
+//! use session_store_conformance::Namespace;
+//! use session_store_memory::MemoryStore; // your store here
+//!
+//! async fn store(_: Namespace) -> Result<MemoryStore, std::convert::Infallible> {
+//!     Ok(MemoryStore::default())
+//! }
+//!
+//! // Stores `record`'s key, user and deadline with contents the store
+//! // cannot decode.
+//! async fn plant(store: Arc<MemoryStore>, record: Record) -> Result<(), Error> {
+//!     store.plant_unreadable(&record).await
+//! }
+//! session_store_conformance::suite!(store, unreadable = plant);
+//! # }
+//! ```
+//!
+//! A complete small store written by the rules of this suite, on a
+//! `Mutex<HashMap>` and the public API of `session-core` only, with its
+//! one-line conformance test, is the workspace's custom-store example:
+//! `examples/src/custom_store.rs` and `examples/tests/custom_store.rs` in
+//! the [repository](https://example.invalid/session-stores) ("Write your
+//! own store" in its README).
+//!
 //! A failing case panics with a message naming the case, the operation,
 //! what was expected and what came back.
 //!
@@ -51,6 +83,12 @@ use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp
 pub mod cases;
 mod generate;
 mod history;
+
+/// The crate's `README.md`, whose code blocks are compiled as doctests so
+/// they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {

@@ -125,6 +125,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+/// The crate's `README.md`, whose code blocks are compiled as doctests so
+/// they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 mod codec;
 mod connection;
 mod scripts;
