@@ -81,7 +81,7 @@ impl Generator {
         if self.rng.chance(25) {
             data.insert("v".into(), generate::value(&mut self.rng, 2, 6));
         }
-        if self.large && self.rng.chance(3) {
+        if self.large && self.rng.chance(8) {
             data.insert("large".into(), Value::from("é".repeat(40_000)));
         }
         data
