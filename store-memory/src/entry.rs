@@ -23,15 +23,16 @@
 //!   are serialised by the key's write lock; readers take no lock and use
 //!   the sequence number (a seqlock: copy, then check nothing changed
 //!   meanwhile, else copy again), so a reader never sees half a write.
+//!   The protocol, its memory orderings and its model check are in
+//!   [`crate::seqlock`].
 //! * **Exact.** The data map is MessagePack, which holds every JSON value
 //!   exactly (integers up to `u64`/`i64`, `f64`, strings, nesting) in about
 //!   three quarters of the JSON text's bytes; a tree of `serde_json::Value`s
 //!   would cost several times the text.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
-
 use session_core::{Data, Error, Record, StorageKey, Timestamp};
+
+use crate::seqlock::SeqLock;
 
 /// Bytes of the storage key the cache is keyed by; the rest (the tail) is
 /// kept in the entry.
@@ -319,7 +320,7 @@ impl Snapshot {
 /// One session as the cache holds it. Cheap to clone (clones share the
 /// words).
 #[derive(Debug, Clone)]
-pub(crate) struct Entry(Arc<[AtomicU64]>);
+pub(crate) struct Entry(SeqLock);
 
 /// Payload word `i`: bytes `8 * i ..` of `bytes`, zero-padded, little-endian.
 fn word_of(bytes: &[u8], i: usize) -> u64 {
@@ -335,22 +336,22 @@ impl Entry {
     /// A new entry holding `payload`.
     pub(crate) fn new(payload: &Payload) -> Self {
         let bytes = payload.bytes();
-        let words: Arc<[AtomicU64]> = (0..payload.words())
-            .map(|i| AtomicU64::new(if i == 0 { 0 } else { word_of(bytes, i - 1) }))
-            .collect();
-        Self(words)
+        Self(SeqLock::new(
+            (0..payload.words() - 1).map(|i| word_of(bytes, i)),
+        ))
     }
 
-    /// An entry made of raw words (tests of damaged entries).
+    /// An entry made of raw words, the sequence number first (tests of
+    /// damaged entries).
     #[cfg(test)]
     pub(crate) fn from_words(words: &[u64]) -> Self {
-        Self(words.iter().map(|&w| AtomicU64::new(w)).collect())
+        Self(SeqLock::from_raw(words))
     }
 
     /// Whether both handles share one entry.
     #[cfg(test)]
     pub(crate) fn same(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        self.0.same(&other.0)
     }
 
     /// Bytes this entry weighs.
@@ -365,40 +366,14 @@ impl Entry {
         need <= self.0.len() && self.0.len() <= 2 * need + 1
     }
 
-    /// Runs `read` on the payload words until it ran without a write
-    /// overlapping it (a seqlock read), and returns its last result.
-    fn read<R>(&self, mut read: impl FnMut(&[AtomicU64]) -> R) -> R {
-        let Some((seq, words)) = self.0.split_first() else {
-            return read(&[]);
-        };
-        let mut spins = 0u32;
-        loop {
-            let before = seq.load(Ordering::Acquire);
-            if before & 1 == 0 {
-                let result = read(words);
-                fence(Ordering::Acquire);
-                if seq.load(Ordering::Relaxed) == before {
-                    return result;
-                }
-            }
-            // A write is in progress (a few dozen stores): wait for it.
-            spins += 1;
-            if spins.is_multiple_of(64) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-    }
-
     /// A consistent copy of the whole payload.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut out = Vec::new();
-        self.read(|words| {
+        self.0.read(|words| {
             out.clear();
             out.reserve(8 * words.len());
-            for word in words {
-                out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            for word in words.iter() {
+                out.extend_from_slice(&word.to_le_bytes());
             }
         });
         Snapshot(out)
@@ -408,10 +383,10 @@ impl Entry {
     /// nothing.
     pub(crate) fn expires_at(&self) -> Option<i64> {
         // Length (≤ 5 bytes), version, created and expires (≤ 10 each).
-        let (prefix, room) = self.read(|words| {
+        let (prefix, room) = self.0.read(|words| {
             let mut prefix = [0u8; 40];
-            for (chunk, word) in prefix.chunks_exact_mut(8).zip(words) {
-                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+            for (chunk, word) in prefix.chunks_exact_mut(8).zip(words.iter()) {
+                chunk.copy_from_slice(&word.to_le_bytes());
             }
             (prefix, 8 * words.len())
         });
@@ -434,22 +409,9 @@ impl Entry {
     /// have checked [`Entry::fits`]; a payload that does not fit is not
     /// written, and `false` is returned.
     pub(crate) fn overwrite(&self, payload: &Payload) -> bool {
-        let Some((seq, words)) = self.0.split_first() else {
-            return false;
-        };
         let bytes = payload.bytes();
-        let n = bytes.len().div_ceil(8);
-        if n > words.len() {
-            return false;
-        }
-        let start = seq.load(Ordering::Relaxed);
-        seq.store(start.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        for (i, word) in words.iter().take(n).enumerate() {
-            word.store(word_of(bytes, i), Ordering::Relaxed);
-        }
-        seq.store(start.wrapping_add(2), Ordering::Release);
-        true
+        self.0
+            .write((0..bytes.len().div_ceil(8)).map(|i| word_of(bytes, i)))
     }
 }
 

@@ -106,6 +106,7 @@ pub struct ReadmeDoctests;
 mod entry;
 mod index;
 mod locks;
+mod seqlock;
 
 use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::Arc;
