@@ -16,6 +16,10 @@ fn indexed(store: &MemoryStore, user: &str) -> usize {
     inner.index.keys_of(inner.user_hash(user.as_bytes())).len()
 }
 
+/// How long a test waits for background work (a sweep, a writer task)
+/// before it fails: such work takes milliseconds.
+const POLL_LIMIT: Duration = Duration::from_secs(5);
+
 async fn entry_of(store: &MemoryStore, key: &StorageKey) -> Option<Entry> {
     store.inner.cache.get(&entry::split(key).0).await
 }
@@ -110,16 +114,18 @@ async fn expired_sessions_are_swept_without_being_asked() {
     // past), the next operation starts a sweep on the runtime.
     store.inner.next_sweep.store(0, Ordering::Relaxed);
     assert_eq!(store.load(&other.key).await.unwrap(), None);
-    // The sweep runs on its own task (its scans on the blocking pool):
-    // wait for it, however long the machine takes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while (entry_of(&store, &gone.key).await.is_some() || store.inner.index.len() > 0)
-        && std::time::Instant::now() < deadline
-    {
-        tokio::task::yield_now().await;
+    // The sweep runs on its own task (its scans on the blocking pool): it
+    // takes milliseconds; give it a few seconds, then fail.
+    let started = std::time::Instant::now();
+    while entry_of(&store, &gone.key).await.is_some() || store.inner.index.len() > 0 {
+        assert!(
+            started.elapsed() < POLL_LIMIT,
+            "no sweep removed the expired session within {POLL_LIMIT:?} (entry still held: {}, index entries: {})",
+            entry_of(&store, &gone.key).await.is_some(),
+            store.inner.index.len(),
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert!(entry_of(&store, &gone.key).await.is_none());
-    assert_eq!(store.inner.index.len(), 0);
     // ... and scheduled the next one an interval later.
     assert!(store.inner.next_sweep.load(Ordering::Relaxed) > Timestamp::now().as_millis());
 }
@@ -190,6 +196,16 @@ async fn a_save_that_fits_rewrites_the_entry_in_place() {
     assert_eq!(store.list_by_user("bob").await.unwrap().records, vec![r]);
 }
 
+/// Sets its flag when dropped: when the task holding it ends, even by a
+/// panic.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_never_see_half_a_save() {
     let store = MemoryStore::default();
@@ -198,9 +214,11 @@ async fn readers_never_see_half_a_save() {
     r.data.insert("text".into(), "0".repeat(40).into());
     store.create(&r).await.unwrap();
     let key = r.key;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let store = store.clone();
+        let (store, done) = (store.clone(), Arc::clone(&done));
         tokio::spawn(async move {
+            let _done = SetOnDrop(done);
             for n in 1..=2000u64 {
                 r.data.insert("n".into(), n.into());
                 let digit = char::from(b'0' + (n % 10) as u8);
@@ -212,16 +230,24 @@ async fn readers_never_see_half_a_save() {
     };
     let mut readers = Vec::new();
     for _ in 0..3 {
-        let store = store.clone();
+        let (store, done) = (store.clone(), Arc::clone(&done));
         readers.push(tokio::spawn(async move {
-            let mut seen = 0;
-            while seen < 2000 {
+            loop {
+                // Read the flag first: a read after the writer ended must
+                // see its last save.
+                let finished = done.load(Ordering::SeqCst);
                 let got = store.load(&key).await.unwrap().unwrap();
                 let n = got.data["n"].as_u64().unwrap();
                 assert_eq!(got.version, n, "version and data of one save");
                 let digit = char::from(b'0' + (n % 10) as u8);
                 assert_eq!(got.data["text"], digit.to_string().repeat(40));
-                seen = n;
+                if n == 2000 {
+                    break;
+                }
+                assert!(
+                    !finished,
+                    "the writer ended, yet a load sees save {n} of 2000"
+                );
                 tokio::task::yield_now().await;
             }
         }));
