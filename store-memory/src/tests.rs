@@ -302,3 +302,121 @@ async fn a_damaged_entry_is_a_decode_error_and_stays() {
     assert!(!store.inner.cache.contains_key(&short));
     store.create(&r).await.unwrap();
 }
+
+/// The weight of `record`'s entry, as a `create` stores it.
+fn weight_of(record: &Record) -> usize {
+    let tail = entry::split(&record.key).1;
+    Payload::encode(record, record.version, &tail, "create")
+        .unwrap()
+        .weight()
+}
+
+#[tokio::test]
+async fn capacity_counts_and_debug_follow_the_entries() {
+    assert_eq!(MemoryStore::default().max_bytes(), 256 * 1024 * 1024);
+    let store = MemoryStore::new(1 << 20);
+    assert_eq!(store.max_bytes(), 1 << 20);
+    let records: Vec<Record> = (0..3).map(|_| record(Duration::from_secs(600))).collect();
+    for r in &records {
+        store.create(r).await.unwrap();
+    }
+    store.run_pending_tasks().await;
+    let weights = |rs: &[Record]| rs.iter().map(|r| weight_of(r) as u64).sum::<u64>();
+    assert_eq!(store.entry_count(), 3);
+    assert_eq!(store.weighted_bytes(), weights(&records));
+    assert!(store.delete(&records[0].key).await.unwrap());
+    store.run_pending_tasks().await;
+    assert_eq!(store.entry_count(), 2);
+    assert_eq!(store.weighted_bytes(), weights(&records[1..]));
+    assert_eq!(
+        format!("{store:?}"),
+        format!(
+            "MemoryStore {{ max_bytes: 1048576, entries: 2, weighted_bytes: {} }}",
+            weights(&records[1..])
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_record_of_exactly_the_capacity_fits() {
+    let r = record(Duration::from_secs(600));
+    let weight = weight_of(&r);
+    let exact = MemoryStore::new(weight as u64);
+    exact.create(&r).await.unwrap();
+    assert_eq!(exact.load(&r.key).await.unwrap(), Some(r.clone()));
+    let smaller = MemoryStore::new(weight as u64 - 1);
+    match smaller.create(&r).await {
+        Err(Error::TooLarge { size, limit }) => assert_eq!((size, limit), (weight, weight - 1)),
+        other => panic!("expected TooLarge {{ size: {weight}, .. }}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sweeps_are_an_interval_apart() {
+    let before = Timestamp::now().as_millis();
+    let store = MemoryStore::default();
+    let after = Timestamp::now().as_millis();
+    let interval = SWEEP_INTERVAL.as_millis() as i64;
+    let due = store.inner.next_sweep.load(Ordering::Relaxed);
+    assert!(
+        (before + interval..=after + interval).contains(&due),
+        "first sweep due at {due}, not {interval} ms after {before}..={after}"
+    );
+    // Not due yet: no operation starts a sweep (starting one moves the
+    // due time an interval on).
+    let later = after + interval / 2;
+    store.inner.next_sweep.store(later, Ordering::Relaxed);
+    let r = record(Duration::from_secs(600));
+    store.create(&r).await.unwrap();
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
+    assert_eq!(store.inner.next_sweep.load(Ordering::Relaxed), later);
+}
+
+#[tokio::test]
+async fn many_stale_index_entries_make_a_sweep_due() {
+    let store = MemoryStore::default();
+    store.run_pending_tasks().await;
+    assert_eq!(store.entry_count(), 0);
+    let inner = &store.inner;
+    let ghost = inner.user_hash(b"ghost");
+    let stale = |i: u32| {
+        let mut short = [0xee; 16];
+        short[..4].copy_from_slice(&i.to_be_bytes());
+        entry::ShortKey(short)
+    };
+    let due = inner.next_sweep.load(Ordering::Relaxed);
+    // Up to twice (live entries + 1024) stale entries are tolerated ...
+    for i in 0..2048 {
+        inner.index.add(ghost, stale(i));
+    }
+    inner.check_index_size();
+    assert_eq!(inner.next_sweep.load(Ordering::Relaxed), due);
+    // ... one more makes a sweep due at once.
+    inner.index.add(ghost, stale(2048));
+    inner.check_index_size();
+    assert_eq!(inner.next_sweep.load(Ordering::Relaxed), i64::MIN);
+
+    // Through the store: a create of a signed-in session checks, and the
+    // next operation sweeps the stale entries away.
+    let store = MemoryStore::default();
+    let inner = &store.inner;
+    for i in 0..2100 {
+        inner.index.add(inner.user_hash(b"ghost"), stale(i));
+    }
+    let mut r = record(Duration::from_secs(600));
+    r.user = Some("alice".into());
+    store.create(&r).await.unwrap();
+    assert_eq!(inner.next_sweep.load(Ordering::Relaxed), i64::MIN);
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
+    let started = std::time::Instant::now();
+    while inner.index.len() > 1 {
+        assert!(
+            started.elapsed() < POLL_LIMIT,
+            "no sweep pruned the stale index entries within {POLL_LIMIT:?} ({} left)",
+            inner.index.len()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(indexed(&store, "alice"), 1);
+    assert_eq!(indexed(&store, "ghost"), 0);
+}
