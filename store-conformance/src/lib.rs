@@ -629,6 +629,14 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_logout_deletes_and_clears,
             lifecycle::lifecycle_logout_everywhere_ends_every_session_of_the_user,
             lifecycle::lifecycle_typed_values_round_trip,
+            lifecycle::lifecycle_logout_session_ends_only_the_users_own_session,
+            lifecycle::lifecycle_clear_removes_every_key_and_keeps_the_user,
+            lifecycle::lifecycle_taken_key_is_retried_with_a_fresh_id,
+            lifecycle::lifecycle_size_limit_is_exact,
+            lifecycle::lifecycle_read_only_commit_after_logout_or_login_elsewhere,
+            lifecycle::lifecycle_login_gives_up_when_the_conflict_budget_is_spent,
+            lifecycle::lifecycle_queued_commits_build_on_the_save_before_them,
+            lifecycle::lifecycle_failed_save_reports_the_store_error,
         }
     };
 }
