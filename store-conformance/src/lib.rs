@@ -28,6 +28,15 @@
 //! A failing case panics with a message naming the case, the operation,
 //! what was expected and what came back.
 //!
+//! Besides the hand-written cases, the `random_*` cases generate scripts:
+//! sequential ones compared call by call with a pure model of the
+//! contract, and concurrent ones whose recorded history must be
+//! linearizable (checked per key). They are seeded by
+//! `SESSION_SUITE_SEED` (decimal or `0x` hex; a fixed default otherwise)
+//! and scaled by `SESSION_SUITE_BUDGET` (default 1, a few seconds per
+//! backend; `100` for a soak). A failure names the seed and shows the
+//! script shrunk to the calls that still fail.
+//!
 //! [`SessionStore`]: session_core::SessionStore
 #![deny(missing_docs)]
 
@@ -41,6 +50,7 @@ use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp
 
 pub mod cases;
 mod generate;
+mod history;
 
 #[doc(hidden)]
 pub mod __private {
@@ -271,21 +281,24 @@ impl fmt::Debug for Case {
     }
 }
 
-/// How long one case may take before it fails as hung.
+/// How long one case may take before it fails as hung, at the default
+/// budget; a larger `SESSION_SUITE_BUDGET` scales it alike.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `case` against the store under `context`, with [`CASE_TIMEOUT`],
+/// Runs `case` against the store under `context`, with [`CASE_TIMEOUT`]
+/// (times the budget, when above 1),
 /// and names the case in any failure.
 ///
 /// # Errors
 ///
 /// The case's [`Failure`], or one saying it timed out.
 pub async fn run(case: &Case, context: Context) -> Outcome {
-    let outcome = match tokio::time::timeout(CASE_TIMEOUT, (case.run)(context)).await {
+    let limit = CASE_TIMEOUT.mul_f64(generate::budget().max(1.0));
+    let outcome = match tokio::time::timeout(limit, (case.run)(context)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Failure::new(
             "the whole case",
-            format!("to finish within {CASE_TIMEOUT:?}"),
+            format!("to finish within {limit:?}"),
             "it was still running (a store call hangs?)",
         )),
     };
@@ -637,6 +650,11 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_login_gives_up_when_the_conflict_budget_is_spent,
             lifecycle::lifecycle_queued_commits_build_on_the_save_before_them,
             lifecycle::lifecycle_failed_save_reports_the_store_error,
+            random::random_sequences_match_the_model,
+            random::random_concurrent_histories_are_linearizable,
+            random::random_concurrent_moves_between_users_keep_the_index,
+            requests::requests_login_after_logout_elsewhere_is_never_resurrected,
+            requests::requests_random_concurrent_requests_are_explained_by_some_order,
         }
     };
 }

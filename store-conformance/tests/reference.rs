@@ -47,6 +47,8 @@ fn every_public_case_function_is_listed() {
         include_str!("../src/cases/expired.rs"),
         include_str!("../src/cases/data.rs"),
         include_str!("../src/cases/lifecycle.rs"),
+        include_str!("../src/cases/random.rs"),
+        include_str!("../src/cases/requests.rs"),
     ];
     let mut found: Vec<&str> = sources
         .iter()

@@ -72,56 +72,25 @@
 //!
 //! No operation uses `KEYS`, `SCAN` or `FLUSHDB`.
 //!
-//! # The per-user index, and why it can never miss a live session
+//! # The per-user index
 //!
-//! A session key and its user's index usually live in different cluster
-//! slots, so no script may touch both. The index is therefore maintained
-//! with separate commands, ordered so that a crash (or a lost connection)
-//! between two steps can leave a *stale* index entry but never a live
-//! session missing from its index:
-//!
-//! 1. A session enters a user's index **before** it is written bound to
-//!    that user (`ZADD GT` with its expiry, so a score only rises): on
-//!    `create` of a bound session, and on a `save` that binds it to
-//!    another user. (`save` finds that out itself: when the stored user
-//!    differs from the new one, the script writes nothing and answers
-//!    "bind first"; the client adds the index entry and sends the save
-//!    again. A save that keeps the user, the common case, does not touch
-//!    the index.)
-//! 2. `save` removes it from its former user's index, and `delete`,
-//!    `delete_by_user` and a `touch` into the past remove it from its
-//!    index, **after** the session write.
-//! 3. A `touch` or `save` that moves the expiry later leaves the score
-//!    alone, so a score may lag behind the session's real expiry. That is
-//!    harmless: nothing relies on the score to *list* a session (rule 4
-//!    reads the session itself), and a lagging score only makes an entry
-//!    prunable, which rule 4 does only after seeing that the session is
-//!    not a live session of that user. Such a session can only become one
-//!    again through rule 1 (a save never resurrects a session, a touch
-//!    never recreates one), which raises the score first.
-//! 4. `list_by_user` and `delete_by_user` read the index, then each
-//!    session it names, and return (or delete) only live sessions whose
-//!    stored user really is the one asked for: a stale entry is never
-//!    returned or counted. They prune an entry only when its session is
-//!    not a live session of that user **and** (checked atomically on the
-//!    index key) its score is not in the future; since step 1 raises the
-//!    score before a session is written, an entry that is about to become
-//!    valid is never pruned. `list_by_user` raises lagging scores it sees.
-//!
-//! An index thus holds its user's live sessions, plus entries of sessions
-//! that expired natively since the user's last `list_by_user` /
-//! `delete_by_user` and leftovers of interrupted calls, both pruned by the
-//! next such read. Cleaning up after a `save`, `touch` or `delete` is best
-//! effort: if that last step fails, the call still succeeds (the session
-//! write is what counts) and the failure is logged with `tracing`.
+//! A user's index is a sorted set of storage keys. A session enters its
+//! user's index **before** it is written bound to that user; nothing
+//! removes an entry at the moment its session leaves (that removal could
+//! overtake a concurrent move back); `list_by_user` and `delete_by_user`
+//! read each session the index names and act only on live sessions that
+//! really are that user's, and prune an entry only when its session is not
+//! one and its score (an expiry) has passed. So an index never misses a
+//! live session, under any interleaving or interruption, on a single
+//! server or a cluster. The rules and the argument are written out in the
+//! source, next to the code that keeps them (`src/store/index.rs`).
 //!
 //! Round trips: `load`, `touch`, `delete` and a `save` that keeps the
 //! user take one; `create` of a bound session takes one on a single
 //! server (the `ZADD GT` and the `SET NX` go in one pipeline, which one
 //! connection executes in order) and two on a cluster (index, then
 //! session); a `save` that changes the user takes one more than that (the
-//! "bind first" answer), plus a `ZREM` afterwards when the session left a
-//! user; `list_by_user` and `delete_by_user` take three (index, the
+//! "bind first" answer); `list_by_user` and `delete_by_user` take three (index, the
 //! sessions concurrently, index upkeep).
 //!
 //! # Timeouts and failures

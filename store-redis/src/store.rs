@@ -5,13 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
+
+mod index;
 
 /// A [`SessionStore`] on Redis or Valkey, single server or cluster.
 ///
@@ -224,151 +225,6 @@ impl RedisStore {
         }
     }
 
-    /// Adds `member` to `user`'s index with a score of at least `score`
-    /// (`ZADD GT`: a score never moves down here), **then** sends `cmd`
-    /// (a `SET`, or a call of `script`), which writes the session: the
-    /// index entry exists before the session does (rule 1 of the crate
-    /// docs).
-    ///
-    /// On a single server both commands go in one pipeline: one round
-    /// trip, and one connection executes them in order. On `NOSCRIPT` only
-    /// the script call is sent again, after loading the script (the
-    /// `ZADD GT` already took effect, and is idempotent anyway). On a
-    /// cluster the index and the session usually live on different nodes,
-    /// so the two are sent one after the other.
-    async fn after_index(
-        &self,
-        operation: &'static str,
-        user: &str,
-        score: Timestamp,
-        member: &str,
-        script: Option<&Script>,
-        cmd: Cmd,
-    ) -> Result<Value, Error> {
-        let mut zadd = redis::cmd("ZADD");
-        zadd.arg(self.user_index_key(user))
-            .arg("GT")
-            .arg(score.as_millis())
-            .arg(member);
-        let mut conn = self.conn();
-        match &conn {
-            Conn::Single(_) => {
-                let mut pipe = redis::pipe();
-                pipe.add_command(zadd).add_command(cmd).ignore_errors();
-                let mut replies: Vec<Value> = pipe
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(operation, e))?;
-                let (Some(reply), Some(indexed), None) =
-                    (replies.pop(), replies.pop(), replies.pop())
-                else {
-                    return Err(Error::backend(
-                        operation,
-                        false,
-                        CodecError::Reply("a pipeline of two commands answered otherwise".into()),
-                    ));
-                };
-                if let Value::ServerError(e) = indexed {
-                    return Err(backend(operation, e.into()));
-                }
-                match reply {
-                    Value::ServerError(e) => {
-                        let e = RedisError::from(e);
-                        let (Some(script), Some(cmd)) =
-                            (script.filter(|_| is_no_script(&e)), pipe.cmd_iter().last())
-                        else {
-                            return Err(backend(operation, e));
-                        };
-                        script
-                            .load_async(&mut conn)
-                            .await
-                            .map_err(|e| backend(operation, e))?;
-                        cmd.query_async(&mut conn)
-                            .await
-                            .map_err(|e| backend(operation, e))
-                    }
-                    reply => Ok(reply),
-                }
-            }
-            #[cfg(feature = "cluster")]
-            Conn::Cluster(_) => {
-                zadd.exec_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(operation, e))?;
-                match script {
-                    Some(script) => self.eval(script, &cmd).await,
-                    None => cmd.query_async(&mut conn).await,
-                }
-                .map_err(|e| backend(operation, e))
-            }
-        }
-    }
-
-    /// Removes `members` from `user`'s index after their sessions changed.
-    /// The session writes already happened, so a failure here only leaves
-    /// stale entries (filtered and pruned on read): it is logged, not
-    /// returned.
-    async fn index_remove_after<M: redis::ToRedisArgs + Send + Sync>(
-        &self,
-        operation: &'static str,
-        user: &str,
-        members: M,
-    ) {
-        let mut conn = self.conn();
-        let result: Result<i64, _> = redis::cmd("ZREM")
-            .arg(self.user_index_key(user))
-            .arg(members)
-            .query_async(&mut conn)
-            .await;
-        if let Err(error) = result {
-            tracing::warn!(operation, %error, "could not remove a session from its user index; the stale entry will be pruned on read");
-        }
-    }
-
-    /// Reads `user`'s index: (member, score) pairs.
-    async fn index_entries(
-        &self,
-        operation: &'static str,
-        user: &str,
-    ) -> Result<Vec<(String, f64)>, Error> {
-        let mut conn = self.conn();
-        redis::cmd("ZRANGE")
-            .arg(self.user_index_key(user))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| backend(operation, e))
-    }
-
-    /// Index upkeep after a read: prune `prune` (only if their score is
-    /// still `<= now`), raise `raise`. Failures are logged.
-    async fn index_upkeep(
-        &self,
-        operation: &'static str,
-        user: &str,
-        now: Timestamp,
-        prune: &[String],
-        raise: &[(Timestamp, String)],
-    ) {
-        if prune.is_empty() && raise.is_empty() {
-            return;
-        }
-        let mut conn = self.conn();
-        let mut invocation = self.scripts.index_upkeep.key(self.user_index_key(user));
-        invocation.arg(now.as_millis()).arg(prune.len());
-        for member in prune {
-            invocation.arg(member);
-        }
-        for (score, member) in raise {
-            invocation.arg(score.as_millis()).arg(member);
-        }
-        if let Err(error) = invocation.invoke_async::<i64>(&mut conn).await {
-            tracing::warn!(operation, %error, "user index upkeep failed; it will be retried on the next read");
-        }
-    }
-
     /// Loads one session (one `GET`); `None` unless live at the moment
     /// the reply arrived. The expiry is read from the header before the
     /// data is parsed, so an expired record costs no JSON parsing.
@@ -487,13 +343,12 @@ impl RedisStore {
             .await
             .map_err(|e| backend(OP, e))?;
         let mut reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
-        let mut member = None;
         if reply.status == BIND_FIRST
             && let Some(user) = &record.user
         {
-            let hex = member.insert(record.key.to_hex());
+            let hex = record.key.to_hex();
             let value = self
-                .after_index(OP, user, record.expires_at, hex, Some(script), call("1"))
+                .after_index(OP, user, record.expires_at, &hex, Some(script), call("1"))
                 .await?;
             reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         }
@@ -504,12 +359,9 @@ impl RedisStore {
             UNREADABLE => return Err(Error::decode(record.key, CodecError::NotASession)),
             other => return Err(unexpected(record.key, other)),
         }
-        // The old user's index last: only once the session no longer names
-        // that user.
-        if let Some(old) = &reply.user {
-            let member = member.unwrap_or_else(|| record.key.to_hex());
-            self.index_remove_after(OP, old, member).await;
-        }
+        // The former user's index keeps its entry until a read of that
+        // index prunes it (rule 2 in `index`): removing it here
+        // could race with a save moving the session back.
         Ok(new_version)
     }
 
@@ -529,13 +381,9 @@ impl RedisStore {
             UNREADABLE => return Err(Error::decode(*key, CodecError::NotASession)),
             other => return Err(unexpected(*key, other)),
         }
-        // The script names the user only when an expiry in the past deleted
-        // the record. A later expiry leaves the index alone: its score may
-        // then lag behind the session's expiry, which is harmless (see the
-        // crate docs, rule 3).
-        if let Some(user) = &reply.user {
-            self.index_remove_after(OP, user, key.to_hex()).await;
-        }
+        // An expiry in the past deleted the record; its index entry stays
+        // until a read prunes it (rule 2 in `index`). A later
+        // expiry leaves the score lagging, which is harmless (rule 3).
         Ok(true)
     }
 
@@ -569,94 +417,9 @@ impl RedisStore {
 
     async fn do_delete(&self, key: &StorageKey) -> Result<bool, Error> {
         const OP: &str = "delete";
-        let (deleted, user) = self.delete_script(OP, key, Timestamp::now(), None).await?;
-        if let Some(user) = &user {
-            self.index_remove_after(OP, user, key.to_hex()).await;
-        }
+        // The index entry stays until a read prunes it (rule 2 in `index`).
+        let (deleted, _) = self.delete_script(OP, key, Timestamp::now(), None).await?;
         Ok(deleted)
-    }
-
-    async fn do_list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
-        const OP: &str = "list_by_user";
-        let now = Timestamp::now();
-        let entries = self.index_entries(OP, user).await?;
-        let mut keys = Vec::with_capacity(entries.len());
-        let mut prune = Vec::new();
-        for (member, score) in entries {
-            match StorageKey::from_hex(&member) {
-                Ok(key) => keys.push((key, member, score)),
-                // Not ours: nothing can ever make it valid.
-                Err(_) => prune.push(member),
-            }
-        }
-        let fetched = join_all(keys.iter().map(|(key, _, _)| self.fetch(OP, *key))).await;
-        let mut found = UserSessions::default();
-        let mut raise = Vec::new();
-        let mut first_error = None;
-        for ((key, member, score), result) in keys.into_iter().zip(fetched) {
-            match result {
-                Ok(Some(record)) if record.user.as_deref() == Some(user) => {
-                    if score < record.expires_at.as_millis() as f64 {
-                        raise.push((record.expires_at, member));
-                    }
-                    found.records.push(record);
-                }
-                Ok(_) => prune.push(member),
-                // Listed under this user and unreadable: reported, and
-                // left in the index so "log out everywhere" removes it.
-                Err(Error::Decode { .. }) => found.unreadable.push(key),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        self.index_upkeep(OP, user, now, &prune, &raise).await;
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(found),
-        }
-    }
-
-    async fn do_delete_by_user(&self, user: &str) -> Result<u64, Error> {
-        const OP: &str = "delete_by_user";
-        let now = Timestamp::now();
-        let entries = self.index_entries(OP, user).await?;
-        let mut keys = Vec::with_capacity(entries.len());
-        let mut removed = Vec::new();
-        for (member, _) in entries {
-            match StorageKey::from_hex(&member) {
-                Ok(key) => keys.push((key, member)),
-                Err(_) => removed.push(member),
-            }
-        }
-        let deletes = join_all(
-            keys.iter()
-                .map(|(key, _)| self.delete_script(OP, key, now, Some(user))),
-        )
-        .await;
-        let mut count = 0u64;
-        let mut prune = Vec::new();
-        let mut first_error = None;
-        for ((_, member), result) in keys.into_iter().zip(deletes) {
-            match result {
-                Ok((true, _)) => {
-                    count += 1;
-                    removed.push(member);
-                }
-                Ok((false, _)) => prune.push(member),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if !removed.is_empty() {
-            self.index_remove_after(OP, user, &removed).await;
-        }
-        self.index_upkeep(OP, user, now, &prune, &[]).await;
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(count),
-        }
     }
 }
 

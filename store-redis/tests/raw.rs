@@ -289,13 +289,17 @@ async fn index_follows_create_touch_save_and_delete() {
         "a read raises a lagging score"
     );
 
+    // Leaving an index never removes the entry at once (a removal could
+    // race with a move back): it stays, filtered out of every read, until
+    // a read after its score has passed prunes it.
     r.user = Some(b.to_owned());
     r.version = store.save(&r).await.unwrap();
     assert_eq!(
         score(&mut raw, &ia, &r.key).await,
-        None,
-        "moved away from the old user"
+        Some(r.expires_at.as_millis()),
+        "the old user's entry stays until pruned"
     );
+    assert_eq!(store.list_by_user(a).await.unwrap().records, vec![]);
     assert_eq!(
         score(&mut raw, &ib, &r.key).await,
         Some(r.expires_at.as_millis())
@@ -306,10 +310,11 @@ async fn index_follows_create_touch_save_and_delete() {
     );
 
     assert!(store.delete(&r.key).await.unwrap());
-    assert_eq!(
-        score(&mut raw, &ib, &r.key).await,
-        None,
-        "delete leaves the index"
+    assert!(score(&mut raw, &ib, &r.key).await.is_some());
+    assert_eq!(store.list_by_user(b).await.unwrap().records, vec![]);
+    assert!(
+        score(&mut raw, &ib, &r.key).await.is_some(),
+        "an entry whose score is still ahead is not pruned"
     );
 
     let t = record(Some(a));
@@ -320,10 +325,22 @@ async fn index_follows_create_touch_save_and_delete() {
             .await
             .unwrap()
     );
+    assert!(score(&mut raw, &ia, &t.key).await.is_some());
+    assert_eq!(store.list_by_user(a).await.unwrap().records, vec![]);
+    // Once its score has passed, the next read prunes it.
+    let _: i64 = cmd(
+        &mut raw,
+        redis::cmd("ZADD")
+            .arg(&ia)
+            .arg(Timestamp::now().saturating_sub(HOUR).as_millis())
+            .arg(t.key.to_hex()),
+    )
+    .await;
+    assert_eq!(store.list_by_user(a).await.unwrap().records, vec![]);
     assert_eq!(
         score(&mut raw, &ia, &t.key).await,
         None,
-        "touch into the past leaves the index"
+        "pruned by the read once its score passed"
     );
 }
 

@@ -591,8 +591,16 @@ impl SessionManager {
                         return answer[0].take().unwrap_or(Err(Error::Conflict));
                     }
                     updated.version = next.version;
-                    updated.version =
-                        traced("save", Some(&next.key), self.store().save(&updated)).await?;
+                    match traced("save", Some(&next.key), self.store().save(&updated)).await {
+                        Ok(version) => updated.version = version,
+                        // Only a commit that found the old record gone
+                        // follows the marker into the new one: the old
+                        // record went meanwhile.
+                        Err(Error::Conflict) => {
+                            return self.rotated_away(&old_key, id, next).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     next = updated;
                 }
                 Err(Error::NotFound) => return self.rotated_away(&old_key, id, next).await,
@@ -601,15 +609,19 @@ impl SessionManager {
         }
     }
 
-    /// The old record vanished during a rotation: if a marker stands for
-    /// it, another rotation retired it and this one's new session stands
-    /// on its own; if not, the session was logged out, and the new record
-    /// goes too.
+    /// The old record vanished during a rotation: if another rotation's
+    /// marker stands for it, that rotation retired it and this one's new
+    /// session stands on its own; if not, the session was logged out (or
+    /// ended otherwise), and the new record goes too. This rotation's own
+    /// marker (naming its new key) proves nothing: it was written before
+    /// the old record was found gone.
     async fn rotated_away(&self, old_key: &StorageKey, id: SessionId, next: Record) -> Answer {
         let marker = moved::marker_key(old_key);
         if traced("load", Some(&marker), self.store().load(&marker))
             .await?
-            .is_some_and(|m| m.is_live_at(Timestamp::now()))
+            .is_some_and(|m| {
+                m.is_live_at(Timestamp::now()) && moved::moved_to(&m) != Some(next.key)
+            })
         {
             return Ok(Outcome::Rotated(id, next));
         }

@@ -16,6 +16,8 @@ pub mod delete;
 pub mod expired;
 pub mod lifecycle;
 pub mod load;
+pub mod random;
+pub mod requests;
 pub mod save;
 pub mod touch;
 pub mod unreadable;

@@ -3,7 +3,8 @@
 //! fault must be caught by the cases named for it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
@@ -13,6 +14,7 @@ use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessi
 pub(crate) enum Fault {
     None,
     SaveIgnoresVersion,
+    /// Compare-and-set with an await between the check and the write.
     SaveCheckThenActRace,
     SaveResurrects,
     SaveDoesNotStoreBump,
@@ -22,7 +24,17 @@ pub(crate) enum Fault {
     LoadIgnoresExpiry,
     TouchBumpsVersion,
     TouchRevives,
+    /// Touch reads the record, awaits, then writes it back with the new
+    /// deadline: revives a record deleted meanwhile, undoes a save.
+    TouchRevivesUnderRace,
     DeleteAlwaysTrue,
+    /// Delete checks liveness, awaits, then removes: its answer describes
+    /// a record that may not be the one it removed.
+    DeleteNotAtomic,
+    /// A save that moves a session between users removes it from the old
+    /// user's index after an await, without checking it is still not
+    /// that user's: U→V racing V→U loses the session from U's index.
+    IndexLosesMoves,
     ListIncludesExpired,
     DeleteByUserCountsExpired,
     DeleteExpiredDropsLive,
@@ -30,43 +42,106 @@ pub(crate) enum Fault {
     DropsLargeValues,
 }
 
+/// How long a racy fault waits between its check and its act.
+const RACE_WINDOW: Duration = Duration::from_millis(3);
+
+#[derive(Default)]
+struct Inner {
+    records: HashMap<StorageKey, Record>,
+    /// The per-user index, kept apart from the records as a real
+    /// backend's would be: user -> keys.
+    index: HashMap<String, HashSet<StorageKey>>,
+    /// Keys whose record is "damaged": listed, deletable, never decoded.
+    unreadable: HashSet<StorageKey>,
+}
+
+impl Inner {
+    fn unindex(&mut self, user: &str, key: &StorageKey) {
+        if let Some(keys) = self.index.get_mut(user) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.index.remove(user);
+            }
+        }
+    }
+
+    /// Stores `record` and moves its index entry to its user.
+    fn put(&mut self, record: Record) {
+        if let Some(old) = self.records.get(&record.key).and_then(|r| r.user.clone()) {
+            self.unindex(&old, &record.key);
+        }
+        self.index_only(&record);
+        self.records.insert(record.key, record);
+    }
+
+    fn index_only(&mut self, record: &Record) {
+        if let Some(user) = &record.user {
+            self.index
+                .entry(user.clone())
+                .or_default()
+                .insert(record.key);
+        }
+    }
+
+    /// Removes the record under `key` and its index entry.
+    fn take(&mut self, key: &StorageKey) -> Option<Record> {
+        self.unreadable.remove(key);
+        let record = self.records.remove(key)?;
+        if let Some(user) = &record.user {
+            self.unindex(user, key);
+        }
+        Some(record)
+    }
+
+    /// The records the index lists under `user` that are still that
+    /// user's.
+    fn indexed(&self, user: &str) -> Vec<&Record> {
+        self.index
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.records.get(key))
+            .filter(|r| r.user.as_deref() == Some(user))
+            .collect()
+    }
+}
+
 pub(crate) struct Reference {
     fault: Fault,
-    records: Mutex<HashMap<StorageKey, Record>>,
-    /// Keys whose record is "damaged": listed, deletable, never decoded.
-    unreadable: Mutex<HashSet<StorageKey>>,
+    inner: Mutex<Inner>,
 }
 
 impl Reference {
     pub(crate) fn new(fault: Fault) -> Self {
         Self {
             fault,
-            records: Mutex::new(HashMap::new()),
-            unreadable: Mutex::new(HashSet::new()),
+            inner: Mutex::new(Inner::default()),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap()
     }
 
     /// The `unreadable` capability: `record` is stored, but reads as
     /// damaged.
     #[allow(dead_code)] // each test binary uses a subset
     pub(crate) fn plant_unreadable(&self, record: &Record) {
-        self.records
-            .lock()
-            .unwrap()
-            .insert(record.key, record.clone());
-        self.unreadable.lock().unwrap().insert(record.key);
+        let mut inner = self.lock();
+        inner.put(record.clone());
+        inner.unreadable.insert(record.key);
     }
 
     fn damaged(&self, key: &StorageKey) -> Result<(), Error> {
-        if self.unreadable.lock().unwrap().contains(key) {
+        if self.lock().unreadable.contains(key) {
             return Err(Error::decode(*key, std::io::Error::other("planted damage")));
         }
         Ok(())
     }
 
     fn live(&self, key: &StorageKey) -> Option<Record> {
-        let records = self.records.lock().unwrap();
-        let record = records.get(key)?;
+        let inner = self.lock();
+        let record = inner.records.get(key)?;
         (self.fault == Fault::LoadIgnoresExpiry || record.is_live_at(Timestamp::now()))
             .then(|| record.clone())
     }
@@ -90,20 +165,17 @@ impl Reference {
 impl SessionStore for Reference {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
-        let mut records = self.records.lock().unwrap();
-        let taken = match records.get(&record.key) {
-            Some(r) if self.fault == Fault::CreateRefusesExpiredKey => {
-                let _ = r;
-                true
-            }
+        let mut inner = self.lock();
+        let taken = match inner.records.get(&record.key) {
+            Some(_) if self.fault == Fault::CreateRefusesExpiredKey => true,
             Some(r) => r.is_live_at(Timestamp::now()),
             None => false,
         };
         if taken && self.fault != Fault::CreateOverwrites {
             return Err(Error::Exists);
         }
-        records.insert(record.key, self.mangle(record.clone()));
-        self.unreadable.lock().unwrap().remove(&record.key);
+        inner.take(&record.key);
+        inner.put(self.mangle(record.clone()));
         Ok(())
     }
 
@@ -120,53 +192,73 @@ impl SessionStore for Reference {
         if self.live(&record.key).is_some() {
             self.damaged(&record.key)?;
         }
+        let mut stored = self.mangle(record.clone());
+        stored.version = record.version + 1;
         if self.fault == Fault::SaveCheckThenActRace {
-            // Check, yield, then act: two saves can both pass the check.
+            // Check, await, then act: two saves can both pass the check.
             let current = self.live(&record.key).ok_or(Error::NotFound)?;
             if current.version != record.version {
                 return Err(Error::Conflict);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            let mut stored = self.mangle(record.clone());
-            stored.version = record.version + 1;
-            self.records.lock().unwrap().insert(record.key, stored);
+            tokio::time::sleep(RACE_WINDOW).await;
+            self.lock().put(stored);
             return Ok(record.version + 1);
         }
-        let mut records = self.records.lock().unwrap();
-        let now = Timestamp::now();
-        let current = records
-            .get(&record.key)
-            .filter(|r| r.is_live_at(now))
-            .cloned();
-        let Some(current) = current else {
-            if self.fault == Fault::SaveResurrects {
-                let mut stored = self.mangle(record.clone());
-                stored.version = record.version + 1;
-                records.insert(record.key, stored);
-                return Ok(record.version + 1);
+        let late_unindex = {
+            let mut inner = self.lock();
+            let now = Timestamp::now();
+            let current = inner
+                .records
+                .get(&record.key)
+                .filter(|r| r.is_live_at(now))
+                .cloned();
+            let Some(current) = current else {
+                if self.fault == Fault::SaveResurrects {
+                    inner.put(stored);
+                    return Ok(record.version + 1);
+                }
+                return Err(Error::NotFound);
+            };
+            if current.version != record.version && self.fault != Fault::SaveIgnoresVersion {
+                return Err(Error::Conflict);
             }
-            return Err(Error::NotFound);
+            if self.fault == Fault::SaveDoesNotStoreBump {
+                stored.version = record.version;
+            }
+            if self.fault == Fault::SaveKeepsOldUser {
+                stored.user = current.user.clone();
+            }
+            if self.fault == Fault::IndexLosesMoves && current.user != stored.user {
+                // Write the record and the new index entry now; drop the
+                // old entry later, without looking at who owns it by then.
+                inner.index_only(&stored);
+                inner.records.insert(record.key, stored);
+                current.user
+            } else {
+                inner.put(stored);
+                None
+            }
         };
-        if current.version != record.version && self.fault != Fault::SaveIgnoresVersion {
-            return Err(Error::Conflict);
+        if let Some(old) = late_unindex {
+            tokio::time::sleep(RACE_WINDOW).await;
+            self.lock().unindex(&old, &record.key);
         }
-        let mut stored = self.mangle(record.clone());
-        stored.version = if self.fault == Fault::SaveDoesNotStoreBump {
-            record.version
-        } else {
-            record.version + 1
-        };
-        if self.fault == Fault::SaveKeepsOldUser {
-            stored.user = current.user;
-        }
-        records.insert(record.key, stored);
         Ok(record.version + 1)
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
-        let mut records = self.records.lock().unwrap();
         let now = Timestamp::now();
-        match records.get_mut(key) {
+        if self.fault == Fault::TouchRevivesUnderRace {
+            let Some(mut record) = self.live(key) else {
+                return Ok(false);
+            };
+            tokio::time::sleep(RACE_WINDOW).await;
+            record.expires_at = expires_at;
+            self.lock().put(record);
+            return Ok(true);
+        }
+        let mut inner = self.lock();
+        match inner.records.get_mut(key) {
             Some(r) if r.is_live_at(now) || self.fault == Fault::TouchRevives => {
                 r.expires_at = expires_at;
                 if self.fault == Fault::TouchBumpsVersion {
@@ -179,23 +271,26 @@ impl SessionStore for Reference {
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
-        self.unreadable.lock().unwrap().remove(key);
-        let removed = self.records.lock().unwrap().remove(key);
+        if self.fault == Fault::DeleteNotAtomic {
+            let live = self.live(key).is_some();
+            tokio::time::sleep(RACE_WINDOW).await;
+            self.lock().take(key);
+            return Ok(live);
+        }
+        let removed = self.lock().take(key);
         let live = removed.is_some_and(|r| r.is_live_at(Timestamp::now()));
         Ok(live || self.fault == Fault::DeleteAlwaysTrue)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         let now = Timestamp::now();
-        let (unreadable, records): (Vec<Record>, Vec<Record>) = self
-            .records
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|r| r.user.as_deref() == Some(user))
+        let inner = self.lock();
+        let (unreadable, records): (Vec<Record>, Vec<Record>) = inner
+            .indexed(user)
+            .into_iter()
             .filter(|r| r.is_live_at(now) || self.fault == Fault::ListIncludesExpired)
             .cloned()
-            .partition(|r| self.unreadable.lock().unwrap().contains(&r.key));
+            .partition(|r| inner.unreadable.contains(&r.key));
         Ok(UserSessions {
             records,
             unreadable: unreadable.into_iter().map(|r| r.key).collect(),
@@ -204,29 +299,31 @@ impl SessionStore for Reference {
 
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
         let now = Timestamp::now();
-        let mut records = self.records.lock().unwrap();
+        let mut inner = self.lock();
+        let keys: Vec<StorageKey> = inner.indexed(user).iter().map(|r| r.key).collect();
         let mut count = 0;
-        records.retain(|_, r| {
-            if r.user.as_deref() != Some(user) {
-                return true;
-            }
-            if r.is_live_at(now) || self.fault == Fault::DeleteByUserCountsExpired {
+        for key in keys {
+            if let Some(r) = inner.take(&key)
+                && (r.is_live_at(now) || self.fault == Fault::DeleteByUserCountsExpired)
+            {
                 count += 1;
             }
-            false
-        });
+        }
         Ok(count)
     }
 
     async fn delete_expired(&self) -> Result<u64, Error> {
         let now = Timestamp::now();
-        let mut records = self.records.lock().unwrap();
-        let before = records.len();
-        if self.fault == Fault::DeleteExpiredDropsLive {
-            records.clear();
-        } else {
-            records.retain(|_, r| r.is_live_at(now));
+        let mut inner = self.lock();
+        let doomed: Vec<StorageKey> = inner
+            .records
+            .values()
+            .filter(|r| self.fault == Fault::DeleteExpiredDropsLive || !r.is_live_at(now))
+            .map(|r| r.key)
+            .collect();
+        for key in &doomed {
+            inner.take(key);
         }
-        Ok((before - records.len()) as u64)
+        Ok(doomed.len() as u64)
     }
 }
