@@ -16,6 +16,10 @@ fn indexed(store: &MemoryStore, user: &str) -> usize {
     inner.index.keys_of(inner.user_hash(user.as_bytes())).len()
 }
 
+/// How long a test waits for background work (a sweep, a writer task)
+/// before it fails: such work takes milliseconds.
+const POLL_LIMIT: Duration = Duration::from_secs(5);
+
 async fn entry_of(store: &MemoryStore, key: &StorageKey) -> Option<Entry> {
     store.inner.cache.get(&entry::split(key).0).await
 }
@@ -110,16 +114,18 @@ async fn expired_sessions_are_swept_without_being_asked() {
     // past), the next operation starts a sweep on the runtime.
     store.inner.next_sweep.store(0, Ordering::Relaxed);
     assert_eq!(store.load(&other.key).await.unwrap(), None);
-    // The sweep runs on its own task (its scans on the blocking pool):
-    // wait for it, however long the machine takes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while (entry_of(&store, &gone.key).await.is_some() || store.inner.index.len() > 0)
-        && std::time::Instant::now() < deadline
-    {
-        tokio::task::yield_now().await;
+    // The sweep runs on its own task (its scans on the blocking pool): it
+    // takes milliseconds; give it a few seconds, then fail.
+    let started = std::time::Instant::now();
+    while entry_of(&store, &gone.key).await.is_some() || store.inner.index.len() > 0 {
+        assert!(
+            started.elapsed() < POLL_LIMIT,
+            "no sweep removed the expired session within {POLL_LIMIT:?} (entry still held: {}, index entries: {})",
+            entry_of(&store, &gone.key).await.is_some(),
+            store.inner.index.len(),
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert!(entry_of(&store, &gone.key).await.is_none());
-    assert_eq!(store.inner.index.len(), 0);
     // ... and scheduled the next one an interval later.
     assert!(store.inner.next_sweep.load(Ordering::Relaxed) > Timestamp::now().as_millis());
 }
@@ -190,6 +196,16 @@ async fn a_save_that_fits_rewrites_the_entry_in_place() {
     assert_eq!(store.list_by_user("bob").await.unwrap().records, vec![r]);
 }
 
+/// Sets its flag when dropped: when the task holding it ends, even by a
+/// panic.
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_never_see_half_a_save() {
     let store = MemoryStore::default();
@@ -198,9 +214,11 @@ async fn readers_never_see_half_a_save() {
     r.data.insert("text".into(), "0".repeat(40).into());
     store.create(&r).await.unwrap();
     let key = r.key;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let store = store.clone();
+        let (store, done) = (store.clone(), Arc::clone(&done));
         tokio::spawn(async move {
+            let _done = SetOnDrop(done);
             for n in 1..=2000u64 {
                 r.data.insert("n".into(), n.into());
                 let digit = char::from(b'0' + (n % 10) as u8);
@@ -212,16 +230,24 @@ async fn readers_never_see_half_a_save() {
     };
     let mut readers = Vec::new();
     for _ in 0..3 {
-        let store = store.clone();
+        let (store, done) = (store.clone(), Arc::clone(&done));
         readers.push(tokio::spawn(async move {
-            let mut seen = 0;
-            while seen < 2000 {
+            loop {
+                // Read the flag first: a read after the writer ended must
+                // see its last save.
+                let finished = done.load(Ordering::SeqCst);
                 let got = store.load(&key).await.unwrap().unwrap();
                 let n = got.data["n"].as_u64().unwrap();
                 assert_eq!(got.version, n, "version and data of one save");
                 let digit = char::from(b'0' + (n % 10) as u8);
                 assert_eq!(got.data["text"], digit.to_string().repeat(40));
-                seen = n;
+                if n == 2000 {
+                    break;
+                }
+                assert!(
+                    !finished,
+                    "the writer ended, yet a load sees save {n} of 2000"
+                );
                 tokio::task::yield_now().await;
             }
         }));
@@ -275,4 +301,122 @@ async fn a_damaged_entry_is_a_decode_error_and_stays() {
     assert!(store.delete(&r.key).await.unwrap());
     assert!(!store.inner.cache.contains_key(&short));
     store.create(&r).await.unwrap();
+}
+
+/// The weight of `record`'s entry, as a `create` stores it.
+fn weight_of(record: &Record) -> usize {
+    let tail = entry::split(&record.key).1;
+    Payload::encode(record, record.version, &tail, "create")
+        .unwrap()
+        .weight()
+}
+
+#[tokio::test]
+async fn capacity_counts_and_debug_follow_the_entries() {
+    assert_eq!(MemoryStore::default().max_bytes(), 256 * 1024 * 1024);
+    let store = MemoryStore::new(1 << 20);
+    assert_eq!(store.max_bytes(), 1 << 20);
+    let records: Vec<Record> = (0..3).map(|_| record(Duration::from_secs(600))).collect();
+    for r in &records {
+        store.create(r).await.unwrap();
+    }
+    store.run_pending_tasks().await;
+    let weights = |rs: &[Record]| rs.iter().map(|r| weight_of(r) as u64).sum::<u64>();
+    assert_eq!(store.entry_count(), 3);
+    assert_eq!(store.weighted_bytes(), weights(&records));
+    assert!(store.delete(&records[0].key).await.unwrap());
+    store.run_pending_tasks().await;
+    assert_eq!(store.entry_count(), 2);
+    assert_eq!(store.weighted_bytes(), weights(&records[1..]));
+    assert_eq!(
+        format!("{store:?}"),
+        format!(
+            "MemoryStore {{ max_bytes: 1048576, entries: 2, weighted_bytes: {} }}",
+            weights(&records[1..])
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_record_of_exactly_the_capacity_fits() {
+    let r = record(Duration::from_secs(600));
+    let weight = weight_of(&r);
+    let exact = MemoryStore::new(weight as u64);
+    exact.create(&r).await.unwrap();
+    assert_eq!(exact.load(&r.key).await.unwrap(), Some(r.clone()));
+    let smaller = MemoryStore::new(weight as u64 - 1);
+    match smaller.create(&r).await {
+        Err(Error::TooLarge { size, limit }) => assert_eq!((size, limit), (weight, weight - 1)),
+        other => panic!("expected TooLarge {{ size: {weight}, .. }}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sweeps_are_an_interval_apart() {
+    let before = Timestamp::now().as_millis();
+    let store = MemoryStore::default();
+    let after = Timestamp::now().as_millis();
+    let interval = SWEEP_INTERVAL.as_millis() as i64;
+    let due = store.inner.next_sweep.load(Ordering::Relaxed);
+    assert!(
+        (before + interval..=after + interval).contains(&due),
+        "first sweep due at {due}, not {interval} ms after {before}..={after}"
+    );
+    // Not due yet: no operation starts a sweep (starting one moves the
+    // due time an interval on).
+    let later = after + interval / 2;
+    store.inner.next_sweep.store(later, Ordering::Relaxed);
+    let r = record(Duration::from_secs(600));
+    store.create(&r).await.unwrap();
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
+    assert_eq!(store.inner.next_sweep.load(Ordering::Relaxed), later);
+}
+
+#[tokio::test]
+async fn many_stale_index_entries_make_a_sweep_due() {
+    let store = MemoryStore::default();
+    store.run_pending_tasks().await;
+    assert_eq!(store.entry_count(), 0);
+    let inner = &store.inner;
+    let ghost = inner.user_hash(b"ghost");
+    let stale = |i: u32| {
+        let mut short = [0xee; 16];
+        short[..4].copy_from_slice(&i.to_be_bytes());
+        entry::ShortKey(short)
+    };
+    let due = inner.next_sweep.load(Ordering::Relaxed);
+    // Up to twice (live entries + 1024) stale entries are tolerated ...
+    for i in 0..2048 {
+        inner.index.add(ghost, stale(i));
+    }
+    inner.check_index_size();
+    assert_eq!(inner.next_sweep.load(Ordering::Relaxed), due);
+    // ... one more makes a sweep due at once.
+    inner.index.add(ghost, stale(2048));
+    inner.check_index_size();
+    assert_eq!(inner.next_sweep.load(Ordering::Relaxed), i64::MIN);
+
+    // Through the store: a create of a signed-in session checks, and the
+    // next operation sweeps the stale entries away.
+    let store = MemoryStore::default();
+    let inner = &store.inner;
+    for i in 0..2100 {
+        inner.index.add(inner.user_hash(b"ghost"), stale(i));
+    }
+    let mut r = record(Duration::from_secs(600));
+    r.user = Some("alice".into());
+    store.create(&r).await.unwrap();
+    assert_eq!(inner.next_sweep.load(Ordering::Relaxed), i64::MIN);
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
+    let started = std::time::Instant::now();
+    while inner.index.len() > 1 {
+        assert!(
+            started.elapsed() < POLL_LIMIT,
+            "no sweep pruned the stale index entries within {POLL_LIMIT:?} ({} left)",
+            inner.index.len()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(indexed(&store, "alice"), 1);
+    assert_eq!(indexed(&store, "ghost"), 0);
 }

@@ -371,3 +371,16 @@ async fn a_missing_directory_is_a_backend_error_on_open() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn debug_names_the_table_and_whether_in_memory() -> TestResult {
+    let store = SqliteOptions::in_memory().open().await?;
+    let shown = format!("{store:?}");
+    assert!(
+        shown.starts_with("SqliteStore {")
+            && shown.contains("sessions")
+            && shown.contains("in_memory: true"),
+        "{shown}"
+    );
+    Ok(())
+}

@@ -779,3 +779,73 @@ where
     .instrument(span)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_version(version: u64) -> Record {
+        let mut record = Record::new(
+            StorageKey::from_bytes([7; 32]),
+            Timestamp::from_millis(0),
+            Timestamp::from_millis(1),
+        );
+        record.version = version;
+        record
+    }
+
+    #[test]
+    fn freshest_is_the_highest_version() {
+        let (v1, v2, v3, v4) = (at_version(1), at_version(2), at_version(3), at_version(4));
+        assert_eq!(freshest(None, [&v1, &v3, &v2]).version, 3);
+        assert_eq!(freshest(Some(at_version(5)), [&v3]).version, 5);
+        assert_eq!(freshest(Some(at_version(2)), [&v4, &v1]).version, 4);
+    }
+
+    /// Pauses of `Retry::again` on tokio's paused clock (exact, however
+    /// busy the machine).
+    async fn pauses(retry: &mut Retry, n: usize) -> Vec<Duration> {
+        let mut pauses = Vec::new();
+        for _ in 0..n {
+            let started = tokio::time::Instant::now();
+            assert!(retry.again().await, "gave up within an hour's budget");
+            pauses.push(started.elapsed());
+        }
+        pauses
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_start_at_once_then_pause_randomly_growing_to_about_100_ms() {
+        let ms = Duration::from_millis;
+        let pauses = pauses(&mut Retry::new(Duration::from_secs(3600)), 16).await;
+        assert_eq!(
+            pauses[0],
+            Duration::ZERO,
+            "the first retry waits: {pauses:?}"
+        );
+        for (i, pause) in pauses.iter().enumerate().skip(1) {
+            // Retry i + 1: a random pause of half to one and a half times
+            // 2^i ms, at most 64 ms (the timer counts whole milliseconds).
+            let cap = ms(1 << i.min(6));
+            assert!(
+                *pause >= cap / 2 && *pause <= cap * 3 / 2 + ms(1),
+                "retry {}: paused {pause:?}, not within {:?}..={:?}: {pauses:?}",
+                i + 1,
+                cap / 2,
+                cap * 3 / 2
+            );
+        }
+        // Random: the ten pauses at the cap spread over its range.
+        let at_cap = &pauses[6..];
+        let spread = at_cap.iter().max().copied().unwrap_or_default()
+            - at_cap.iter().min().copied().unwrap_or_default();
+        assert!(spread > ms(5), "pauses at the cap barely vary: {at_cap:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_when_the_budget_is_spent() {
+        let started = tokio::time::Instant::now();
+        assert!(!Retry::new(Duration::ZERO).again().await);
+        assert_eq!(started.elapsed(), Duration::ZERO, "paused before giving up");
+    }
+}

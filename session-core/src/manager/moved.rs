@@ -90,5 +90,15 @@ mod tests {
         assert_eq!(moved_to(&record), None);
         record.data.insert(MOVED_TO.into(), Value::from("zz"));
         assert_eq!(moved_to(&record), None);
+        // A marker is bound to no user: a user's record naming a key is
+        // still not one.
+        let to = StorageKey::from_bytes([4; 32]);
+        record
+            .data
+            .insert(MOVED_TO.into(), Value::from(to.to_hex()));
+        record.user = Some("mallory".into());
+        assert_eq!(moved_to(&record), None);
+        record.user = None;
+        assert_eq!(moved_to(&record), Some(to));
     }
 }

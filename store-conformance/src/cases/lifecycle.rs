@@ -22,9 +22,19 @@ struct Probe {
     calls: [AtomicU64; 8],
     conflicts: AtomicU64,
     fail_create: AtomicBool,
+    fail_save: AtomicBool,
     /// Saves still to be answered `Conflict` without reaching the store,
     /// as if another process kept winning.
     planted_conflicts: AtomicU64,
+    /// Creates still to be answered `Exists` without reaching the store,
+    /// as if the key were taken.
+    planted_exists: AtomicU64,
+    /// The key of every `create` call, in order.
+    created: std::sync::Mutex<Vec<StorageKey>>,
+    /// When set, planted conflicts answer only saves of this key.
+    conflicts_only_for: std::sync::Mutex<Option<StorageKey>>,
+    /// Saves wait while this is `false` (a save in flight, held open).
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 const OPS: [&str; 8] = [
@@ -45,7 +55,12 @@ impl Probe {
             calls: Default::default(),
             conflicts: AtomicU64::new(0),
             fail_create: AtomicBool::new(false),
+            fail_save: AtomicBool::new(false),
             planted_conflicts: AtomicU64::new(0),
+            planted_exists: AtomicU64::new(0),
+            created: std::sync::Mutex::default(),
+            conflicts_only_for: std::sync::Mutex::default(),
+            gate: tokio::sync::watch::Sender::new(true),
         })
     }
 
@@ -68,6 +83,17 @@ impl Probe {
         for n in &self.calls {
             n.store(0, Ordering::SeqCst);
         }
+        self.created_keys();
+    }
+
+    /// The keys `create` was called with since the last call (or reset).
+    fn created_keys(&self) -> Vec<StorageKey> {
+        std::mem::take(
+            &mut *self
+                .created
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     fn expect_calls(&self, situation: &str, expected: &[&str]) -> Outcome {
@@ -83,6 +109,16 @@ impl Probe {
 impl SessionStore for Probe {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         self.count(0);
+        self.created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record.key);
+        let taken = self
+            .planted_exists
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if taken.is_ok() {
+            return Err(Error::Exists);
+        }
         if self.fail_create.load(Ordering::SeqCst) {
             return Err(Error::backend(
                 "create",
@@ -98,10 +134,26 @@ impl SessionStore for Probe {
     }
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         self.count(2);
-        let planted =
-            self.planted_conflicts
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if planted.is_ok() {
+        // Closed gate: wait until it opens (the sender lives in `self`).
+        let _ = self.gate.subscribe().wait_for(|open| *open).await;
+        if self.fail_save.load(Ordering::SeqCst) {
+            return Err(Error::backend(
+                "save",
+                true,
+                std::io::Error::other("planted save failure"),
+            ));
+        }
+        let targeted = self
+            .conflicts_only_for
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none_or(|only| only == record.key);
+        let planted = targeted
+            && self
+                .planted_conflicts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if planted {
             self.conflicts.fetch_add(1, Ordering::SeqCst);
             return Err(Error::Conflict);
         }
@@ -542,10 +594,11 @@ pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outc
     call("session.insert", session.insert("never", true)).await?;
     probe.planted_conflicts.store(u64::MAX, Ordering::SeqCst);
     let started = std::time::Instant::now();
-    let result = impatient.commit(&session).await;
+    // Bounded: a commit that ignores its budget fails here, not by hanging.
+    let result = tokio::time::timeout(budget * 10, impatient.commit(&session)).await;
     probe.planted_conflicts.store(0, Ordering::SeqCst);
     let took = started.elapsed();
-    if !matches!(result, Err(Error::Conflict)) || took > budget * 10 {
+    if !matches!(result, Ok(Err(Error::Conflict))) || took > budget * 10 {
         return Err(Failure::new(
             "a commit that can never win, with a 300 ms budget",
             "Err(Conflict) after about 300 ms",
@@ -1002,4 +1055,426 @@ pub async fn lifecycle_typed_values_round_trip(cx: Context) -> Outcome {
     }?;
     let removed: Option<Value> = call("remove", next.remove("n")).await?;
     ensure_eq("remove returns the former value", Some(json!(7)), removed)
+}
+
+/// `logout_session` (the "log out this session" button of an
+/// active-sessions page) deletes a session only for the user it is bound
+/// to: given another user's session, an anonymous session or an unknown
+/// key it answers `false` and deletes nothing. `Session::storage_key`,
+/// which such a page uses to mark "this session", is the stored key once
+/// loaded or committed, `None` before. Default configuration.
+pub async fn lifecycle_logout_session_ends_only_the_users_own_session(cx: Context) -> Outcome {
+    let manager = SessionManager::from_arc(cx.store_arc());
+    let (alice, bob) = (cx.user("alice"), cx.user("bob"));
+    let mut keys = Vec::new();
+    for user in [Some(&alice), Some(&bob), None] {
+        let session = manager.load(None);
+        match user {
+            Some(user) => call("session.login", session.login(user.clone())).await?,
+            None => call("session.insert", session.insert("cart", 1)).await?,
+        }
+        ensure_eq(
+            "session.storage_key() of a session not yet stored",
+            None,
+            session.storage_key().await,
+        )?;
+        let cookie = set_value("sign-in", commit(&manager, &session, "sign-in").await?)?;
+        let key = key_of(&cookie)?;
+        ensure_eq(
+            "session.storage_key() after its commit",
+            Some(key),
+            session.storage_key().await,
+        )?;
+        let next = manager.load(Some(&cookie));
+        ensure_eq(
+            "session.storage_key() before any access",
+            None,
+            next.storage_key().await,
+        )?;
+        call("session.user()", next.user()).await?;
+        ensure_eq(
+            "session.storage_key() once loaded",
+            Some(key),
+            next.storage_key().await,
+        )?;
+        keys.push(key);
+    }
+    let (alices, bobs, anonymous) = (keys[0], keys[1], keys[2]);
+    for (what, key) in [
+        ("alice's session", alices),
+        ("an anonymous session", anonymous),
+        ("an unknown key", cx.fresh_key()?),
+    ] {
+        let deleted = call(
+            format!("logout_session(bob, {what})"),
+            manager.logout_session(&bob, &key),
+        )
+        .await?;
+        ensure_eq(format!("logout_session(bob, {what})"), false, deleted)?;
+    }
+    for (what, key) in [
+        ("alice's", alices),
+        ("bob's", bobs),
+        ("the anonymous", anonymous),
+    ] {
+        if load(&cx, &key).await?.is_none() {
+            return Err(Failure::new(
+                format!("load {what} session after bob's refused logout_session calls"),
+                "Some(..): nothing deleted",
+                "None",
+            ));
+        }
+    }
+    let deleted = call(
+        "logout_session(alice, alice's session)",
+        manager.logout_session(&alice, &alices),
+    )
+    .await?;
+    ensure_eq("logout_session(alice, alice's session)", true, deleted)?;
+    expect_absent(&cx, &alices, "after alice's logout_session").await?;
+    let again = call(
+        "logout_session(alice, alice's session) again",
+        manager.logout_session(&alice, &alices),
+    )
+    .await?;
+    ensure_eq("logout_session of a session already ended", false, again)?;
+    let listed = call("sessions_of(bob)", manager.sessions_of(&bob)).await?;
+    ensure_eq(
+        "bob's sessions after alice logged hers out",
+        vec![bobs],
+        listed.records.iter().map(|r| r.key).collect::<Vec<_>>(),
+    )
+}
+
+/// `clear` removes every key at once (the request reads none of them
+/// afterwards) and keeps the user; changes after it stay. Committed, the
+/// stored session holds only those, bound to the same user. Default
+/// configuration.
+pub async fn lifecycle_clear_removes_every_key_and_keeps_the_user(cx: Context) -> Outcome {
+    let manager = SessionManager::from_arc(cx.store_arc());
+    let user = cx.user("cleo");
+    let session = manager.load(None);
+    call("session.login", session.login(user.clone())).await?;
+    call("session.insert", session.insert("a", 1)).await?;
+    call("session.insert", session.insert("b", 2)).await?;
+    let cookie = set_value("login", commit(&manager, &session, "login").await?)?;
+    let session = manager.load(Some(&cookie));
+    call("session.clear", session.clear()).await?;
+    ensure_eq(
+        "session.get_value(\"a\") after clear",
+        None,
+        call("session.get_value", session.get_value("a")).await?,
+    )?;
+    call("session.insert", session.insert("c", 3)).await?;
+    set_value("clear", commit(&manager, &session, "clear").await?)?;
+    let stored = load(&cx, &key_of(&cookie)?).await?;
+    ensure_eq(
+        "data and user stored after clear and one insert",
+        Some((json!({"c": 3}), Some(user.clone()))),
+        stored.map(|r| (Value::Object(r.data), r.user)),
+    )?;
+    let next = manager.load(Some(&cookie));
+    ensure_eq(
+        "session.user() after clear",
+        Some(user),
+        call("session.user()", next.user()).await?,
+    )
+}
+
+/// A commit whose `create` finds its key taken (a 2^-256 event, or a
+/// buggy store) tries again under a fresh id, at most 3 times: after 1 or
+/// 3 `Exists` the session is stored under the id of its cookie; after 4
+/// the commit fails with `Exists`. Default configuration.
+pub async fn lifecycle_taken_key_is_retried_with_a_fresh_id(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, SessionConfig::default());
+    for taken in [1_u64, 3] {
+        probe.reset();
+        probe.planted_exists.store(taken, Ordering::SeqCst);
+        let session = manager.load(None);
+        call("session.insert", session.insert("taken", taken)).await?;
+        let what = format!("a new session whose first {taken} key(s) are taken");
+        let cookie = set_value(&what, commit(&manager, &session, &what).await?)?;
+        let keys = probe.created_keys();
+        let distinct: BTreeSet<&StorageKey> = keys.iter().collect();
+        ensure_eq(
+            format!("distinct keys of the creates for {what}"),
+            taken + 1,
+            distinct.len() as u64,
+        )?;
+        ensure_eq(
+            format!("key of the last create for {what}"),
+            Some(key_of(&cookie)?),
+            keys.last().copied(),
+        )?;
+        let stored = load(&cx, &key_of(&cookie)?).await?;
+        ensure_eq(
+            format!("data stored for {what}"),
+            Some(Some(json!(taken))),
+            stored.map(|r| r.data.get("taken").cloned()),
+        )?;
+    }
+    probe.reset();
+    probe.planted_exists.store(4, Ordering::SeqCst);
+    let session = manager.load(None);
+    call("session.insert", session.insert("taken", 4)).await?;
+    let result = manager.commit(&session).await;
+    probe.planted_exists.store(0, Ordering::SeqCst);
+    if !matches!(result, Err(Error::Exists)) {
+        return Err(Failure::new(
+            "commit of a new session whose first 4 keys are taken",
+            "Err(Exists)",
+            format!("{result:?}"),
+        ));
+    }
+    probe.expect_calls("a commit meeting 4 taken keys", &["create×4"])
+}
+
+/// The size limit is exact: a session whose data (as JSON) and user name
+/// add up to exactly the default limit is stored, as a new session and on
+/// a save; one byte more is refused with `TooLarge` naming that size and
+/// the limit.
+pub async fn lifecycle_size_limit_is_exact(cx: Context) -> Outcome {
+    let manager = SessionManager::from_arc(cx.store_arc());
+    let limit = SessionConfig::DEFAULT_MAX_SIZE;
+    let user = cx.user("sue");
+    // `{"blob":"…"}` is 11 bytes of JSON around the blob.
+    let fill = limit - 11 - user.len();
+    let session = manager.load(None);
+    call("session.login", session.login(user.clone())).await?;
+    call("session.insert", session.insert("blob", "x".repeat(fill))).await?;
+    let cookie = set_value(
+        "a new session of exactly the limit",
+        commit(&manager, &session, "a new session of exactly the limit").await?,
+    )?;
+    for (what, blob) in [
+        ("a save one byte over the limit", "y".repeat(fill + 1)),
+        ("a save of exactly the limit", "z".repeat(fill)),
+    ] {
+        let session = manager.load(Some(&cookie));
+        call("session.insert", session.insert("blob", blob.clone())).await?;
+        let result = manager.commit(&session).await;
+        let fine = match &result {
+            Err(Error::TooLarge { size, limit: l }) => {
+                blob.len() > fill && *size == limit + 1 && *l == limit
+            }
+            Ok(CookieAction::Set { .. }) => blob.len() == fill,
+            _ => false,
+        };
+        if !fine {
+            return Err(Failure::new(
+                format!("commit of {what} ({limit} bytes)"),
+                if blob.len() > fill {
+                    format!("Err(TooLarge {{ size: {}, limit: {limit} }})", limit + 1)
+                } else {
+                    "Ok(Set)".to_owned()
+                },
+                format!("{result:?}"),
+            ));
+        }
+    }
+    let stored = load(&cx, &key_of(&cookie)?).await?;
+    ensure_eq(
+        "the blob stored after a save of exactly the limit",
+        Some(Some(json!("z".repeat(fill)))),
+        stored.map(|r| r.data.get("blob").cloned()),
+    )?;
+    let fresh = manager.load(None);
+    call("session.login", fresh.login(user.clone())).await?;
+    call("session.insert", fresh.insert("blob", "w".repeat(fill + 1))).await?;
+    match manager.commit(&fresh).await {
+        Err(Error::TooLarge { size, limit: l }) if size == limit + 1 && l == limit => Ok(()),
+        other => Err(Failure::new(
+            "commit of a new session one byte over the limit",
+            format!("Err(TooLarge {{ size: {}, limit: {limit} }})", limit + 1),
+            format!("{other:?}"),
+        )),
+    }
+}
+
+/// A read-only request due for a touch, on a session that another
+/// request ended meanwhile: after a logout its commit clears the cookie;
+/// after a login moved the session to a new id it leaves the cookie alone
+/// (the browser may already hold the new id). Either way nothing comes
+/// back under the old id.
+pub async fn lifecycle_read_only_commit_after_logout_or_login_elsewhere(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    for (label, login, expected) in [
+        ("a logout", false, CookieAction::Clear),
+        ("a login", true, CookieAction::Unchanged),
+    ] {
+        // Last active 3 minutes ago: the next read moves the expiry by
+        // 3 minutes, more than the 1 minute touch step.
+        let (cookie, record) = seed(&cx, Duration::from_secs(600), IDLE - 3 * STEP).await?;
+        let reader = manager.load(Some(&cookie));
+        call("reader reads", reader.get_value("seeded")).await?;
+        let other = manager.load(Some(&cookie));
+        if login {
+            call("session.login", other.login(cx.user("rob"))).await?;
+        } else {
+            other.logout().await;
+        }
+        commit(&manager, &other, label).await?;
+        let action = commit(&manager, &reader, "read-only request").await?;
+        ensure_eq(
+            format!("cookie action of a read-only request due for a touch after {label}"),
+            expected,
+            action,
+        )?;
+        expect_absent(&cx, &record.key, &format!("after {label} and a read")).await?;
+    }
+    Ok(())
+}
+
+/// A login whose retiring of the old record keeps conflicting (another
+/// process saves it again and again) gives up with `Conflict` once the
+/// conflict budget is spent; the old session stays usable.
+pub async fn lifecycle_login_gives_up_when_the_conflict_budget_is_spent(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let budget = Duration::from_millis(300);
+    let manager = manager(&probe, config().with_conflict_budget(budget));
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let session = manager.load(Some(&cookie));
+    call("session.login", session.login(cx.user("gil"))).await?;
+    *probe
+        .conflicts_only_for
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record.key);
+    probe.planted_conflicts.store(u64::MAX, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    // Bounded: a rotation that ignores its budget fails here, not by hanging.
+    let result = tokio::time::timeout(budget * 10, manager.commit(&session)).await;
+    probe.planted_conflicts.store(0, Ordering::SeqCst);
+    let took = started.elapsed();
+    if !matches!(result, Ok(Err(Error::Conflict))) {
+        return Err(Failure::new(
+            "a login whose old record always conflicts, with a 300 ms budget",
+            "Err(Conflict) after about 300 ms",
+            format!("{result:?} after {took:?}"),
+        ));
+    }
+    let old = manager.load(Some(&cookie));
+    ensure_eq(
+        "data under the old id after the failed login",
+        Some(json!(true)),
+        call("session.get_value", old.get_value("seeded")).await?,
+    )
+}
+
+/// Commits of one session queued behind a save in flight are folded into
+/// the next save, built on the record that save stored: inside one
+/// manager the store never answers `Conflict`, even to requests that
+/// loaded an older version.
+pub async fn lifecycle_queued_commits_build_on_the_save_before_them(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let mut sessions = Vec::new();
+    for name in ["a", "b", "c"] {
+        let session = manager.load(Some(&cookie));
+        call("session.insert", session.insert(name, true)).await?;
+        sessions.push(session);
+    }
+    probe.reset();
+    probe.gate.send_replace(false);
+    let spawn = |session: &Session| {
+        let (manager, session) = (manager.clone(), session.clone());
+        tokio::spawn(async move { manager.commit(&session).await })
+    };
+    let first = spawn(&sessions[0]);
+    // Wait until the first commit's save is in flight (held at the gate).
+    let started = std::time::Instant::now();
+    while probe.calls[2].load(Ordering::SeqCst) == 0 {
+        if started.elapsed() > Duration::from_secs(5) {
+            probe.gate.send_replace(true);
+            return Err(Failure::new(
+                "the first commit",
+                "a save within 5 s",
+                "no save",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let queued = [spawn(&sessions[1]), spawn(&sessions[2])];
+    // A committing session is locked: wait until both commits are under
+    // way (queued behind the first), then let the save through.
+    for session in &sessions[1..] {
+        while tokio::time::timeout(Duration::from_millis(1), session.storage_key())
+            .await
+            .is_ok()
+        {
+            tokio::task::yield_now().await;
+            if started.elapsed() > Duration::from_secs(5) {
+                probe.gate.send_replace(true);
+                return Err(Failure::new(
+                    "the queued commits",
+                    "under way within 5 s",
+                    "not started",
+                ));
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    probe.gate.send_replace(true);
+    for (i, task) in std::iter::once(first).chain(queued).enumerate() {
+        let result = task.await;
+        if !matches!(result, Ok(Ok(CookieAction::Set { .. }))) {
+            return Err(Failure::new(
+                format!("commit {i} of 3"),
+                "Ok(Set)",
+                format!("{result:?}"),
+            ));
+        }
+    }
+    ensure_eq(
+        "Conflict answers to one manager's queued commits",
+        0,
+        probe.conflicts.load(Ordering::SeqCst),
+    )?;
+    probe.expect_calls("three commits, two queued behind the first", &["save×2"])?;
+    let stored = load(&cx, &record.key).await?;
+    ensure_eq(
+        "keys stored",
+        Some((Some(json!(true)), Some(json!(true)), Some(json!(true)))),
+        stored.map(|r| {
+            (
+                r.data.get("a").cloned(),
+                r.data.get("b").cloned(),
+                r.data.get("c").cloned(),
+            )
+        }),
+    )
+}
+
+/// A store error during a save reaches the commit as that error (not as
+/// `Conflict`), and the session keeps its changes: the retried commit
+/// lands them.
+pub async fn lifecycle_failed_save_reports_the_store_error(cx: Context) -> Outcome {
+    let probe = Probe::new(&cx);
+    let manager = manager(&probe, config());
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let session = manager.load(Some(&cookie));
+    call("session.insert", session.insert("kept", true)).await?;
+    probe.fail_save.store(true, Ordering::SeqCst);
+    let failed = manager.commit(&session).await;
+    probe.fail_save.store(false, Ordering::SeqCst);
+    if !matches!(failed, Err(Error::Backend { .. })) {
+        return Err(Failure::new(
+            "commit while save fails",
+            "Err(Backend) from the planted failure",
+            format!("{failed:?}"),
+        ));
+    }
+    super::expect_record(&cx, &record.key, &record).await?;
+    set_value(
+        "retried commit",
+        commit(&manager, &session, "retried commit").await?,
+    )?;
+    let stored = load(&cx, &record.key).await?;
+    ensure_eq(
+        "the change after the retried commit",
+        Some(Some(json!(true))),
+        stored.map(|r| r.data.get("kept").cloned()),
+    )
 }
