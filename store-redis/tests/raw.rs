@@ -530,3 +530,30 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
     let _: () = cmd(&mut raw, redis::cmd("SADD").arg(&key).arg("x")).await;
     assert_decode(store.save(&r).await, r.key, "save");
 }
+
+/// `delete_by_user` removes index entries that are not storage keys at
+/// all (nothing can ever make them valid), whatever their score; entries
+/// of real keys go only through the guarded prune. And the store reports
+/// the prefix it was built with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_by_user_drops_foreign_index_entries() {
+    let (store, mut raw) = setup().await;
+    assert!(store.prefix().ends_with(':'), "{}", store.prefix());
+    assert!(store.user_index_key("fay").starts_with(store.prefix()));
+    let index = store.user_index_key("fay");
+    let live = record(Some("fay"));
+    store.create(&live).await.unwrap();
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+    let _: i64 = cmd(
+        &mut raw,
+        redis::cmd("ZADD").arg(&index).arg(future).arg("not-a-key"),
+    )
+    .await;
+    assert_eq!(store.delete_by_user("fay").await.unwrap(), 1);
+    let left: Vec<String> = cmd(&mut raw, redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1)).await;
+    assert_eq!(
+        left,
+        vec![live.key.to_hex()],
+        "the foreign entry is gone; the deleted session's entry waits for its score to pass"
+    );
+}
