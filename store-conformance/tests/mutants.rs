@@ -8,18 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{Fault, Reference};
+use common::{Fault, Reference, runtime};
 use session_store_conformance::{CASES, Context, Namespace, run};
 
 /// Runs every case against a fresh store with `fault`, concurrently, and
 /// returns the names of the cases that failed.
 fn failing_cases(fault: Fault) -> BTreeSet<&'static str> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let runs = CASES.iter().map(|case| async move {
             let cx = Context::new(
                 Arc::new(Reference::new(fault)),

@@ -9,14 +9,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Fault, Reference};
-use session_store_conformance::{CASES, Case, Context, Namespace, run};
+use common::{Fault, Reference, cases_named, runtime};
+use session_store_conformance::{Case, Context, Namespace, run};
 
 fn random_cases() -> Vec<&'static Case> {
-    let cases: Vec<&Case> = CASES
-        .iter()
-        .filter(|c| c.name.starts_with("random_"))
-        .collect();
+    let cases = cases_named("random_");
     assert_eq!(
         cases.len(),
         3,
@@ -28,12 +25,7 @@ fn random_cases() -> Vec<&'static Case> {
 /// Runs the randomized cases against a reference store with `fault`;
 /// the first failure's message, if any.
 fn first_failure(fault: Fault) -> Option<String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         for case in random_cases() {
             let cx = Context::new(
                 Arc::new(Reference::new(fault)),

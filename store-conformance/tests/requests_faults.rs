@@ -8,9 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Fault, Reference};
+use common::{Fault, Reference, cases_named, runtime};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
-use session_store_conformance::{CASES, Case, Context, Failure, Namespace, run};
+use session_store_conformance::{Case, Context, Failure, Namespace, run};
 
 /// A fault of this file's own, on top of the reference store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +64,7 @@ impl SessionStore for Wrapped {
 
 /// The manager-level cases this file is about.
 fn request_cases() -> Vec<&'static Case> {
-    let cases: Vec<&Case> = CASES
-        .iter()
-        .filter(|c| c.name.starts_with("requests_"))
-        .collect();
+    let cases = cases_named("requests_");
     assert!(
         cases
             .iter()
@@ -80,12 +77,7 @@ fn request_cases() -> Vec<&'static Case> {
 /// Runs every `requests_` case against a fresh store with the faults;
 /// returns each case's name and failure, if it failed.
 fn outcomes(fault: Fault, extra: Extra) -> Vec<(&'static str, Option<Failure>)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let mut out = Vec::new();
         for case in request_cases() {
             let store = Wrapped {

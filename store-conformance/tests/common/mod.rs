@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
+use session_store_conformance::{CASES, Case};
 
 /// A way to break the reference store on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,25 @@ pub(crate) enum Fault {
     DeleteExpiredDropsLive,
     TimestampsInSeconds,
     DropsLargeValues,
+}
+
+/// The runtime the suite's own tests run cases on: two workers, timers on.
+#[allow(dead_code)] // each test binary uses a subset
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The cases of the suite whose names start with `prefix`.
+#[allow(dead_code)] // each test binary uses a subset
+pub(crate) fn cases_named(prefix: &str) -> Vec<&'static Case> {
+    CASES
+        .iter()
+        .filter(|c| c.name.starts_with(prefix))
+        .collect()
 }
 
 /// How long a racy fault waits between its check and its act.
