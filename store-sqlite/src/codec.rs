@@ -4,7 +4,7 @@
 //! integer milliseconds and the version a (non-negative) INTEGER.
 
 use session_core::{Data, Error, Record, StorageKey, Timestamp};
-use sqlx::Row;
+use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
 use crate::error::{BadColumn, BadKey, VersionOutOfRange, map_sqlx};
@@ -21,8 +21,39 @@ pub(crate) fn version_to_sql(operation: &'static str, version: u64) -> Result<i6
     i64::try_from(version).map_err(|_| Error::backend(operation, false, VersionOutOfRange(version)))
 }
 
+/// The columns of a record, ready to bind.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) key: StorageKey,
+    pub(crate) user: Option<String>,
+    pub(crate) data: String,
+    pub(crate) version: i64,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+impl Row {
+    /// The columns of `record`, written by `operation`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the data cannot be encoded or the version
+    /// is out of SQLite's range.
+    pub(crate) fn of(operation: &'static str, record: &Record) -> Result<Self, Error> {
+        let version = version_to_sql(operation, record.version)?;
+        Ok(Self {
+            key: record.key,
+            user: record.user.clone(),
+            data: data_to_sql(operation, &record.data)?,
+            version,
+            created_at: record.created_at.as_millis(),
+            expires_at: record.expires_at.as_millis(),
+        })
+    }
+}
+
 /// The record's data as JSON text.
-pub(crate) fn data_to_sql(operation: &'static str, data: &Data) -> Result<String, Error> {
+fn data_to_sql(operation: &'static str, data: &Data) -> Result<String, Error> {
     serde_json::to_string(data).map_err(|e| Error::backend(operation, false, e))
 }
 

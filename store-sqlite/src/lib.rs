@@ -105,20 +105,16 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-#[cfg(test)]
-mod batch_tests;
 mod codec;
 mod error;
-mod grouped;
 mod options;
-mod payload;
-mod plan;
 mod reader;
 mod schema;
-mod single;
 mod store;
 mod sweeper;
-mod writer;
+#[cfg(test)]
+mod test_db;
+mod write;
 
 pub use options::{
     DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,

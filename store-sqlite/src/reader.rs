@@ -31,8 +31,8 @@ use sqlx::{Sqlite, SqliteExecutor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::{is_retryable, map_sqlx};
-use crate::payload;
 use crate::schema::Statements;
+use crate::schema::params;
 
 /// The most loads read by one statement.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -208,7 +208,7 @@ async fn load_many(
     batch: &[Load],
 ) -> Result<HashMap<StorageKey, Arc<SqliteRow>>, sqlx::Error> {
     let now = batch.iter().map(|load| load.now).max().unwrap_or(i64::MIN);
-    let keys = payload::keys(batch.iter().map(|load| load.key.as_bytes().as_slice()))
+    let keys = params::keys(batch.iter().map(|load| &load.key))
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let rows = sqlx::query(sql.load_many())
         .bind(keys)
@@ -238,4 +238,48 @@ async fn load_one<'e>(
         .bind(now)
         .fetch_optional(executor)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use session_core::{Error, Record, SessionStore};
+
+    use super::serve_batch;
+    use crate::codec::decode_row;
+    use crate::test_db::{TestResult, db, expired, now, record};
+
+    #[tokio::test]
+    async fn batched_loads_answer_each_key_and_decode_errors_stay_per_key() -> TestResult {
+        let db = db().await?;
+        let (a, b, corrupt) = (record(Some("u")), record(None), record(None));
+        let dead = expired();
+        let absent = record(None);
+        for r in [&a, &b, &corrupt, &dead] {
+            db.store.create(r).await?;
+        }
+        sqlx::query("UPDATE sessions SET data = '{not json' WHERE key = ?1")
+            .bind(corrupt.key.as_bytes().as_slice())
+            .execute(db.store.pool())
+            .await?;
+        let t = now();
+        let keys = [a.key, b.key, a.key, dead.key, corrupt.key, absent.key];
+        let loads: Vec<_> = keys.iter().map(|&k| (k, t)).collect();
+        let found = serve_batch(db.store.pool(), &db.sql, &loads).await;
+        let decoded: Vec<Result<Option<Record>, Error>> = found
+            .into_iter()
+            .map(|f| {
+                f.and_then(|row| {
+                    row.map(|row| decode_row("load", "sessions", &row))
+                        .transpose()
+                })
+            })
+            .collect();
+        assert_eq!(decoded[0].as_ref().ok(), Some(&Some(a.clone())));
+        assert_eq!(decoded[1].as_ref().ok(), Some(&Some(b)));
+        assert_eq!(decoded[2].as_ref().ok(), Some(&Some(a)));
+        assert_eq!(decoded[3].as_ref().ok(), Some(&None));
+        assert!(matches!(&decoded[4], Err(Error::Decode { key, .. }) if *key == corrupt.key));
+        assert_eq!(decoded[5].as_ref().ok(), Some(&None));
+        Ok(())
+    }
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 use sqlx::sqlite::SqlitePool;
 
-use crate::codec::{data_to_sql, decode_row, version_to_sql};
+use crate::codec::{Row, decode_row};
 use crate::error::{UnreadableData, map_sqlx};
 use crate::options::{DEFAULT_SWEEP_BATCH, Keeper, SqliteOptions, TableName};
 use crate::reader::Reader;
 use crate::schema::{self, Statements};
-use crate::writer::{Answer, Row, SaveOutcome, Write, Writer};
+use crate::write::{SaveOutcome, Touch, Writer};
 
 /// A [`SessionStore`] in an SQLite database.
 ///
@@ -159,31 +159,11 @@ impl SqliteStore {
     pub fn table(&self) -> &TableName {
         &self.inner.sql.table
     }
-
-    /// The columns of `record`, ready for the writer.
-    fn row(&self, op: &'static str, record: &Record, version: i64) -> Result<Row, Error> {
-        Ok(Row {
-            key: record.key.as_bytes().to_vec(),
-            user: record.user.clone(),
-            data: data_to_sql(op, &record.data)?,
-            version,
-            created_at: record.created_at.as_millis(),
-            expires_at: record.expires_at.as_millis(),
-        })
-    }
-
-    /// Sends `write` to the writer and waits until it is committed.
-    async fn write(&self, op: &'static str, write: Write) -> Result<Answer, Error> {
-        self.inner.writer.write(op, write, now_ms()).await
-    }
 }
 
 /// How many of the removed rows (by their `expires_at`) were live at `now`.
-fn live_count(answer: Answer, now: i64) -> u64 {
-    match answer {
-        Answer::Removed(expiries) => expiries.into_iter().filter(|&e| e > now).count() as u64,
-        _ => 0,
-    }
+fn live_count(expiries: impl IntoIterator<Item = i64>, now: i64) -> u64 {
+    expiries.into_iter().filter(|&e| e > now).count() as u64
 }
 
 /// Milliseconds since the epoch, now.
@@ -196,10 +176,11 @@ impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         let op = "create";
         record.check_create()?;
-        let row = self.row(op, record, version_to_sql(op, record.version)?)?;
-        match self.write(op, Write::Create(row)).await? {
-            Answer::Changed(0) => Err(Error::Exists),
-            _ => Ok(()),
+        let row = Row::of(op, record)?;
+        if self.inner.writer.create(row, now_ms()).await? {
+            Ok(())
+        } else {
+            Err(Error::Exists)
         }
     }
 
@@ -212,31 +193,29 @@ impl SessionStore for SqliteStore {
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         let op = "save";
         record.check_save()?;
-        let row = self.row(op, record, version_to_sql(op, record.version)?)?;
-        match self.write(op, Write::Save(row)).await? {
+        let row = Row::of(op, record)?;
+        match self.inner.writer.save(row, now_ms()).await? {
             // `check_save` keeps the version below `Record::MAX_VERSION`.
-            Answer::Save(SaveOutcome::Saved) => Ok(record.version + 1),
-            Answer::Save(SaveOutcome::Conflict) => Err(Error::Conflict),
-            Answer::Save(SaveOutcome::Unreadable) => Err(Error::decode(record.key, UnreadableData)),
-            _ => Err(Error::NotFound),
+            SaveOutcome::Saved => Ok(record.version + 1),
+            SaveOutcome::Conflict => Err(Error::Conflict),
+            SaveOutcome::Unreadable => Err(Error::decode(record.key, UnreadableData)),
+            SaveOutcome::NotFound => Err(Error::NotFound),
         }
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
-        let write = Write::Touch {
-            key: key.as_bytes().to_vec(),
+        let touch = Touch {
+            key: *key,
             expires_at: expires_at.as_millis(),
         };
-        Ok(matches!(self.write("touch", write).await?, Answer::Changed(n) if n > 0))
+        self.inner.writer.touch(touch, now_ms()).await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
         let now = now_ms();
         // Removes an expired row too, but only a live one counts.
-        let write = Write::Delete {
-            key: key.as_bytes().to_vec(),
-        };
-        Ok(live_count(self.write("delete", write).await?, now) > 0)
+        let removed = self.inner.writer.delete(*key, now).await?;
+        Ok(live_count(removed, now) > 0)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
@@ -262,26 +241,21 @@ impl SessionStore for SqliteStore {
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
         let now = now_ms();
         // Removes the user's expired rows too, but counts only live ones.
-        let write = Write::DeleteByUser {
-            user: user.to_owned(),
-        };
-        Ok(live_count(self.write("delete_by_user", write).await?, now))
+        let removed = self
+            .inner
+            .writer
+            .delete_by_user(user.to_owned(), now)
+            .await?;
+        Ok(live_count(removed, now))
     }
 
     async fn delete_expired(&self) -> Result<u64, Error> {
-        let op = "delete_expired";
         let batch = self.inner.sweep_batch;
         let mut total = 0u64;
         loop {
             // One short write transaction per batch, so writers wait at
             // most one batch for the lock.
-            let write = Write::Sweep {
-                limit: i64::from(batch),
-            };
-            let removed = match self.write(op, write).await? {
-                Answer::Changed(n) => n,
-                _ => 0,
-            };
+            let removed = self.inner.writer.sweep(i64::from(batch), now_ms()).await?;
             total += removed;
             if removed < u64::from(batch) {
                 return Ok(total);

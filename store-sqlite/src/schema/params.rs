@@ -2,7 +2,7 @@
 //!
 //! A batched statement takes its rows from one bind parameter, a JSON
 //! array that SQLite unpacks with `json_each` (see the `*_many` statements
-//! in [`crate::schema`]). So a statement's text, and its prepared form in
+//! in [`super`]). So a statement's text, and its prepared form in
 //! the connection's statement cache, is the same for any number of rows,
 //! and SQLite's limit on bind parameters never comes into play; only the
 //! length of one text value does (`SQLITE_MAX_LENGTH`, 1 GB by default),
@@ -13,28 +13,19 @@
 //! back into exactly the text the single-row statements would store), and
 //! integers as JSON integers, which SQLite reads back as 64-bit integers.
 
-use crate::writer::Row;
+use session_core::StorageKey;
+
+use crate::codec::Row;
 
 /// The most bytes of payload (roughly: the records' data) sent in one
 /// statement; a bigger group is split over several statements.
 pub(crate) const MAX_PAYLOAD: usize = 4 << 20;
 
-/// `bytes` as lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 /// A JSON array of `keys` as hex strings.
 pub(crate) fn keys<'a>(
-    keys: impl IntoIterator<Item = &'a [u8]>,
+    keys: impl IntoIterator<Item = &'a StorageKey>,
 ) -> Result<String, serde_json::Error> {
-    let hexes: Vec<String> = keys.into_iter().map(hex).collect();
+    let hexes: Vec<String> = keys.into_iter().map(StorageKey::to_hex).collect();
     serde_json::to_string(&hexes)
 }
 
@@ -47,7 +38,7 @@ pub(crate) fn records<'a>(
         .into_iter()
         .map(|row| {
             (
-                hex(&row.key),
+                row.key.to_hex(),
                 row.version,
                 row.user.as_deref(),
                 row.data.as_str(),
@@ -61,11 +52,11 @@ pub(crate) fn records<'a>(
 
 /// A JSON array of `[key, expires_at]`, one per touch.
 pub(crate) fn expiries<'a>(
-    touches: impl IntoIterator<Item = (&'a [u8], i64)>,
+    touches: impl IntoIterator<Item = (&'a StorageKey, i64)>,
 ) -> Result<String, serde_json::Error> {
     let touches: Vec<_> = touches
         .into_iter()
-        .map(|(key, expires_at)| (hex(key), expires_at))
+        .map(|(key, expires_at)| (key.to_hex(), expires_at))
         .collect();
     serde_json::to_string(&touches)
 }
@@ -82,15 +73,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_is_lowercase_and_complete() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
-        assert_eq!(hex(&[]), "");
-    }
-
-    #[test]
-    fn records_are_arrays_in_column_order() -> Result<(), serde_json::Error> {
+    fn records_are_arrays_in_column_order() -> Result<(), Box<dyn std::error::Error>> {
+        let key = StorageKey::from_hex(&format!("0102{}", "0".repeat(60)))?;
+        let hex = key.to_hex();
         let row = Row {
-            key: vec![1, 2],
+            key,
             user: None,
             data: r#"{"a":"b\"c"}"#.to_owned(),
             version: 7,
@@ -99,10 +86,10 @@ mod tests {
         };
         assert_eq!(
             records([&row])?,
-            r#"[["0102",7,null,"{\"a\":\"b\\\"c\"}",-5,9223372036854775807]]"#
+            format!(r#"[["{hex}",7,null,"{{\"a\":\"b\\\"c\"}}",-5,9223372036854775807]]"#)
         );
-        assert_eq!(keys([[1u8, 2].as_slice()])?, r#"["0102"]"#);
-        assert_eq!(expiries([([255u8].as_slice(), 3)])?, r#"[["ff",3]]"#);
+        assert_eq!(keys([&key])?, format!(r#"["{hex}"]"#));
+        assert_eq!(expiries([(&key, 3)])?, format!(r#"[["{hex}",3]]"#));
         Ok(())
     }
 }

@@ -1,131 +1,113 @@
-//! The batched paths, with batches of known content: each test builds a
-//! batch by hand and hands it to the writer's (or a reader's) batch
-//! function directly, as the task would after taking it from its queue.
+//! The batched write paths, with batches of known content: each test
+//! builds a batch by hand and hands it to the writer's batch function
+//! directly, as the writer task would after taking it from its queue.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
 
 use serde_json::json;
-use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Connection, Row as _};
+use session_core::{Error, Record, SessionStore, StorageKey, Timestamp};
+use tokio::sync::oneshot;
 
-use crate::SqliteStore;
-use crate::codec::{data_to_sql, decode_row};
-use crate::reader::serve_batch;
-use crate::schema::Statements;
-use crate::writer::{Answer, Row, SaveOutcome, Write, run_batch};
+use super::types::{Job, Reply, SaveOutcome, Touch, Write};
+use super::writer::run_batch;
+use crate::codec::Row;
+use crate::test_db::{Db, HOUR, TestResult, db, expired, now, record};
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+/// What a test's write answered, as comparable text (`Err` kept whole).
+type Outcome = Result<String, Error>;
 
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// A store on a fresh file, plus a second connection to run batches on
-/// (standing in for the writer's).
-struct Db {
-    store: SqliteStore,
-    sql: Statements,
-    conn: SqliteConnection,
-    _dir: tempfile::TempDir,
+/// A write of a test batch, and its answer to come.
+struct Planned {
+    write: Write,
+    answer: Pin<Box<dyn Future<Output = Outcome> + Send>>,
 }
 
-async fn db() -> Result<Db, Box<dyn std::error::Error + Send + Sync>> {
-    let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(dir.path().join("batch.db")).await?;
-    let options = (*store.pool().connect_options()).clone();
-    let conn = SqliteConnection::connect_with(&options).await?;
-    Ok(Db {
-        sql: Statements::new(store.table().clone()),
-        store,
-        conn,
-        _dir: dir,
-    })
-}
-
-impl Db {
-    async fn batch(&mut self, writes: Vec<Write>) -> Vec<Result<Answer, Error>> {
-        let now = now();
-        let writes = writes.into_iter().map(|w| ("test", w, now)).collect();
-        run_batch(&mut self.conn, &self.sql, writes).await
-    }
-
-    async fn exec(&self, sql: &str) -> TestResult {
-        sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .execute(self.store.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn version(&self, key: &StorageKey) -> Result<Option<u64>, Error> {
-        Ok(self.store.load(key).await?.map(|r| r.version))
+fn planned<T: Send + 'static>(
+    write: impl FnOnce(Reply<T>) -> Write,
+    show: fn(T) -> String,
+) -> Planned {
+    let (reply, answer): (_, oneshot::Receiver<Result<T, Error>>) = Reply::channel();
+    Planned {
+        write: write(reply),
+        answer: Box::pin(async move {
+            answer
+                .await
+                .expect("the batch answers every write")
+                .map(show)
+        }),
     }
 }
 
-fn now() -> i64 {
-    Timestamp::now().as_millis()
-}
-
-fn record(user: Option<&str>) -> Record {
-    let now = Timestamp::now();
-    let key = SessionId::generate().unwrap().storage_key();
-    let mut record = Record::new(key, now, now.saturating_add(HOUR));
-    record.user = user.map(str::to_owned);
-    record
-}
-
-fn expired() -> Record {
-    let now = Timestamp::now();
-    let key = SessionId::generate().unwrap().storage_key();
-    Record::new(
-        key,
-        now.saturating_sub(HOUR + HOUR),
-        now.saturating_sub(HOUR),
-    )
+/// Runs `writes` as one batch on the fixture's second connection
+/// (standing in for the writer's), all issued now.
+async fn batch(db: &mut Db, writes: Vec<Planned>) -> Vec<Outcome> {
+    let now = now();
+    let mut jobs = Vec::new();
+    let mut answers = Vec::new();
+    for Planned { write, answer } in writes {
+        jobs.push(Job { write, now });
+        answers.push(answer);
+    }
+    run_batch(&mut db.conn, &db.sql, jobs).await;
+    let mut outcomes = Vec::new();
+    for answer in answers {
+        outcomes.push(answer.await);
+    }
+    outcomes
 }
 
 fn row(record: &Record) -> Row {
-    Row {
-        key: record.key.as_bytes().to_vec(),
-        user: record.user.clone(),
-        data: data_to_sql("test", &record.data).unwrap(),
-        version: i64::try_from(record.version).unwrap(),
-        created_at: record.created_at.as_millis(),
-        expires_at: record.expires_at.as_millis(),
-    }
+    Row::of("test", record).unwrap()
 }
 
-fn create(record: &Record) -> Write {
-    Write::Create(row(record))
+fn changed(wrote: bool) -> String {
+    format!("changed {}", u8::from(wrote))
 }
 
-fn save(record: &Record) -> Write {
-    Write::Save(row(record))
+fn create(record: &Record) -> Planned {
+    let row = row(record);
+    planned(|reply| Write::Create(row, reply), changed)
 }
 
-fn touch(key: &StorageKey, expires_at: Timestamp) -> Write {
-    Write::Touch {
-        key: key.as_bytes().to_vec(),
+fn save(record: &Record) -> Planned {
+    let row = row(record);
+    let show = |outcome| match outcome {
+        SaveOutcome::Saved => "saved".into(),
+        SaveOutcome::Conflict => "conflict".into(),
+        SaveOutcome::NotFound => "not found".into(),
+        SaveOutcome::Unreadable => "unreadable".into(),
+    };
+    planned(|reply| Write::Save(row, reply), show)
+}
+
+fn touch(key: &StorageKey, expires_at: Timestamp) -> Planned {
+    let touch = Touch {
+        key: *key,
         expires_at: expires_at.as_millis(),
-    }
+    };
+    planned(|reply| Write::Touch(touch, reply), changed)
 }
 
-fn delete(key: &StorageKey) -> Write {
-    Write::Delete {
-        key: key.as_bytes().to_vec(),
-    }
+fn delete(key: &StorageKey) -> Planned {
+    let key = *key;
+    let show = |removed: Option<i64>| format!("removed {}", usize::from(removed.is_some()));
+    planned(|reply| Write::Delete(key, reply), show)
+}
+
+fn delete_by_user(user: &str) -> Planned {
+    let user = user.to_owned();
+    let show = |removed: Vec<i64>| format!("removed {}", removed.len());
+    planned(|reply| Write::DeleteByUser(user, reply), show)
 }
 
 /// The answers as comparable text.
-fn outcomes(results: &[Result<Answer, Error>]) -> Vec<String> {
+fn outcomes(results: &[Outcome]) -> Vec<String> {
     results
         .iter()
         .map(|r| match r {
-            Ok(Answer::Changed(n)) => format!("changed {n}"),
-            Ok(Answer::Save(SaveOutcome::Saved)) => "saved".into(),
-            Ok(Answer::Save(SaveOutcome::Conflict)) => "conflict".into(),
-            Ok(Answer::Save(SaveOutcome::NotFound)) => "not found".into(),
-            Ok(Answer::Save(SaveOutcome::Unreadable)) => "unreadable".into(),
-            Ok(Answer::Removed(e)) => format!("removed {}", e.len()),
+            Ok(text) => text.clone(),
             Err(e) => format!("error: {e}: {}", error_chain(e)),
         })
         .collect()
@@ -154,16 +136,18 @@ async fn saves_of_one_key_in_one_batch_win_once_per_version() -> TestResult {
     r.data.insert("step".into(), json!(2));
     r.version = 2;
     let v2 = r.clone();
-    let results = db
-        .batch(vec![
+    let results = batch(
+        &mut db,
+        vec![
             save(&v0),
             save(&v0),
             save(&v1),
             save(&v1),
             save(&v2),
             save(&v0),
-        ])
-        .await;
+        ],
+    )
+    .await;
     assert_eq!(
         outcomes(&results),
         [
@@ -193,16 +177,18 @@ async fn one_statement_of_saves_tells_every_outcome_apart() -> TestResult {
     moved.user = Some("bob".into());
     unbound.user = Some("dave".into());
     dead.data.insert("x".into(), json!(1));
-    let results = db
-        .batch(vec![
+    let results = batch(
+        &mut db,
+        vec![
             save(&same),
             save(&moved),
             save(&unbound),
             save(&stale),
             save(&gone),
             save(&dead),
-        ])
-        .await;
+        ],
+    )
+    .await;
     assert_eq!(
         outcomes(&results),
         [
@@ -252,8 +238,9 @@ async fn a_mixed_batch_keeps_arrival_order_per_key_and_around_barriers() -> Test
     revived.expires_at = later;
     let first = cycled.clone();
     cycled.data.insert("saved".into(), json!(true));
-    let results = db
-        .batch(vec![
+    let results = batch(
+        &mut db,
+        vec![
             create(&fresh),
             create(&taken),
             create(&revived),
@@ -269,10 +256,11 @@ async fn a_mixed_batch_keeps_arrival_order_per_key_and_around_barriers() -> Test
             save(&cycled),
             // A barrier: removes the user's sessions created before it only.
             create(&before_barrier),
-            Write::DeleteByUser { user: "u".into() },
+            delete_by_user("u"),
             create(&after_barrier),
-        ])
-        .await;
+        ],
+    )
+    .await;
     assert_eq!(
         outcomes(&results),
         [
@@ -334,7 +322,7 @@ async fn a_failing_write_fails_alone_with_or_without_a_transaction() -> TestResu
     poison(&db, "ABORT").await?;
     // Creates only: one statement, no explicit transaction.
     let (a, b, c) = (record(None), poisoned(record(None)), record(None));
-    let results = outcomes(&db.batch(vec![create(&a), create(&b), create(&c)]).await);
+    let results = outcomes(&batch(&mut db, vec![create(&a), create(&b), create(&c)]).await);
     assert_eq!(results[0], "changed 1");
     assert!(results[1].contains("poisoned"), "{}", results[1]);
     assert_eq!(results[2], "changed 1");
@@ -349,13 +337,16 @@ async fn a_failing_write_fails_alone_with_or_without_a_transaction() -> TestResu
     }
     let (g, h) = (poisoned(record(None)), record(None));
     let results = outcomes(
-        &db.batch(vec![
-            save(&d),
-            save(&poisoned(e.clone())),
-            save(&f),
-            create(&g),
-            create(&h),
-        ])
+        &batch(
+            &mut db,
+            vec![
+                save(&d),
+                save(&poisoned(e.clone())),
+                save(&f),
+                create(&g),
+                create(&h),
+            ],
+        )
         .await,
     );
     assert_eq!(results[0], "saved");
@@ -381,9 +372,7 @@ async fn an_error_that_rolls_back_the_transaction_fails_the_whole_batch() -> Tes
     // it back, and with it the save that had already succeeded.
     let mut a1 = a.clone();
     a1.data.insert("x".into(), json!(1));
-    let results = db
-        .batch(vec![save(&a1), create(&poisoned(b.clone()))])
-        .await;
+    let results = batch(&mut db, vec![save(&a1), create(&poisoned(b.clone()))]).await;
     for result in &results {
         match result {
             Err(e @ Error::Backend { .. }) => assert!(
@@ -397,13 +386,13 @@ async fn an_error_that_rolls_back_the_transaction_fails_the_whole_batch() -> Tes
     assert_eq!(db.version(&a.key).await?, Some(0));
     assert_eq!(db.version(&b.key).await?, None);
     // The connection is clean for the next batch.
-    let results = db.batch(vec![save(&a1), create(&b)]).await;
+    let results = batch(&mut db, vec![save(&a1), create(&b)]).await;
     assert_eq!(outcomes(&results), ["saved", "changed 1"]);
 
     // Without a transaction the rollback undoes only its own statement;
     // the other creates are then written one by one.
     let (c, d, e) = (record(None), poisoned(record(None)), record(None));
-    let results = outcomes(&db.batch(vec![create(&c), create(&d), create(&e)]).await);
+    let results = outcomes(&batch(&mut db, vec![create(&c), create(&d), create(&e)]).await);
     assert_eq!(results[0], "changed 1");
     assert!(results[1].contains("poisoned"), "{}", results[1]);
     assert_eq!(results[2], "changed 1");
@@ -424,74 +413,10 @@ async fn oversized_batches_are_split_and_still_answer_every_write() -> TestResul
         r.data.insert("i".into(), json!(i));
         big.push(r);
     }
-    let results = db.batch(big.iter().map(create).collect()).await;
+    let results = batch(&mut db, big.iter().map(create).collect()).await;
     assert_eq!(outcomes(&results), ["changed 1"; 3]);
     for r in &big {
         assert_eq!(db.store.load(&r.key).await?.as_ref(), Some(r));
-    }
-    Ok(())
-}
-
-#[tokio::test]
-async fn batched_loads_answer_each_key_and_decode_errors_stay_per_key() -> TestResult {
-    let db = db().await?;
-    let (a, b, corrupt) = (record(Some("u")), record(None), record(None));
-    let dead = expired();
-    let absent = record(None);
-    for r in [&a, &b, &corrupt, &dead] {
-        db.store.create(r).await?;
-    }
-    sqlx::query("UPDATE sessions SET data = '{not json' WHERE key = ?1")
-        .bind(corrupt.key.as_bytes().as_slice())
-        .execute(db.store.pool())
-        .await?;
-    let t = now();
-    let keys = [a.key, b.key, a.key, dead.key, corrupt.key, absent.key];
-    let loads: Vec<_> = keys.iter().map(|&k| (k, t)).collect();
-    let found = serve_batch(db.store.pool(), &db.sql, &loads).await;
-    let decoded: Vec<Result<Option<Record>, Error>> = found
-        .into_iter()
-        .map(|f| {
-            f.and_then(|row| {
-                row.map(|row| decode_row("load", "sessions", &row))
-                    .transpose()
-            })
-        })
-        .collect();
-    assert_eq!(decoded[0].as_ref().ok(), Some(&Some(a.clone())));
-    assert_eq!(decoded[1].as_ref().ok(), Some(&Some(b)));
-    assert_eq!(decoded[2].as_ref().ok(), Some(&Some(a)));
-    assert_eq!(decoded[3].as_ref().ok(), Some(&None));
-    assert!(matches!(&decoded[4], Err(Error::Decode { key, .. }) if *key == corrupt.key));
-    assert_eq!(decoded[5].as_ref().ok(), Some(&None));
-    Ok(())
-}
-
-#[tokio::test]
-async fn batched_statements_look_rows_up_by_primary_key() -> TestResult {
-    let db = db().await?;
-    for statement in [
-        db.sql.load_many(),
-        db.sql.create_many(),
-        db.sql.save_many(),
-        db.sql.save_many_same_user(),
-        db.sql.probe_many(),
-        db.sql.touch_many(),
-        db.sql.delete_many(),
-    ] {
-        let text = statement.as_str().to_owned();
-        let plan: Vec<String> = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {text}")))
-            .bind("[]")
-            .bind(0i64)
-            .fetch_all(db.store.pool())
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>(3))
-            .collect::<Result<_, _>>()?;
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN sessions")),
-            "{text}: {plan:?}"
-        );
     }
     Ok(())
 }

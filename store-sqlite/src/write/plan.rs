@@ -14,7 +14,9 @@
 
 use std::collections::HashMap;
 
-use crate::writer::Write;
+use session_core::StorageKey;
+
+use super::types::Write;
 
 /// One step of a plan; indexes point into the batch.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,22 +27,13 @@ pub(crate) enum Step {
     Round(Vec<usize>),
 }
 
-/// The key a write names, if it names exactly one.
-pub(crate) fn key_of(write: &Write) -> Option<&[u8]> {
-    match write {
-        Write::Create(row) | Write::Save(row) => Some(&row.key),
-        Write::Touch { key, .. } | Write::Delete { key } => Some(key),
-        Write::DeleteByUser { .. } | Write::Sweep { .. } => None,
-    }
-}
-
 /// The steps that run `writes` (in batch order) with sequential semantics.
 pub(crate) fn plan<'a>(writes: impl IntoIterator<Item = &'a Write>) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut rounds: Vec<Vec<usize>> = Vec::new();
-    let mut seen: HashMap<&'a [u8], usize> = HashMap::new();
+    let mut seen: HashMap<&'a StorageKey, usize> = HashMap::new();
     for (i, write) in writes.into_iter().enumerate() {
-        match key_of(write) {
+        match write.key() {
             Some(key) => {
                 let round = seen.entry(key).or_insert(0);
                 match rounds.get_mut(*round) {
@@ -63,9 +56,10 @@ pub(crate) fn plan<'a>(writes: impl IntoIterator<Item = &'a Write>) -> Vec<Step>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write::types::Reply;
 
     fn delete(k: u8) -> Write {
-        Write::Delete { key: vec![k] }
+        Write::Delete(StorageKey::from_bytes([k; 32]), Reply::channel().0)
     }
 
     #[test]
@@ -92,9 +86,9 @@ mod tests {
         let writes = [
             delete(1),
             delete(1),
-            Write::Sweep { limit: 1 },
+            Write::Sweep(1, Reply::channel().0),
             delete(1),
-            Write::DeleteByUser { user: "u".into() },
+            Write::DeleteByUser("u".into(), Reply::channel().0),
         ];
         assert_eq!(
             plan(&writes),

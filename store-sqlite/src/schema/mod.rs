@@ -13,6 +13,8 @@ use sqlx::{AssertSqlSafe, Connection, SqlStr};
 use crate::error::{SchemaTooNew, map_sqlx};
 use crate::options::TableName;
 
+pub(crate) mod params;
+
 /// The schema version this release writes and understands.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 
@@ -48,7 +50,7 @@ const KEYS: &str = "SELECT unhex(value) FROM json_each(?1)";
 
 /// The records of a batch, from its JSON payload: one array
 /// `[key as hex, version, user, data, created_at, expires_at]` per record
-/// (see [`crate::payload`]).
+/// (see [`params`]).
 const RECORDS: &str = "SELECT unhex(value ->> 0) AS k, value ->> 1 AS ver, value ->> 2 AS usr, \
      value ->> 3 AS dat, value ->> 4 AS cre, value ->> 5 AS exp FROM json_each(?1)";
 
@@ -109,7 +111,7 @@ impl Statements {
                  (SELECT key FROM \"{t}\" WHERE expires_at <= ?1 LIMIT ?2)"
             )
             .into(),
-            // The batched forms (see `crate::grouped`): one statement for
+            // The batched forms (see `crate::write`): one statement for
             // many records or keys, handed over as one JSON text in ?1; ?2
             // is the batch's `now`. Each reports which keys it changed.
             load_many: format!(
@@ -288,4 +290,41 @@ pub(crate) async fn ensure(pool: &SqlitePool, table: &TableName) -> Result<(), E
         ));
     }
     tx.commit().await.map_err(|e| map_sqlx(op, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{AssertSqlSafe, Row as _};
+
+    use crate::test_db::{TestResult, db};
+
+    #[tokio::test]
+    async fn batched_statements_look_rows_up_by_primary_key() -> TestResult {
+        let db = db().await?;
+        for statement in [
+            db.sql.load_many(),
+            db.sql.create_many(),
+            db.sql.save_many(),
+            db.sql.save_many_same_user(),
+            db.sql.probe_many(),
+            db.sql.touch_many(),
+            db.sql.delete_many(),
+        ] {
+            let text = statement.as_str().to_owned();
+            let plan: Vec<String> =
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {text}")))
+                    .bind("[]")
+                    .bind(0i64)
+                    .fetch_all(db.store.pool())
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get::<String, _>(3))
+                    .collect::<Result<_, _>>()?;
+            assert!(
+                !plan.iter().any(|step| step.starts_with("SCAN sessions")),
+                "{text}: {plan:?}"
+            );
+        }
+        Ok(())
+    }
 }
