@@ -7,6 +7,7 @@
 //! cargo run --release -p session-bench -- --quick   # ~2 minutes, to target/bench/
 //! cargo run --release -p session-bench -- --help
 //! cargo run --release -p session-bench -- --hot-session   # W4 hot session, see hot.rs
+//! session-bench profile redis-load 20000 64   # for callgrind, see profile.rs
 //! ```
 //!
 //! # Architecture
@@ -45,6 +46,7 @@
 mod data;
 mod driver;
 mod hot;
+mod profile;
 mod proto;
 mod report;
 mod systems;
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Some("worker") => worker(&args[1..]),
         Some("memory") => memory(&args[1..]),
         Some("--hot-session") => hot::run(&args[1..]),
+        Some("profile") => profile::run(&args[1..]),
         _ => driver::run(&args),
     };
     match result {

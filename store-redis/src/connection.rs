@@ -146,6 +146,11 @@ impl Connector {
         }
     }
 
+    /// Whether this is a single server (not a cluster).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(self, Self::Single(_))
+    }
+
     pub(crate) fn mode(&self) -> &'static str {
         match self {
             Self::Single(_) => "single",

@@ -133,6 +133,7 @@ pub struct ReadmeDoctests;
 
 mod codec;
 mod connection;
+mod loads;
 mod scripts;
 mod store;
 #[cfg(feature = "testing")]

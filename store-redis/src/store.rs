@@ -10,6 +10,7 @@ use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessi
 
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
+use crate::loads::Loads;
 use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
 
 mod index;
@@ -49,6 +50,7 @@ mod index;
 #[derive(Clone)]
 pub struct RedisStore {
     connector: Arc<Connector>,
+    loads: Arc<Loads>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
     operation_timeout: Duration,
@@ -156,8 +158,11 @@ impl RedisStore {
     }
 
     pub(crate) fn from_parts(connector: Connector, builder: RedisStoreBuilder) -> Self {
+        let connector = Arc::new(connector);
+        let loads = Loads::new(Arc::clone(&connector), builder.operation_timeout);
         Self {
-            connector: Arc::new(connector),
+            connector,
+            loads: Arc::new(loads),
             prefix: builder.prefix.into(),
             scripts: Arc::new(Scripts::new()),
             operation_timeout: builder.operation_timeout,
@@ -233,12 +238,7 @@ impl RedisStore {
         operation: &'static str,
         key: StorageKey,
     ) -> Result<Option<Record>, Error> {
-        let mut conn = self.conn();
-        let value: Value = match redis::cmd("GET")
-            .arg(self.session_key(&key))
-            .query_async(&mut conn)
-            .await
-        {
+        let value = match self.loads.get(&self.session_key(&key)).await {
             Ok(value) => value,
             Err(e) if is_wrong_type(&e) => return Err(Error::decode(key, CodecError::WrongType)),
             Err(e) => return Err(backend(operation, e)),

@@ -1,0 +1,75 @@
+//! `profile OPERATION CALLS [TASKS]`: a fixed amount of one kind of store
+//! call, on one thread, for `valgrind --tool=callgrind` to count the
+//! client's instructions (the server is another process, not counted).
+//!
+//! ```text
+//! cargo build --release -p session-bench
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
+//!     target/release/session-bench profile redis-load 20000 64
+//! ```
+//!
+//! Instructions per call are the difference between two runs with
+//! different `CALLS` (the setup cancels out), divided by the difference
+//! in calls. Instruction counts are steady from run to run, unlike time
+//! on a shared machine, so they show what a change to one code path
+//! saves. Operations: `redis-load` (the W3 load of the benchmark: load
+//! and decode a stored session).
+
+use std::sync::Arc;
+
+use session_core::{SessionStore, Timestamp};
+use session_store_redis::RedisStore;
+use session_store_redis::testing::RedisServer;
+
+use crate::data::{key_of, session};
+use crate::systems::BoxError;
+
+/// Sessions stored before the calls; the calls cycle over them.
+const SESSIONS: u64 = 1_000;
+
+/// Runs the profile described in the module docs.
+pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
+    let (operation, calls, tasks) = match args {
+        [operation, calls] => (operation, calls.parse::<u64>()?, 1),
+        [operation, calls, tasks] => (operation, calls.parse()?, tasks.parse::<u64>()?),
+        _ => return Err("profile: expected OPERATION CALLS [TASKS]".into()),
+    };
+    if operation != "redis-load" {
+        return Err(format!("profile: unknown operation {operation} (known: redis-load)").into());
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("session-bench-profile-")
+        .tempdir()?;
+    let server = RedisServer::spawn_unix(dir.path(), &dir.path().join("redis.sock"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = Arc::new(RedisStore::connect(server.url()).await?);
+        let now = Timestamp::now();
+        for i in 0..SESSIONS {
+            store.create(&session(i, now)?).await?;
+        }
+        let per_task = calls / tasks.max(1);
+        let mut handles = Vec::new();
+        for t in 0..tasks.max(1) {
+            let store = Arc::clone(&store);
+            handles.push(tokio::spawn(async move {
+                for i in 0..per_task {
+                    let key = key_of((t * per_task + i) % SESSIONS);
+                    if store.load(&key).await?.is_none() {
+                        return Err(BoxError::from("profile: a stored session is missing"));
+                    }
+                }
+                Ok(())
+            }));
+        }
+        for handle in handles {
+            handle.await??;
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    drop(server);
+    println!("{operation}: {calls} calls over {tasks} tasks");
+    Ok(())
+}
