@@ -557,3 +557,195 @@ async fn delete_by_user_drops_foreign_index_entries() {
         "the foreign entry is gone; the deleted session's entry waits for its score to pass"
     );
 }
+
+/// What a raw client sees of a key: its value and its absolute expiry
+/// (`PEXPIRETIME`: `-1` none, `-2` no key), exact to the millisecond
+/// whatever the time between two looks.
+async fn snapshot(raw: &mut MultiplexedConnection, key: &str) -> (Option<Vec<u8>>, i64) {
+    let value: Option<Vec<u8>> = cmd(raw, redis::cmd("GET").arg(key)).await;
+    let expiry: i64 = cmd(raw, redis::cmd("PEXPIRETIME").arg(key)).await;
+    (value, expiry)
+}
+
+/// A `WATCH` on a key, on a connection of its own: an empty
+/// `MULTI`/`EXEC` afterwards is aborted if anything wrote the key in
+/// between, even a write of the same bytes with the same expiry (what a
+/// replica, the AOF or a keyspace notification would see as a write).
+struct Watch(MultiplexedConnection);
+
+impl Watch {
+    async fn start(key: &str) -> Self {
+        let url = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = cmd(&mut conn, redis::cmd("WATCH").arg(key)).await;
+        Self(conn)
+    }
+
+    async fn saw_a_write(mut self) -> bool {
+        let _: () = cmd(&mut self.0, &redis::cmd("MULTI")).await;
+        let exec: redis::Value = cmd(&mut self.0, &redis::cmd("EXEC")).await;
+        matches!(exec, redis::Value::Nil)
+    }
+}
+
+/// Saves `record` onto whatever its key holds now, checks the outcome
+/// with `expected`, and asserts that the save wrote nothing: the same
+/// bytes, the same absolute expiry, and no write at all under `WATCH`.
+async fn assert_save_writes_nothing(
+    store: &RedisStore,
+    raw: &mut MultiplexedConnection,
+    record: &Record,
+    what: &str,
+    expected: impl FnOnce(Result<u64, Error>),
+) {
+    let key = store.session_key(&record.key);
+    let before = snapshot(raw, &key).await;
+    let watch = Watch::start(&key).await;
+    expected(store.save(record).await);
+    let after = snapshot(raw, &key).await;
+    // Every difference, not just the first, so that a failure says all.
+    let mut changed = Vec::new();
+    if after.0 != before.0 {
+        changed.push(format!(
+            "the stored bytes ({:?} before, {:?} after)",
+            before.0.as_deref().map(String::from_utf8_lossy),
+            after.0.as_deref().map(String::from_utf8_lossy),
+        ));
+    }
+    if after.1 != before.1 {
+        changed.push(format!(
+            "the key's expiry (PEXPIRETIME {} before, {} after)",
+            before.1, after.1
+        ));
+    }
+    if watch.saw_a_write().await {
+        changed.push("a write of the key (a WATCH saw one)".to_owned());
+    }
+    assert!(
+        changed.is_empty(),
+        "{what}: a save that kept nothing changed {}",
+        changed.join("; ")
+    );
+}
+
+/// A save with a stale version loses, and writes nothing: not even a
+/// write of the stored value back onto itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_save_leaves_the_live_session_untouched() {
+    let (store, mut raw) = setup().await;
+    let mut r = record(Some("sam"));
+    r.data.insert("n".into(), serde_json::json!(1));
+    store.create(&r).await.unwrap();
+    let mut stale = r.clone();
+    r.data.insert("n".into(), serde_json::json!(2));
+    r.version = store.save(&r).await.unwrap();
+    // The losing save would move the expiry, and the data: neither may
+    // show.
+    stale.data.insert("n".into(), serde_json::json!(3));
+    stale.expires_at = r.expires_at.saturating_add(HOUR);
+    assert_save_writes_nothing(&store, &mut raw, &stale, "stale version", |result| {
+        assert!(matches!(result, Err(Error::Conflict)), "{result:?}")
+    })
+    .await;
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
+}
+
+/// A save onto a key holding a string that is not a session at all is
+/// `Decode`, and the string keeps its value and its own expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_onto_a_foreign_string_leaves_it_and_its_expiry() {
+    let (store, mut raw) = setup().await;
+    let r = record(Some("fred"));
+    let key = store.session_key(&r.key);
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("SET")
+            .arg(&key)
+            .arg("hello")
+            .arg("PX")
+            .arg(600_000),
+    )
+    .await;
+    assert_save_writes_nothing(&store, &mut raw, &r, "foreign string", |result| {
+        assert_decode(result, r.key, "save onto a foreign string")
+    })
+    .await;
+    let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(value, b"hello");
+}
+
+/// A save onto a session whose data is cut short (its header, version
+/// and user as the save expects) is `Decode` and writes nothing, whether
+/// the key's own expiry is the header's or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched() {
+    let (store, mut raw) = setup().await;
+    for (what, key_expiry) in [
+        ("cut short, the key's expiry kept", None),
+        (
+            "cut short, the key expiring later than its header says",
+            Some(Timestamp::now().saturating_add(2 * HOUR).as_millis()),
+        ),
+    ] {
+        let mut r = record(Some("bea"));
+        r.data.insert("k".into(), serde_json::json!("v"));
+        store.create(&r).await.unwrap();
+        let key = store.session_key(&r.key);
+        let mut value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+        value.truncate(value.len() - 3);
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(value);
+        match key_expiry {
+            None => set.arg("KEEPTTL"),
+            Some(at) => set.arg("PXAT").arg(at),
+        };
+        let _: () = cmd(&mut raw, &set).await;
+        r.data.insert("k".into(), serde_json::json!("w"));
+        assert_save_writes_nothing(&store, &mut raw, &r, what, |result| {
+            assert_decode(result, r.key, what)
+        })
+        .await;
+    }
+}
+
+/// A save onto a session expired by its header (still held by Redis: its
+/// key expires later) or onto nothing is `NotFound`, and writes nothing:
+/// the leftover stays for Redis to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_onto_an_expired_or_absent_session_writes_nothing() {
+    let (store, mut raw) = setup().await;
+    let mut r = record(Some("eve"));
+    r.version = 3;
+    let key = store.session_key(&r.key);
+    let past = Timestamp::now().as_millis() - 1_000;
+    let leftover = stored(past, "00000000000000000003", Some(b"eve"), b"{}");
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(leftover)
+            .arg("PX")
+            .arg(600_000),
+    )
+    .await;
+    assert_save_writes_nothing(&store, &mut raw, &r, "expired by its header", |result| {
+        assert!(matches!(result, Err(Error::NotFound)), "{result:?}")
+    })
+    .await;
+
+    let absent = record(Some("eve"));
+    assert_save_writes_nothing(&store, &mut raw, &absent, "absent", |result| {
+        assert!(matches!(result, Err(Error::NotFound)), "{result:?}")
+    })
+    .await;
+    let exists: i64 = cmd(
+        &mut raw,
+        redis::cmd("EXISTS").arg(store.session_key(&absent.key)),
+    )
+    .await;
+    assert_eq!(exists, 0, "a save never creates");
+}
