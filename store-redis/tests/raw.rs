@@ -749,3 +749,244 @@ async fn a_save_onto_an_expired_or_absent_session_writes_nothing() {
     .await;
     assert_eq!(exists, 0, "a save never creates");
 }
+
+/// A TCP proxy in front of the shared server, to hold a client's commands
+/// at a chosen point. It forwards each connection's commands in order
+/// and the replies untouched; once a command matching `trigger` has gone
+/// through, it holds every later command of every connection (recording
+/// their names) until [`Proxy::release`].
+struct Proxy {
+    port: u16,
+    gate: std::sync::Arc<Gate>,
+}
+
+/// Whether a command (its arguments) trips the proxy's gate.
+type Trigger = Box<dyn Fn(&[Vec<u8>]) -> bool + Send + Sync>;
+
+/// The server's side of a proxied connection: replies in, commands out.
+type Upstream = (
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+);
+
+struct Gate {
+    trigger: Trigger,
+    tripped: std::sync::atomic::AtomicBool,
+    released: std::sync::atomic::AtomicBool,
+    held: std::sync::Mutex<Vec<String>>,
+}
+
+/// One command from a client's stream (an array of bulk strings, as the
+/// `redis` crate sends every command): its arguments and its length in
+/// bytes, or `None` while incomplete.
+fn parse_command(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+    fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
+        let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        assert_eq!(buf[at], tag, "not a command as the redis crate sends it");
+        let n = std::str::from_utf8(&buf[at + 1..end])
+            .unwrap()
+            .parse()
+            .unwrap();
+        Some((n, end + 2))
+    }
+    let (count, mut at) = line(buf, 0, b'*')?;
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, start) = line(buf, at, b'$')?;
+        args.push(buf.get(start..start + len)?.to_vec());
+        buf.get(start + len..start + len + 2)?;
+        at = start + len + 2;
+    }
+    Some((args, at))
+}
+
+impl Proxy {
+    async fn start(trigger: impl Fn(&[Vec<u8>]) -> bool + Send + Sync + 'static) -> Self {
+        let upstream = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = std::sync::Arc::new(Gate {
+            trigger: Box::new(trigger),
+            tripped: false.into(),
+            released: false.into(),
+            held: Vec::new().into(),
+        });
+        let shared = gate.clone();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                tokio::spawn(Self::serve(client, upstream.clone(), shared.clone()));
+            }
+        });
+        Self { port, gate }
+    }
+
+    /// The URL of the shared server through the proxy.
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn serve(client: tokio::net::TcpStream, upstream: String, gate: std::sync::Arc<Gate>) {
+        let server: Upstream = if let Some(path) = upstream.strip_prefix("unix://") {
+            let (r, w) = tokio::net::UnixStream::connect(path)
+                .await
+                .unwrap()
+                .into_split();
+            (Box::new(r), Box::new(w))
+        } else if let Some(rest) = upstream.strip_prefix("redis://") {
+            let host = rest.split('/').next().unwrap();
+            assert!(
+                !host.contains('@'),
+                "the proxy test supports servers without a password: {upstream}"
+            );
+            let (r, w) = tokio::net::TcpStream::connect(host)
+                .await
+                .unwrap()
+                .into_split();
+            (Box::new(r), Box::new(w))
+        } else {
+            panic!("the proxy test needs a redis:// or unix:// server, not {upstream}");
+        };
+        Self::forward(client, server, gate).await;
+    }
+
+    async fn forward(
+        client: tokio::net::TcpStream,
+        (mut from_server, mut to_server): Upstream,
+        gate: std::sync::Arc<Gate>,
+    ) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut from_client, mut to_client) = client.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        });
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = match from_client.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((args, len)) = parse_command(&buf) {
+                if gate.tripped.load(SeqCst) {
+                    let name = String::from_utf8_lossy(&args[0]).to_uppercase();
+                    gate.held.lock().unwrap().push(name);
+                    while !gate.released.load(SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                // Tripped before the command is sent: whatever the client
+                // sends after its reply is held.
+                if (gate.trigger)(&args) {
+                    gate.tripped.store(true, SeqCst);
+                }
+                if to_server.write_all(&buf[..len]).await.is_err() {
+                    return;
+                }
+                buf.drain(..len);
+            }
+        }
+    }
+
+    /// Whether a command matching the trigger went through.
+    fn tripped(&self) -> bool {
+        self.gate.tripped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The names of the commands held so far.
+    fn held(&self) -> Vec<String> {
+        self.gate.held.lock().unwrap().clone()
+    }
+
+    /// Lets the held commands (and all later ones) through, in order.
+    fn release(&self) {
+        self.gate
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Issue 14, item 3: a session moved U→V and at once back V→U stays in
+/// U's index, whatever the first save sends after its script ran. Save 1
+/// (U→V) goes through a proxy that holds every command it sends after
+/// the call that writes the session (the script call after "bind
+/// first"); save 2 (V→U) then runs to completion on another connection;
+/// only then are save 1's held commands let through. A store that removed
+/// a session from its former user's index right after the write (as this
+/// one did before rule 2 of `store/index.rs`) sends `ZREM` U there, which
+/// lands after save 2 re-bound the session to U and drops a live session
+/// from U's index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_back_is_not_undone_by_the_first_moves_late_commands() {
+    let (direct, mut raw) = setup().await;
+    let (u, v) = ("ulla", "vera");
+    let mut r = record(Some(u));
+    r.data.insert("step".into(), serde_json::json!(0));
+    direct.create(&r).await.unwrap();
+
+    // Save 1's write of the session is the script call whose last
+    // argument says the new user's index entry is already there.
+    let proxy = Proxy::start(|args| {
+        args[0].eq_ignore_ascii_case(b"EVALSHA") && args.last().is_some_and(|a| a == b"1")
+    })
+    .await;
+    let proxied = RedisStore::builder(proxy.url())
+        .prefix(direct.prefix())
+        // Save 1 waits for its held commands while save 2 runs.
+        .operation_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let mut to_v = r.clone();
+    to_v.user = Some(v.to_owned());
+    to_v.data.insert("step".into(), serde_json::json!(1));
+    let save_1 = tokio::spawn({
+        let to_v = to_v.clone();
+        async move { proxied.save(&to_v).await }
+    });
+
+    // Save 1's script has run once the session is V's.
+    let key = direct.session_key(&r.key);
+    let mut waited = Duration::ZERO;
+    loop {
+        let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+        if value.get(42..62) == Some(b"00000000000000000001") {
+            assert_eq!(
+                direct.load(&r.key).await.unwrap().unwrap().user.as_deref(),
+                Some(v)
+            );
+            break;
+        }
+        assert!(
+            waited < Duration::from_secs(20),
+            "save 1 never wrote the session"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited += Duration::from_millis(5);
+    }
+
+    assert!(proxy.tripped(), "save 1 wrote without the expected call");
+
+    // Save 2, V→U, from start to end while save 1's later commands wait.
+    let mut back = to_v.clone();
+    back.version = 1;
+    back.user = Some(u.to_owned());
+    back.data.insert("step".into(), serde_json::json!(2));
+    back.version = direct.save(&back).await.unwrap();
+    assert_eq!(back.version, 2);
+
+    let held = proxy.held();
+    proxy.release();
+    assert_eq!(save_1.await.unwrap().unwrap(), 1);
+
+    assert_eq!(
+        direct.list_by_user(u).await.unwrap().records,
+        vec![back.clone()],
+        "U's index lost the session; save 1 sent {held:?} after its script"
+    );
+    assert_eq!(direct.list_by_user(v).await.unwrap().records, vec![]);
+    assert_eq!(direct.load(&r.key).await.unwrap(), Some(back));
+    assert_eq!(direct.delete_by_user(u).await.unwrap(), 1, "held: {held:?}");
+}
