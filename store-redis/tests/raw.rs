@@ -475,9 +475,13 @@ async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock()
     assert_eq!(kind, "list");
 }
 
-/// `save` compares only the header and user (`GETRANGE`) on its common
-/// path; values that path cannot judge take the full read, which must
-/// give the same answers.
+/// `save` judges what it finds: the expected session is saved; one
+/// expired by its header is `NotFound` and nothing is resurrected;
+/// another version is `Conflict` and stays exactly as it was, expiry
+/// included; one cut short inside the user, or another Redis type, is
+/// `Decode` and stays. (Named from when the script's common path read
+/// only part of the value and these cases took a second, full read; the
+/// script now reads the value once and judges every case the same way.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
     let (store, mut raw) = setup().await;
