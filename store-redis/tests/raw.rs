@@ -825,13 +825,19 @@ impl Proxy {
         Self { port, gate }
     }
 
-    /// The URL of the shared server through the proxy.
+    /// The URL of the shared server through the proxy (the same database).
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let upstream = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let db = match upstream.strip_prefix("redis://") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, db)| db),
+            None => upstream.split_once("?db=").map_or("", |(_, db)| db),
+        };
+        format!("redis://127.0.0.1:{}/{db}", self.port)
     }
 
     async fn serve(client: tokio::net::TcpStream, upstream: String, gate: std::sync::Arc<Gate>) {
         let server: Upstream = if let Some(path) = upstream.strip_prefix("unix://") {
+            let path = path.split('?').next().unwrap();
             let (r, w) = tokio::net::UnixStream::connect(path)
                 .await
                 .unwrap()
