@@ -56,12 +56,14 @@
 //!   [`Error::Decode`] naming the storage key and stays where it is.
 //! - `save`: compare-and-set on the version; absent or expired is
 //!   `NotFound` (nothing is recreated), another version is `Conflict`.
-//!   The common case (same version, same user) is one command inside the
-//!   script, `SET … XX GET PXAT`, whose returned old value is then
-//!   checked; in any other case the script puts the old value back as it
-//!   was before deciding, within the same atomic script. (A value that is
-//!   not a session at all stays too, with the attempted save's expiry, as
-//!   its own is unknown.)
+//!   The script checks before it writes: it reads the stored value
+//!   (`GET`), judges it (format, liveness, version and user, the data's
+//!   framing) and writes only when the save succeeds (one `SET … PXAT`,
+//!   or a `DEL` for an expiry already past). A save that fails (or has to
+//!   "bind first", below) writes nothing at all: the stored value and
+//!   its expiry stay exactly as they were, even when the value is not a
+//!   session, and replicas, the AOF and keyspace notifications see no
+//!   write.
 //! - `touch`: rewrites the expiry in the header (`SETRANGE`) and the key's
 //!   (`PEXPIREAT`), guarded by liveness; never recreates; a time in the
 //!   past removes the record at once.

@@ -17,10 +17,10 @@
 //! the scripts call it through `redis.pcall` and report such a value, like
 //! any value not in the session format, as unreadable (left untouched).
 //!
-//! Replies are a status, or `{status, user}` when the client must update
-//! that user's index: `0` absent, `1` done / conflict (per script), `2`
-//! saved, `3` the stored value is not a readable session (left
-//! untouched), `4` bind first.
+//! Replies are a status, or `{status, user}` naming the user a session
+//! was bound to (see each script): `0` absent, `1` done / conflict (per
+//! script), `2` saved, `3` the stored value is not a readable session
+//! (left untouched), `4` bind first.
 
 use redis::Script;
 
@@ -97,48 +97,35 @@ return 1
 /// truncated, or written by something else) is unreadable, and a save
 /// never overwrites it; the check costs two `string.sub`s, not a parse.
 ///
-/// The common case, same version and same user, is a single command:
-/// `SET … XX GET PXAT` writes the new value (never onto an absent key)
-/// and returns the old one, which the script then checks. When the old
-/// value is not the expected live session, the script puts it back as it
-/// was (with its own expiry; a value not in the session format keeps the
-/// new expiry, as its own is unknown; one already expired is removed) and
-/// decides as below, all inside the one atomic script, so no client ever
-/// sees the value it briefly wrote (the uncommon cases then read the key
-/// again). One command instead of a read and a write: measured about a
-/// fifth less server time per call. Returns `0`
-/// absent or expired, `1` version conflict, `3` unreadable, `4` "bind
-/// first": the session would be bound to another user, whose index the
-/// client must update before the session is written (nothing was written;
-/// call again with the last argument `1`), and `2` saved, or
-/// `{2, old user}` when the session left that user (bound to another one,
-/// or deleted by an expiry in the past): the client then removes it from
-/// that user's index.
+/// Check first, write only what stays. The script reads the stored value
+/// (`GET`) and judges it (format `S1`, live by the caller's clock, the
+/// expected version and user, the data's framing) before it writes
+/// anything; then it writes once, and only a write it keeps: the new
+/// value (`SET … PXAT`) when the save succeeds, or a `DEL` when the
+/// saved record's expiry is already past. Whenever the save does not
+/// happen (absent, expired, another version, unreadable, not a session
+/// at all, or "bind first"), the key is left exactly as it was, its
+/// value and its expiry. (Writing first, `SET … XX GET`, and putting the
+/// old value back when the check failed would look the same to clients,
+/// the script being atomic, but not to replicas, the AOF and keyspace
+/// notifications, which would see both writes; and a value not in the
+/// session format could not get its own expiry back, the script not
+/// knowing it.)
+///
+/// Returns `0` absent or expired, `1` version conflict, `3` unreadable,
+/// `4` "bind first": the session would be bound to another user, whose
+/// index the client must update before the session is written (call
+/// again with the last argument `1`), and `2` saved, or `{2, old user}`
+/// when the session left that user (bound to another one, or deleted by
+/// an expiry in the past). The client leaves that user's index entry to
+/// the guarded prune of a later read (rule 2 in `store/index.rs`).
 const SAVE: &str = concat!(
     prologue!(),
-    r"
-local want = ARGV[2]
-local live = tonumber(ARGV[3]) > now
-if live and ARGV[5] ~= '1' then
-  local was = redis.pcall('SET', k, ARGV[4], 'XX', 'GET', 'PXAT', ARGV[3])
-  if not was then return 0 end
-  if type(was) ~= 'string' then return 3 end
-  local we = tonumber(sub(was, 3, 22))
-  local ours = sub(was, 1, 2) == 'S1' and we ~= nil
-  if ours and we > now and sub(was, 43, 42 + #want) == want
-    and sub(was, 43 + #want, 43 + #want) == '{' and sub(was, -1) == '}' then return 2 end
-  if not ours then
-    redis.call('SET', k, was, 'KEEPTTL')
-  elseif we > now then
-    redis.call('SET', k, was, 'PXAT', string.format('%.0f', we))
-  else
-    redis.call('DEL', k)
-  end
-end
-",
     read_session!(),
     r"
 if oe <= now then return 0 end
+local want = ARGV[2]
+local live = tonumber(ARGV[3]) > now
 if live and sub(old, 43, 42 + #want) == want
   and sub(old, 43 + #want, 43 + #want) == '{' and sub(old, -1) == '}' then
   redis.call('SET', k, ARGV[4], 'PXAT', ARGV[3])

@@ -475,9 +475,13 @@ async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock()
     assert_eq!(kind, "list");
 }
 
-/// `save` compares only the header and user (`GETRANGE`) on its common
-/// path; values that path cannot judge take the full read, which must
-/// give the same answers.
+/// `save` judges what it finds: the expected session is saved; one
+/// expired by its header is `NotFound` and nothing is resurrected;
+/// another version is `Conflict` and stays exactly as it was, expiry
+/// included; one cut short inside the user, or another Redis type, is
+/// `Decode` and stays. (Named from when the script's common path read
+/// only part of the value and these cases took a second, full read; the
+/// script now reads the value once and judges every case the same way.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
     let (store, mut raw) = setup().await;
@@ -556,4 +560,443 @@ async fn delete_by_user_drops_foreign_index_entries() {
         vec![live.key.to_hex()],
         "the foreign entry is gone; the deleted session's entry waits for its score to pass"
     );
+}
+
+/// What a raw client sees of a key: its value and its absolute expiry
+/// (`PEXPIRETIME`: `-1` none, `-2` no key), exact to the millisecond
+/// whatever the time between two looks.
+async fn snapshot(raw: &mut MultiplexedConnection, key: &str) -> (Option<Vec<u8>>, i64) {
+    let value: Option<Vec<u8>> = cmd(raw, redis::cmd("GET").arg(key)).await;
+    let expiry: i64 = cmd(raw, redis::cmd("PEXPIRETIME").arg(key)).await;
+    (value, expiry)
+}
+
+/// A `WATCH` on a key, on a connection of its own: an empty
+/// `MULTI`/`EXEC` afterwards is aborted if anything wrote the key in
+/// between, even a write of the same bytes with the same expiry (what a
+/// replica, the AOF or a keyspace notification would see as a write).
+struct Watch(MultiplexedConnection);
+
+impl Watch {
+    async fn start(key: &str) -> Self {
+        let url = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let _: () = cmd(&mut conn, redis::cmd("WATCH").arg(key)).await;
+        Self(conn)
+    }
+
+    async fn saw_a_write(mut self) -> bool {
+        let _: () = cmd(&mut self.0, &redis::cmd("MULTI")).await;
+        let exec: redis::Value = cmd(&mut self.0, &redis::cmd("EXEC")).await;
+        matches!(exec, redis::Value::Nil)
+    }
+}
+
+/// Saves `record` onto whatever its key holds now, checks the outcome
+/// with `expected`, and asserts that the save wrote nothing: the same
+/// bytes, the same absolute expiry, and no write at all under `WATCH`.
+async fn assert_save_writes_nothing(
+    store: &RedisStore,
+    raw: &mut MultiplexedConnection,
+    record: &Record,
+    what: &str,
+    expected: impl FnOnce(Result<u64, Error>),
+) {
+    let key = store.session_key(&record.key);
+    let before = snapshot(raw, &key).await;
+    let watch = Watch::start(&key).await;
+    expected(store.save(record).await);
+    let after = snapshot(raw, &key).await;
+    // Every difference, not just the first, so that a failure says all.
+    let mut changed = Vec::new();
+    if after.0 != before.0 {
+        changed.push(format!(
+            "the stored bytes ({:?} before, {:?} after)",
+            before.0.as_deref().map(String::from_utf8_lossy),
+            after.0.as_deref().map(String::from_utf8_lossy),
+        ));
+    }
+    if after.1 != before.1 {
+        changed.push(format!(
+            "the key's expiry (PEXPIRETIME {} before, {} after)",
+            before.1, after.1
+        ));
+    }
+    if watch.saw_a_write().await {
+        changed.push("a write of the key (a WATCH saw one)".to_owned());
+    }
+    assert!(
+        changed.is_empty(),
+        "{what}: a save that kept nothing changed {}",
+        changed.join("; ")
+    );
+}
+
+/// A save with a stale version loses, and writes nothing: not even a
+/// write of the stored value back onto itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_save_leaves_the_live_session_untouched() {
+    let (store, mut raw) = setup().await;
+    let mut r = record(Some("sam"));
+    r.data.insert("n".into(), serde_json::json!(1));
+    store.create(&r).await.unwrap();
+    let mut stale = r.clone();
+    r.data.insert("n".into(), serde_json::json!(2));
+    r.version = store.save(&r).await.unwrap();
+    // The losing save would move the expiry, and the data: neither may
+    // show.
+    stale.data.insert("n".into(), serde_json::json!(3));
+    stale.expires_at = r.expires_at.saturating_add(HOUR);
+    assert_save_writes_nothing(&store, &mut raw, &stale, "stale version", |result| {
+        assert!(matches!(result, Err(Error::Conflict)), "{result:?}")
+    })
+    .await;
+    assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
+}
+
+/// A save onto a key holding a string that is not a session at all is
+/// `Decode`, and the string keeps its value and its own expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_onto_a_foreign_string_leaves_it_and_its_expiry() {
+    let (store, mut raw) = setup().await;
+    let r = record(Some("fred"));
+    let key = store.session_key(&r.key);
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("SET")
+            .arg(&key)
+            .arg("hello")
+            .arg("PX")
+            .arg(600_000),
+    )
+    .await;
+    assert_save_writes_nothing(&store, &mut raw, &r, "foreign string", |result| {
+        assert_decode(result, r.key, "save onto a foreign string")
+    })
+    .await;
+    let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    assert_eq!(value, b"hello");
+}
+
+/// A save onto a session whose data is cut short (its header, version
+/// and user as the save expects) is `Decode` and writes nothing, whether
+/// the key's own expiry is the header's or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched() {
+    let (store, mut raw) = setup().await;
+    for (what, key_expiry) in [
+        ("cut short, the key's expiry kept", None),
+        (
+            "cut short, the key expiring later than its header says",
+            Some(Timestamp::now().saturating_add(2 * HOUR).as_millis()),
+        ),
+    ] {
+        let mut r = record(Some("bea"));
+        r.data.insert("k".into(), serde_json::json!("v"));
+        store.create(&r).await.unwrap();
+        let key = store.session_key(&r.key);
+        let mut value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+        value.truncate(value.len() - 3);
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(value);
+        match key_expiry {
+            None => set.arg("KEEPTTL"),
+            Some(at) => set.arg("PXAT").arg(at),
+        };
+        let _: () = cmd(&mut raw, &set).await;
+        r.data.insert("k".into(), serde_json::json!("w"));
+        assert_save_writes_nothing(&store, &mut raw, &r, what, |result| {
+            assert_decode(result, r.key, what)
+        })
+        .await;
+    }
+}
+
+/// A save onto a session expired by its header (still held by Redis: its
+/// key expires later) or onto nothing is `NotFound`, and writes nothing:
+/// the leftover stays for Redis to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_onto_an_expired_or_absent_session_writes_nothing() {
+    let (store, mut raw) = setup().await;
+    let mut r = record(Some("eve"));
+    r.version = 3;
+    let key = store.session_key(&r.key);
+    let past = Timestamp::now().as_millis() - 1_000;
+    let leftover = stored(past, "00000000000000000003", Some(b"eve"), b"{}");
+    let _: () = cmd(
+        &mut raw,
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(leftover)
+            .arg("PX")
+            .arg(600_000),
+    )
+    .await;
+    assert_save_writes_nothing(&store, &mut raw, &r, "expired by its header", |result| {
+        assert!(matches!(result, Err(Error::NotFound)), "{result:?}")
+    })
+    .await;
+
+    let absent = record(Some("eve"));
+    assert_save_writes_nothing(&store, &mut raw, &absent, "absent", |result| {
+        assert!(matches!(result, Err(Error::NotFound)), "{result:?}")
+    })
+    .await;
+    let exists: i64 = cmd(
+        &mut raw,
+        redis::cmd("EXISTS").arg(store.session_key(&absent.key)),
+    )
+    .await;
+    assert_eq!(exists, 0, "a save never creates");
+}
+
+/// A TCP proxy in front of the shared server, to hold a client's commands
+/// at a chosen point. It forwards each connection's commands in order
+/// and the replies untouched; once a command matching `trigger` has gone
+/// through, it holds every later command of every connection (recording
+/// their names) until [`Proxy::release`].
+struct Proxy {
+    port: u16,
+    gate: std::sync::Arc<Gate>,
+}
+
+/// Whether a command (its arguments) trips the proxy's gate.
+type Trigger = Box<dyn Fn(&[Vec<u8>]) -> bool + Send + Sync>;
+
+/// The server's side of a proxied connection: replies in, commands out.
+type Upstream = (
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+);
+
+struct Gate {
+    trigger: Trigger,
+    tripped: std::sync::atomic::AtomicBool,
+    released: std::sync::atomic::AtomicBool,
+    held: std::sync::Mutex<Vec<String>>,
+}
+
+/// One command from a client's stream (an array of bulk strings, as the
+/// `redis` crate sends every command): its arguments and its length in
+/// bytes, or `None` while incomplete.
+fn parse_command(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+    fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
+        let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        assert_eq!(buf[at], tag, "not a command as the redis crate sends it");
+        let n = std::str::from_utf8(&buf[at + 1..end])
+            .unwrap()
+            .parse()
+            .unwrap();
+        Some((n, end + 2))
+    }
+    let (count, mut at) = line(buf, 0, b'*')?;
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (len, start) = line(buf, at, b'$')?;
+        args.push(buf.get(start..start + len)?.to_vec());
+        buf.get(start + len..start + len + 2)?;
+        at = start + len + 2;
+    }
+    Some((args, at))
+}
+
+impl Proxy {
+    async fn start(trigger: impl Fn(&[Vec<u8>]) -> bool + Send + Sync + 'static) -> Self {
+        let upstream = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gate = std::sync::Arc::new(Gate {
+            trigger: Box::new(trigger),
+            tripped: false.into(),
+            released: false.into(),
+            held: Vec::new().into(),
+        });
+        let shared = gate.clone();
+        tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                tokio::spawn(Self::serve(client, upstream.clone(), shared.clone()));
+            }
+        });
+        Self { port, gate }
+    }
+
+    /// The URL of the shared server through the proxy (the same database).
+    fn url(&self) -> String {
+        let upstream = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let db = match upstream.strip_prefix("redis://") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, db)| db),
+            None => upstream.split_once("?db=").map_or("", |(_, db)| db),
+        };
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    async fn serve(client: tokio::net::TcpStream, upstream: String, gate: std::sync::Arc<Gate>) {
+        let server: Upstream = if let Some(path) = upstream.strip_prefix("unix://") {
+            let path = path.split('?').next().unwrap();
+            let (r, w) = tokio::net::UnixStream::connect(path)
+                .await
+                .unwrap()
+                .into_split();
+            (Box::new(r), Box::new(w))
+        } else if let Some(rest) = upstream.strip_prefix("redis://") {
+            let host = rest.split('/').next().unwrap();
+            assert!(
+                !host.contains('@'),
+                "the proxy test supports servers without a password: {upstream}"
+            );
+            let (r, w) = tokio::net::TcpStream::connect(host)
+                .await
+                .unwrap()
+                .into_split();
+            (Box::new(r), Box::new(w))
+        } else {
+            panic!("the proxy test needs a redis:// or unix:// server, not {upstream}");
+        };
+        Self::forward(client, server, gate).await;
+    }
+
+    async fn forward(
+        client: tokio::net::TcpStream,
+        (mut from_server, mut to_server): Upstream,
+        gate: std::sync::Arc<Gate>,
+    ) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut from_client, mut to_client) = client.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        });
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = match from_client.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((args, len)) = parse_command(&buf) {
+                if gate.tripped.load(SeqCst) {
+                    let name = String::from_utf8_lossy(&args[0]).to_uppercase();
+                    gate.held.lock().unwrap().push(name);
+                    while !gate.released.load(SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                // Tripped before the command is sent: whatever the client
+                // sends after its reply is held.
+                if (gate.trigger)(&args) {
+                    gate.tripped.store(true, SeqCst);
+                }
+                if to_server.write_all(&buf[..len]).await.is_err() {
+                    return;
+                }
+                buf.drain(..len);
+            }
+        }
+    }
+
+    /// Whether a command matching the trigger went through.
+    fn tripped(&self) -> bool {
+        self.gate.tripped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The names of the commands held so far.
+    fn held(&self) -> Vec<String> {
+        self.gate.held.lock().unwrap().clone()
+    }
+
+    /// Lets the held commands (and all later ones) through, in order.
+    fn release(&self) {
+        self.gate
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Issue 14, item 3: a session moved U→V and at once back V→U stays in
+/// U's index, whatever the first save sends after its script ran. Save 1
+/// (U→V) goes through a proxy that holds every command it sends after
+/// the call that writes the session (the script call after "bind
+/// first"); save 2 (V→U) then runs to completion on another connection;
+/// only then are save 1's held commands let through. A store that removed
+/// a session from its former user's index right after the write (as this
+/// one did before rule 2 of `store/index.rs`) sends `ZREM` U there, which
+/// lands after save 2 re-bound the session to U and drops a live session
+/// from U's index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_back_is_not_undone_by_the_first_moves_late_commands() {
+    let (direct, mut raw) = setup().await;
+    let (u, v) = ("ulla", "vera");
+    let mut r = record(Some(u));
+    r.data.insert("step".into(), serde_json::json!(0));
+    direct.create(&r).await.unwrap();
+
+    // Save 1's write of the session is the script call whose last
+    // argument says the new user's index entry is already there.
+    let proxy = Proxy::start(|args| {
+        args[0].eq_ignore_ascii_case(b"EVALSHA") && args.last().is_some_and(|a| a == b"1")
+    })
+    .await;
+    let proxied = RedisStore::builder(proxy.url())
+        .prefix(direct.prefix())
+        // Save 1 waits for its held commands while save 2 runs.
+        .operation_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let mut to_v = r.clone();
+    to_v.user = Some(v.to_owned());
+    to_v.data.insert("step".into(), serde_json::json!(1));
+    let save_1 = tokio::spawn({
+        let to_v = to_v.clone();
+        async move { proxied.save(&to_v).await }
+    });
+
+    // Save 1's script has run once the session is V's.
+    let key = direct.session_key(&r.key);
+    let mut waited = Duration::ZERO;
+    loop {
+        let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+        if value.get(42..62) == Some(b"00000000000000000001") {
+            assert_eq!(
+                direct.load(&r.key).await.unwrap().unwrap().user.as_deref(),
+                Some(v)
+            );
+            break;
+        }
+        assert!(
+            waited < Duration::from_secs(20),
+            "save 1 never wrote the session"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited += Duration::from_millis(5);
+    }
+
+    assert!(proxy.tripped(), "save 1 wrote without the expected call");
+
+    // Save 2, V→U, from start to end while save 1's later commands wait.
+    let mut back = to_v.clone();
+    back.version = 1;
+    back.user = Some(u.to_owned());
+    back.data.insert("step".into(), serde_json::json!(2));
+    back.version = direct.save(&back).await.unwrap();
+    assert_eq!(back.version, 2);
+
+    let held = proxy.held();
+    proxy.release();
+    assert_eq!(save_1.await.unwrap().unwrap(), 1);
+
+    assert_eq!(
+        direct.list_by_user(u).await.unwrap().records,
+        vec![back.clone()],
+        "U's index lost the session; save 1 sent {held:?} after its script"
+    );
+    assert_eq!(direct.list_by_user(v).await.unwrap().records, vec![]);
+    assert_eq!(direct.load(&r.key).await.unwrap(), Some(back));
+    assert_eq!(direct.delete_by_user(u).await.unwrap(), 1, "held: {held:?}");
 }
