@@ -133,9 +133,11 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod coalesce;
 mod codec;
 mod connection;
 mod loads;
+mod saves;
 mod scripts;
 mod store;
 #[cfg(feature = "testing")]

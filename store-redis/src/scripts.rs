@@ -86,6 +86,47 @@ end
 return 1
 ";
 
+/// The compare-and-set of one session, as the Lua function `save(k, want,
+/// e, v, indexed)` (the arguments of [`SAVE`] after `now`), after the
+/// locals `sub` and `now`; [`SAVE`] calls it once, [`SAVE_MANY`] once per
+/// key.
+macro_rules! save_fn {
+    () => {
+        concat!(
+            r"
+local sub = string.sub
+local now = tonumber(ARGV[1])
+local function save(k, want, e, v, indexed)
+",
+            read_session!(),
+            r"
+if oe <= now then return 0 end
+local live = tonumber(e) > now
+if live and sub(old, 43, 42 + #want) == want
+  and sub(old, 43 + #want, 43 + #want) == '{' and sub(old, -1) == '}' then
+  redis.call('SET', k, v, 'PXAT', e)
+  return 2
+end
+",
+            read_user!(),
+            r"
+if sub(old, 74 + n, 74 + n) ~= '{' or sub(old, -1) ~= '}' then return 3 end
+if sub(old, 43, 62) ~= sub(want, 1, 20) then return 1 end
+if not live then
+  redis.call('DEL', k)
+elseif sub(want, 21, 21) == 'u' and indexed ~= '1' then
+  return 4
+else
+  redis.call('SET', k, v, 'PXAT', e)
+end
+if sub(old, 63, 63) == 'u' then return {2, sub(old, 74, 73 + n)} end
+return 2
+end
+"
+        )
+    };
+}
+
 /// `save`: compare-and-set on the version.
 ///
 /// `KEYS[1]` session key. `ARGV`: now, the expectation (the version read,
@@ -120,31 +161,28 @@ return 1
 /// an expiry in the past). The client leaves that user's index entry to
 /// the guarded prune of a later read (rule 2 in `store/index.rs`).
 const SAVE: &str = concat!(
-    prologue!(),
-    read_session!(),
+    save_fn!(),
+    "return save(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+);
+
+/// `save` of many sessions at once (on a single server): [`SAVE`] for
+/// each key in turn, in one script call, so that many waiting saves share
+/// the cost of one command.
+///
+/// `KEYS` the session keys. `ARGV`: now, then for each key in order the
+/// four arguments [`SAVE`] takes after `now`. Returns one reply per key,
+/// in order, each what [`SAVE`] would have returned for it. The same key
+/// may appear more than once: its saves run in order, as they would one
+/// after the other.
+const SAVE_MANY: &str = concat!(
+    save_fn!(),
     r"
-if oe <= now then return 0 end
-local want = ARGV[2]
-local live = tonumber(ARGV[3]) > now
-if live and sub(old, 43, 42 + #want) == want
-  and sub(old, 43 + #want, 43 + #want) == '{' and sub(old, -1) == '}' then
-  redis.call('SET', k, ARGV[4], 'PXAT', ARGV[3])
-  return 2
+local replies = {}
+for i = 1, #KEYS do
+  local a = 4 * i - 2
+  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
 end
-",
-    read_user!(),
-    r"
-if sub(old, 74 + n, 74 + n) ~= '{' or sub(old, -1) ~= '}' then return 3 end
-if sub(old, 43, 62) ~= sub(want, 1, 20) then return 1 end
-if not live then
-  redis.call('DEL', k)
-elseif sub(want, 21, 21) == 'u' and ARGV[5] ~= '1' then
-  return 4
-else
-  redis.call('SET', k, ARGV[4], 'PXAT', ARGV[3])
-end
-if sub(old, 63, 63) == 'u' then return {2, sub(old, 74, 73 + n)} end
-return 2
+return replies
 "
 );
 
@@ -226,6 +264,7 @@ return removed
 pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) save: Script,
+    pub(crate) save_many: Script,
     pub(crate) touch: Script,
     pub(crate) delete: Script,
     pub(crate) index_upkeep: Script,
@@ -236,6 +275,7 @@ impl Scripts {
         Self {
             create: Script::new(CREATE),
             save: Script::new(SAVE),
+            save_many: Script::new(SAVE_MANY),
             touch: Script::new(TOUCH),
             delete: Script::new(DELETE),
             index_upkeep: Script::new(INDEX_UPKEEP),

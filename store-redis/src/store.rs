@@ -11,6 +11,7 @@ use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessi
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::loads::Loads;
+use crate::saves::{SaveCall, Saves};
 use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
 
 mod index;
@@ -51,6 +52,7 @@ mod index;
 pub struct RedisStore {
     connector: Arc<Connector>,
     loads: Arc<Loads>,
+    saves: Arc<Saves>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
     operation_timeout: Duration,
@@ -114,10 +116,27 @@ fn is_no_script(err: &RedisError) -> bool {
 }
 
 /// `EVALSHA <script> 1 <key>`, ready for the script's arguments.
-fn evalsha(script: &Script, key: &str) -> Cmd {
+pub(crate) fn evalsha(script: &Script, key: &str) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(1).arg(key);
     cmd
+}
+
+/// Sends a script call on `connector`'s connection; on `NOSCRIPT` loads
+/// the script and sends the call again.
+pub(crate) async fn eval(
+    connector: &Connector,
+    script: &Script,
+    cmd: &Cmd,
+) -> Result<Value, RedisError> {
+    let mut conn = connector.conn();
+    match cmd.query_async(&mut conn).await {
+        Err(e) if is_no_script(&e) => {
+            script.load_async(&mut conn).await?;
+            cmd.query_async(&mut conn).await
+        }
+        other => other,
+    }
 }
 
 impl RedisStore {
@@ -159,12 +178,16 @@ impl RedisStore {
 
     pub(crate) fn from_parts(connector: Connector, builder: RedisStoreBuilder) -> Self {
         let connector = Arc::new(connector);
-        let loads = Loads::new(Arc::clone(&connector), builder.operation_timeout);
+        let timeout = builder.operation_timeout;
+        let scripts = Arc::new(Scripts::new());
+        let loads = Loads::new(Arc::clone(&connector), timeout);
+        let saves = Saves::new(Arc::clone(&connector), Arc::clone(&scripts), timeout);
         Self {
             connector,
             loads: Arc::new(loads),
+            saves: Arc::new(saves),
             prefix: builder.prefix.into(),
-            scripts: Arc::new(Scripts::new()),
+            scripts,
             operation_timeout: builder.operation_timeout,
         }
     }
@@ -217,17 +240,9 @@ impl RedisStore {
         }
     }
 
-    /// Sends a script call; on `NOSCRIPT` loads the script and sends the
-    /// call again.
+    /// Sends a script call (see [`eval`]).
     async fn eval(&self, script: &Script, cmd: &Cmd) -> Result<Value, RedisError> {
-        let mut conn = self.conn();
-        match cmd.query_async(&mut conn).await {
-            Err(e) if is_no_script(&e) => {
-                script.load_async(&mut conn).await?;
-                cmd.query_async(&mut conn).await
-            }
-            other => other,
-        }
+        eval(&self.connector, script, cmd).await
     }
 
     /// Loads one session (one `GET`); `None` unless live at the moment
@@ -238,7 +253,7 @@ impl RedisStore {
         operation: &'static str,
         key: StorageKey,
     ) -> Result<Option<Record>, Error> {
-        let value = match self.loads.get(&self.session_key(&key)).await {
+        let value = match self.loads.get(self.session_key(&key)).await {
             Ok(value) => value,
             Err(e) if is_wrong_type(&e) => return Err(Error::decode(key, CodecError::WrongType)),
             Err(e) => return Err(backend(operation, e)),
@@ -315,40 +330,54 @@ impl RedisStore {
         }
     }
 
+    /// The save script's arguments for `record` saved as `new_version`,
+    /// now.
+    fn save_call(
+        &self,
+        operation: &'static str,
+        record: &Record,
+        new_version: u64,
+    ) -> Result<SaveCall, Error> {
+        let value =
+            codec::encode(record, new_version).map_err(|e| Error::backend(operation, false, e))?;
+        Ok(SaveCall {
+            key: self.session_key(&record.key),
+            now: Timestamp::now().as_millis(),
+            expected: codec::cas_expectation(record.version, &value),
+            expires_at: record.expires_at.as_millis(),
+            value,
+        })
+    }
+
     async fn do_save(&self, record: &Record) -> Result<u64, Error> {
         const OP: &str = "save";
         let new_version = record
             .version
             .checked_add(1)
             .ok_or_else(|| Error::backend(OP, false, VersionOverflow))?;
-        let value = codec::encode(record, new_version).map_err(|e| Error::backend(OP, false, e))?;
-        let now = Timestamp::now();
-        let expected = codec::cas_expectation(record.version, &value);
-        let script = &self.scripts.save;
-        let key = self.session_key(&record.key);
-        let call = |indexed: &str| {
-            let mut cmd = evalsha(script, &key);
-            cmd.arg(now.as_millis())
-                .arg(expected.as_slice())
-                .arg(record.expires_at.as_millis())
-                .arg(value.as_slice())
-                .arg(indexed);
-            cmd
-        };
         // The common case, the user unchanged, is this one call. When the
         // session is bound to another user, the script writes nothing and
         // asks for the new user's index entry first.
+        let call = self.save_call(OP, record, new_version)?;
         let value = self
-            .eval(script, &call("0"))
+            .saves
+            .run(call, |call| async move {
+                self.eval(&self.scripts.save, &call.single(&self.scripts, false))
+                    .await
+            })
             .await
             .map_err(|e| backend(OP, e))?;
         let mut reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         if reply.status == BIND_FIRST
             && let Some(user) = &record.user
         {
+            let call = self
+                .save_call(OP, record, new_version)?
+                .single(&self.scripts, true);
             let hex = record.key.to_hex();
+            let script = Some(&self.scripts.save);
             let value = self
-                .after_index(OP, user, record.expires_at, &hex, Some(script), call("1"))
+                .after_index(OP, user, record.expires_at, &hex, script, call)
                 .await?;
             reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         }

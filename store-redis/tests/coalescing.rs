@@ -3,32 +3,41 @@
 //! caller still gets exactly its own answer, errors included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use session_core::{Error, Record, SessionId, SessionStore, Timestamp};
-use session_store_conformance::Namespace;
 use session_store_redis::redis::aio::MultiplexedConnection;
+use session_store_redis::testing::RedisServer;
 use session_store_redis::{RedisStore, redis};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn setup() -> (RedisStore, MultiplexedConnection) {
-    let url = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
-    let ns = Namespace::random().unwrap();
-    let store = RedisStore::builder(url.clone())
-        .prefix(common::prefix(&ns))
-        .connect()
-        .await
-        .unwrap();
-    let raw = redis::Client::open(url)
+/// A store and a raw connection on a server of the test's own, so that
+/// the server's command counts are this test's alone.
+struct Setup {
+    store: RedisStore,
+    raw: MultiplexedConnection,
+    _server: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::spawn_unix(dir.path(), &dir.path().join("redis.sock"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = RedisStore::connect(server.url()).await.unwrap();
+    let raw = redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    (store, raw)
+    Setup {
+        store,
+        raw,
+        _server: server,
+        _dir: dir,
+    }
 }
 
 fn record(i: usize) -> Record {
@@ -42,15 +51,15 @@ fn record(i: usize) -> Record {
     record
 }
 
-/// How many `MGET`s the server has run so far.
-async fn mgets(raw: &mut MultiplexedConnection) -> u64 {
+/// How many times the server has run `command` so far.
+async fn calls(raw: &mut MultiplexedConnection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(raw)
         .await
         .unwrap();
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |calls| calls.parse().unwrap())
 }
@@ -64,7 +73,13 @@ enum Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
-    let (store, mut raw) = setup().await;
+    // Bound, not `..`: the server must outlive the test.
+    let Setup {
+        store,
+        mut raw,
+        _server,
+        _dir,
+    } = setup().await;
     let mut cases = Vec::new();
     for i in 0..6 {
         let record = record(i);
@@ -94,7 +109,7 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
         cases.push((record(i).key, Expect::Absent));
     }
 
-    let before = mgets(&mut raw).await;
+    let before = calls(&mut raw, "mget").await;
     for round in 0..20 {
         // Every key several times, all in flight at once.
         let loads = (0..4).flat_map(|_| cases.iter()).map(|(key, expect)| {
@@ -110,6 +125,79 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
             }
         }
     }
-    let batches = mgets(&mut raw).await - before;
+    let batches = calls(&mut raw, "mget").await - before;
     assert!(batches > 0, "no load went out in a batch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome() {
+    // Bound, not `..`: the server must outlive the test.
+    let Setup {
+        store,
+        mut raw,
+        _server,
+        _dir,
+    } = setup().await;
+    let mut sessions = Vec::new();
+    for i in 0..12 {
+        let mut record = record(i);
+        record.user = (i % 2 == 0).then(|| "u".to_owned());
+        store.create(&record).await.unwrap();
+        sessions.push(record);
+    }
+    // Moves to another user: "bind first", answered in the batch, then a
+    // second call of its own.
+    let mut moved = sessions[0].clone();
+    moved.user = Some("v".into());
+    let absent = record(20);
+    let foreign = record(21);
+    let _: () = redis::cmd("SET")
+        .arg(store.session_key(&foreign.key))
+        .arg("hello")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let before = calls(&mut raw, "evalsha").await;
+    // Two saves of each session from the same version (the first of each
+    // pair to run wins, the other conflicts), then the odd ones out.
+    let mut saves: Vec<&Record> = sessions[1..].iter().chain(&sessions[1..]).collect();
+    saves.extend([&moved, &absent, &foreign]);
+    let issued = saves.len() as u64;
+    let results = join_all(saves.iter().map(|record| store.save(record))).await;
+    let evalshas = calls(&mut raw, "evalsha").await - before;
+
+    let (first, rest) = results.split_at(sessions.len() - 1);
+    let (second, odd) = rest.split_at(sessions.len() - 1);
+    for ((a, b), record) in first.iter().zip(second).zip(&sessions[1..]) {
+        let wins = [a, b].iter().filter(|r| matches!(r, Ok(1))).count();
+        let conflicts = [a, b]
+            .iter()
+            .filter(|r| matches!(r, Err(Error::Conflict)))
+            .count();
+        assert_eq!((wins, conflicts), (1, 1), "{a:?} {b:?}");
+        assert_eq!(store.load(&record.key).await.unwrap().unwrap().version, 1);
+    }
+    assert!(matches!(odd[0], Ok(1)), "the move: {:?}", odd[0]);
+    assert!(
+        matches!(odd[1], Err(Error::NotFound)),
+        "absent: {:?}",
+        odd[1]
+    );
+    assert!(
+        matches!(&odd[2], Err(Error::Decode { key, .. }) if *key == foreign.key),
+        "foreign: {:?}",
+        odd[2]
+    );
+    let v = store.list_by_user("v").await.unwrap();
+    assert_eq!(v.records.len(), 1);
+    assert_eq!(v.records[0].key, moved.key);
+    let u = store.list_by_user("u").await.unwrap();
+    assert!(u.records.iter().all(|r| r.key != moved.key));
+    // One script call per save would be `issued` (plus the move's second
+    // call); batches make it fewer.
+    assert!(
+        evalshas < issued,
+        "{evalshas} script calls for {issued} saves: no batch"
+    );
 }
