@@ -25,19 +25,22 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 /// How many operations may queue before callers wait to enqueue.
 const QUEUE: usize = 4096;
 
-/// What one operation of a batch answered.
+/// What a Redis command answered.
 pub(crate) type Reply<T> = Result<T, RedisError>;
 
-struct Waiting<I, T> {
+struct Waiting<I, R> {
     item: I,
-    reply: oneshot::Sender<Reply<T>>,
+    reply: oneshot::Sender<R>,
 }
 
-/// Sends operations of one kind alone or in batches (see the module docs).
-/// The sender tasks end when this is dropped.
-pub(crate) struct Coalescer<I, T> {
-    queue: mpsc::Sender<Waiting<I, T>>,
+/// Sends operations of one kind (items `I`, each answered with an `R`)
+/// alone or in batches (see the module docs). The sender tasks end when
+/// this is dropped.
+pub(crate) struct Coalescer<I, R> {
+    queue: mpsc::Sender<Waiting<I, R>>,
     in_flight: AtomicUsize,
+    /// The answer of an operation whose batch went unanswered.
+    unanswered: fn() -> R,
 }
 
 /// Counts an operation in flight while alive.
@@ -51,20 +54,26 @@ impl Drop for InFlight<'_> {
 
 /// The sender tasks went away (their runtime shut down) with this
 /// operation, or a batch answered fewer operations than it held.
-fn unanswered() -> RedisError {
+pub(crate) fn unanswered() -> RedisError {
     RedisError::from((
         redis::ErrorKind::Io,
         "a batch of this store went unanswered (was the store's tokio runtime shut down?)",
     ))
 }
 
-impl<I: Send + 'static, T: Send + 'static> Coalescer<I, T> {
-    /// Starts `senders` tasks, each sending the batches it takes with
-    /// `send`, which must answer every item of a batch, in order.
-    pub(crate) fn spawn<S, F>(senders: usize, max_batch: usize, send: S) -> Self
+impl<I: Send + 'static, R: Send + 'static> Coalescer<I, R> {
+    /// Starts `senders` tasks, each sending the batches it takes (up to
+    /// `max_batch` items) with `send`, which answers every item of a batch,
+    /// in order; an item it leaves unanswered gets `unanswered()`.
+    pub(crate) fn spawn<S, F>(
+        senders: usize,
+        max_batch: usize,
+        unanswered: fn() -> R,
+        send: S,
+    ) -> Self
     where
         S: Fn(Vec<I>) -> F + Send + Sync + 'static,
-        F: Future<Output = Vec<Reply<T>>> + Send,
+        F: Future<Output = Vec<R>> + Send,
     {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -84,12 +93,12 @@ impl<I: Send + 'static, T: Send + 'static> Coalescer<I, T> {
                     }
                     let (items, replies): (Vec<I>, Vec<_>) = batch
                         .drain(..)
-                        .map(|waiting: Waiting<I, T>| (waiting.item, waiting.reply))
+                        .map(|waiting: Waiting<I, R>| (waiting.item, waiting.reply))
                         .unzip();
                     let mut answers = send(items).await.into_iter();
                     for reply in replies {
                         // The caller may have given up waiting.
-                        let _ = reply.send(answers.next().unwrap_or_else(|| Err(unanswered())));
+                        let _ = reply.send(answers.next().unwrap_or_else(unanswered));
                     }
                 }
             });
@@ -97,14 +106,15 @@ impl<I: Send + 'static, T: Send + 'static> Coalescer<I, T> {
         Self {
             queue,
             in_flight: AtomicUsize::new(0),
+            unanswered,
         }
     }
 
     /// Runs `item`: with `alone` when no other operation of this kind is
     /// in flight (or the sender tasks are gone), else in a batch.
-    pub(crate) async fn run<F>(&self, item: I, alone: impl FnOnce(I) -> F) -> Reply<T>
+    pub(crate) async fn run<F>(&self, item: I, alone: impl FnOnce(I) -> F) -> R
     where
-        F: Future<Output = Reply<T>>,
+        F: Future<Output = R>,
     {
         let first = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
         let _in_flight = InFlight(&self.in_flight);
@@ -113,7 +123,7 @@ impl<I: Send + 'static, T: Send + 'static> Coalescer<I, T> {
         }
         let (reply, answer) = oneshot::channel();
         match self.queue.send(Waiting { item, reply }).await {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err(unanswered())),
+            Ok(()) => answer.await.unwrap_or_else(|_| (self.unanswered)()),
             Err(closed) => alone(closed.0.item).await,
         }
     }

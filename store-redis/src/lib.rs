@@ -74,6 +74,25 @@
 //!
 //! No operation uses `KEYS`, `SCAN` or `FLUSHDB`.
 //!
+//! # Many callers, few commands
+//!
+//! Redis pays a fixed cost per command (and a script call more: the Lua
+//! entry), and so does the client; at high concurrency those costs, not
+//! the work on each key, are what an operation spends. So on a single
+//! server, operations of one kind that arrive while another is in flight
+//! go out together, with no timer: a lone operation is sent at once, as
+//! described above, and those that queue behind it are taken by one of
+//! two sender tasks as one command. Loads become one `MGET` (a nil in it
+//! is asked again with its own `GET`, which tells an absent key from one
+//! of another type); creates, saves, touches and deletes each become one
+//! call of a many-key script that runs, for each key in turn, exactly
+//! what the one-key script (for a create: the `ZADD GT` and `SET NX`)
+//! does alone. Every
+//! caller gets its own answer and its own error, and a batch runs at the
+//! latest clock of its callers (an instant inside each of their calls).
+//! On a cluster the keys of a batch would span slots, so every operation
+//! there is sent alone.
+//!
 //! # The per-user index
 //!
 //! A user's index is a sorted set of storage keys. A session enters its
@@ -133,11 +152,11 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod batched;
 mod coalesce;
 mod codec;
 mod connection;
 mod loads;
-mod saves;
 mod scripts;
 mod store;
 #[cfg(feature = "testing")]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use redis::{RedisError, Value};
 
-use crate::coalesce::{Coalescer, Reply};
+use crate::coalesce::{Coalescer, Reply, unanswered};
 use crate::connection::Connector;
 
 /// The most keys one `MGET` reads.
@@ -36,7 +36,7 @@ const SENDERS: usize = 2;
 pub(crate) struct Loads {
     connector: Arc<Connector>,
     /// `None` on a cluster: every load is sent alone.
-    batches: Option<Coalescer<String, Value>>,
+    batches: Option<Coalescer<String, Reply<Value>>>,
 }
 
 impl Loads {
@@ -46,10 +46,15 @@ impl Loads {
     pub(crate) fn new(connector: Arc<Connector>, timeout: Duration) -> Self {
         let batches = connector.is_single().then(|| {
             let connector = Arc::clone(&connector);
-            Coalescer::spawn(SENDERS, MAX_BATCH, move |keys: Vec<String>| {
-                let connector = Arc::clone(&connector);
-                async move { mget(&connector, timeout, keys).await }
-            })
+            Coalescer::spawn(
+                SENDERS,
+                MAX_BATCH,
+                || Err(unanswered()),
+                move |keys: Vec<String>| {
+                    let connector = Arc::clone(&connector);
+                    async move { mget(&connector, timeout, keys).await }
+                },
+            )
         });
         Self { connector, batches }
     }

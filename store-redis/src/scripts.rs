@@ -1,7 +1,11 @@
-//! The Lua scripts. Each one touches exactly one key (`KEYS[1]`), so each
-//! runs unchanged on a single server and on a cluster. They are sent as
-//! `EVALSHA`; on `NOSCRIPT` (after a `SCRIPT FLUSH`, a restart or a
-//! failover) the store loads the script and sends the call again.
+//! The Lua scripts. Each one-key script touches exactly one key
+//! (`KEYS[1]`), so it runs unchanged on a single server and on a cluster.
+//! Its many-key form (`*_MANY`, single server only, for
+//! [batches](crate::batched)) runs the same Lua function over each of its
+//! keys in turn: the function's text is shared (the `*_fn!` macros), so
+//! the two forms cannot drift apart. Scripts are sent as `EVALSHA`; on
+//! `NOSCRIPT` (after a `SCRIPT FLUSH`, a restart or a failover) the store
+//! loads the script and sends the call again.
 //!
 //! A session is one string (see `codec` for the layout): a fixed-width
 //! header, the user, the JSON data. The scripts read it with
@@ -24,13 +28,11 @@
 
 use redis::Script;
 
-/// Declares the locals every session script starts with: the key `k`,
-/// `sub`, and the caller's clock `now`. (Macros, so that `concat!` can
-/// splice them.)
-macro_rules! prologue {
+/// Declares the locals every script written as a Lua function starts
+/// with, before the function: `sub`, and the caller's clock `now`.
+macro_rules! function_prologue {
     () => {
         r"
-local k = KEYS[1]
 local sub = string.sub
 local now = tonumber(ARGV[1])
 "
@@ -86,6 +88,49 @@ end
 return 1
 ";
 
+/// `create` of many sessions at once (on a single server), each with its
+/// index entry first when bound: what a lone create does with a pipeline
+/// of `ZADD GT` and `SET NX PXAT` (then [`CREATE`] when the key is taken),
+/// for each in turn, in one script call.
+///
+/// `KEYS`: two per create, the session key and its user's index key (the
+/// session key again when unbound). `ARGV`: now, then three per create:
+/// expires (ms), value, and the index member (the storage key in hex; empty
+/// when unbound). Returns per create `1` written, `0` taken (as
+/// [`CREATE`]), or `{-1, error}` when its `ZADD` failed (an index key of
+/// another type), in which case that session is not written. (An error
+/// reply inside the array would fail the whole batch in the client.)
+const CREATE_MANY: &str = concat!(
+    function_prologue!(),
+    r"
+local function create(k, ik, es, v, m)
+  local e = tonumber(es)
+  if e > now and m ~= '' then
+    local added = redis.pcall('ZADD', ik, 'GT', es, m)
+    if type(added) == 'table' and added.err then return {-1, added.err} end
+  end
+  if e > now and redis.call('SET', k, v, 'NX', 'PXAT', es) then return 1 end
+  local old = redis.pcall('GET', k)
+  if not old then return 1 end
+  if type(old) ~= 'string' or sub(old, 1, 2) ~= 'S1' then return 0 end
+  local oe = tonumber(sub(old, 3, 22))
+  if oe == nil or oe > now then return 0 end
+  if e <= now then
+    redis.call('DEL', k)
+  else
+    redis.call('SET', k, v, 'PXAT', es)
+  end
+  return 1
+end
+local replies = {}
+for i = 1, #KEYS / 2 do
+  local a = 3 * i - 1
+  replies[i] = create(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2])
+end
+return replies
+"
+);
+
 /// The compare-and-set of one session, as the Lua function `save(k, want,
 /// e, v, indexed)` (the arguments of [`SAVE`] after `now`), after the
 /// locals `sub` and `now`; [`SAVE`] calls it once, [`SAVE_MANY`] once per
@@ -93,11 +138,8 @@ return 1
 macro_rules! save_fn {
     () => {
         concat!(
-            r"
-local sub = string.sub
-local now = tonumber(ARGV[1])
-local function save(k, want, e, v, indexed)
-",
+            function_prologue!(),
+            "local function save(k, want, e, v, indexed)\n",
             read_session!(),
             r"
 if oe <= now then return 0 end
@@ -170,7 +212,8 @@ const SAVE: &str = concat!(
 /// the cost of one command.
 ///
 /// `KEYS` the session keys. `ARGV`: now, then for each key in order the
-/// four arguments [`SAVE`] takes after `now`. Returns one reply per key,
+/// expectation, expires and value that [`SAVE`] takes (never "already
+/// indexed": that is a second call, sent alone). Returns one reply per key,
 /// in order, each what [`SAVE`] would have returned for it. The same key
 /// may appear more than once: its saves run in order, as they would one
 /// after the other.
@@ -179,12 +222,38 @@ const SAVE_MANY: &str = concat!(
     r"
 local replies = {}
 for i = 1, #KEYS do
-  local a = 4 * i - 2
-  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+  local a = 3 * i - 1
+  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], '0')
 end
 return replies
 "
 );
+
+/// The body of [`TOUCH`], as the Lua function `touch(k, e, etext)`.
+macro_rules! touch_fn {
+    () => {
+        concat!(
+            function_prologue!(),
+            "local function touch(k, e, etext)\n",
+            read_session!(),
+            r"
+if oe <= now then return 0 end
+if tonumber(e) > now then
+  redis.call('SETRANGE', k, 2, etext)
+  redis.call('PEXPIREAT', k, e)
+  return 1
+end
+",
+            read_user!(),
+            r"
+redis.call('DEL', k)
+if sub(old, 63, 63) == 'u' then return {1, sub(old, 74, 73 + n)} end
+return 1
+end
+"
+        )
+    };
+}
 
 /// `touch`: move the expiry of a live record; never recreates.
 ///
@@ -192,24 +261,45 @@ return replies
 /// the header (20 characters). Returns `0` absent or expired, `1`
 /// touched, `{1, user}` deleted (an expiry in the past) and bound to that
 /// user, `3` unreadable.
-const TOUCH: &str = concat!(
-    prologue!(),
-    read_session!(),
+const TOUCH: &str = concat!(touch_fn!(), "return touch(KEYS[1], ARGV[2], ARGV[3])\n");
+
+/// `touch` of many sessions at once (on a single server): [`TOUCH`] for
+/// each key in turn, in one script call. `KEYS` the session keys; `ARGV`:
+/// now, then the two arguments [`TOUCH`] takes after `now`, per key.
+/// Returns one reply per key, in order.
+const TOUCH_MANY: &str = concat!(
+    touch_fn!(),
     r"
-if oe <= now then return 0 end
-if tonumber(ARGV[2]) > now then
-  redis.call('SETRANGE', k, 2, ARGV[3])
-  redis.call('PEXPIREAT', k, ARGV[2])
-  return 1
+local replies = {}
+for i = 1, #KEYS do
+  replies[i] = touch(KEYS[i], ARGV[2 * i], ARGV[2 * i + 1])
 end
-",
-    read_user!(),
-    r"
-redis.call('DEL', k)
-if sub(old, 63, 63) == 'u' then return {1, sub(old, 74, 73 + n)} end
-return 1
+return replies
 "
 );
+
+/// The body of [`DELETE`], as the Lua function `delete(k, only)`.
+macro_rules! delete_fn {
+    () => {
+        concat!(
+            function_prologue!(),
+            "local function delete(k, only)\n",
+            read_session!(),
+            read_user!(),
+            r"
+local u = false
+if sub(old, 63, 63) == 'u' then u = sub(old, 74, 73 + n) end
+if only and u ~= only then return 0 end
+redis.call('DEL', k)
+local status = 1
+if oe <= now then status = 0 end
+if u then return {status, u} end
+return status
+end
+"
+        )
+    };
+}
 
 /// `delete`, and one step of `delete_by_user`.
 ///
@@ -219,19 +309,22 @@ return 1
 /// (an expired leftover is removed on the way), `3` unreadable. Only the
 /// header and the user are read, so a session whose data is corrupt can
 /// still be deleted.
-const DELETE: &str = concat!(
-    prologue!(),
-    read_session!(),
-    read_user!(),
+const DELETE: &str = concat!(delete_fn!(), "return delete(KEYS[1], ARGV[2])\n");
+
+/// `delete` of many sessions at once (on a single server): [`DELETE`] for
+/// each key in turn, in one script call. `KEYS` the session keys; `ARGV`:
+/// now, then per key `1` and the user the record must be bound to, or `0`
+/// and an empty string. Returns one reply per key, in order.
+const DELETE_MANY: &str = concat!(
+    delete_fn!(),
     r"
-local u = false
-if sub(old, 63, 63) == 'u' then u = sub(old, 74, 73 + n) end
-if ARGV[2] and u ~= ARGV[2] then return 0 end
-redis.call('DEL', k)
-local status = 1
-if oe <= now then status = 0 end
-if u then return {status, u} end
-return status
+local replies = {}
+for i = 1, #KEYS do
+  local only = nil
+  if ARGV[2 * i] == '1' then only = ARGV[2 * i + 1] end
+  replies[i] = delete(KEYS[i], only)
+end
+return replies
 "
 );
 
@@ -263,10 +356,13 @@ return removed
 /// The compiled scripts (their SHA-1 digests are computed once).
 pub(crate) struct Scripts {
     pub(crate) create: Script,
+    pub(crate) create_many: Script,
     pub(crate) save: Script,
     pub(crate) save_many: Script,
     pub(crate) touch: Script,
+    pub(crate) touch_many: Script,
     pub(crate) delete: Script,
+    pub(crate) delete_many: Script,
     pub(crate) index_upkeep: Script,
 }
 
@@ -274,10 +370,13 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             create: Script::new(CREATE),
+            create_many: Script::new(CREATE_MANY),
             save: Script::new(SAVE),
             save_many: Script::new(SAVE_MANY),
             touch: Script::new(TOUCH),
+            touch_many: Script::new(TOUCH_MANY),
             delete: Script::new(DELETE),
+            delete_many: Script::new(DELETE_MANY),
             index_upkeep: Script::new(INDEX_UPKEEP),
         }
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
+use crate::batched::{CreateCall, DeleteCall, SaveCall, TouchCall, Writes};
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::loads::Loads;
-use crate::saves::{SaveCall, Saves};
 use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
 
 mod index;
@@ -52,7 +52,7 @@ mod index;
 pub struct RedisStore {
     connector: Arc<Connector>,
     loads: Arc<Loads>,
-    saves: Arc<Saves>,
+    writes: Arc<Writes>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
     operation_timeout: Duration,
@@ -181,11 +181,11 @@ impl RedisStore {
         let timeout = builder.operation_timeout;
         let scripts = Arc::new(Scripts::new());
         let loads = Loads::new(Arc::clone(&connector), timeout);
-        let saves = Saves::new(Arc::clone(&connector), Arc::clone(&scripts), timeout);
+        let writes = Writes::new(&connector, &scripts, timeout);
         Self {
             connector,
             loads: Arc::new(loads),
-            saves: Arc::new(saves),
+            writes: Arc::new(writes),
             prefix: builder.prefix.into(),
             scripts,
             operation_timeout: builder.operation_timeout,
@@ -281,53 +281,94 @@ impl RedisStore {
             codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e))?;
         let now = Timestamp::now();
         let key = self.session_key(&record.key);
-        if record.is_live_at(now) {
-            // The common case needs no script: a native `SET NX PXAT`
-            // (about a third of the server time of the script). It fails
-            // only when the server holds a value under the key, which the
-            // script below then judges by our clock (an expired leftover
-            // is replaced; anything else is `Exists`).
-            let mut set = redis::cmd("SET");
-            set.arg(&key)
-                .arg(value.as_slice())
-                .arg("NX")
-                .arg("PXAT")
-                .arg(record.expires_at.as_millis());
-            let reply = match &record.user {
-                Some(user) => {
-                    let member = record.key.to_hex();
-                    self.after_index(OP, user, record.expires_at, &member, None, set)
-                        .await?
-                }
-                None => set
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(|e| backend(OP, e))?,
+        let reply = if record.is_live_at(now) {
+            let call = CreateCall {
+                index: record
+                    .user
+                    .as_ref()
+                    .map(|user| (self.user_index_key(user), record.key.to_hex())),
+                key,
+                now: now.as_millis(),
+                expires_at: record.expires_at.as_millis(),
+                value,
             };
-            match reply {
-                Value::Okay => return Ok(()),
-                Value::Nil => {}
-                other => {
-                    return Err(Error::decode(
-                        record.key,
-                        CodecError::Reply(format!("{other:?}")),
-                    ));
-                }
-            }
-        }
-        let script = &self.scripts.create;
-        let mut cmd = evalsha(script, &key);
-        cmd.arg(now.as_millis())
-            .arg(record.expires_at.as_millis())
-            .arg(value.as_slice());
-        match self.eval(script, &cmd).await.map_err(|e| backend(OP, e))? {
+            self.writes
+                .creates
+                .run(call, |call| self.create_alone(record, call))
+                .await?
+        } else {
+            // Born expired: absent at once; only an expired leftover under
+            // the key is removed (by the script).
+            self.create_script(record, &key, now.as_millis(), &value)
+                .await?
+        };
+        match reply {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(Error::Exists),
+            Value::Array(items) if items.first() == Some(&Value::Int(-1)) => Err(Error::backend(
+                OP,
+                false,
+                IndexNotWritten(format!("{:?}", items.get(1))),
+            )),
             other => Err(Error::decode(
                 record.key,
                 CodecError::Reply(format!("{other:?}")),
             )),
         }
+    }
+
+    /// A create of a live record on its own: `1` written, `0` taken.
+    ///
+    /// The common case needs no script: a native `SET NX PXAT` (about a
+    /// third of the server time of the script), after the index entry
+    /// when bound. It fails only when the server holds a value under the
+    /// key, which the create script then judges by our clock (an expired
+    /// leftover is replaced; anything else stays).
+    async fn create_alone(&self, record: &Record, call: CreateCall) -> Result<Value, Error> {
+        const OP: &str = "create";
+        let mut set = redis::cmd("SET");
+        set.arg(&call.key)
+            .arg(call.value.as_slice())
+            .arg("NX")
+            .arg("PXAT")
+            .arg(call.expires_at);
+        let reply = match (&record.user, &call.index) {
+            (Some(user), Some((_, member))) => {
+                self.after_index(OP, user, record.expires_at, member, None, set)
+                    .await?
+            }
+            _ => set
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| backend(OP, e))?,
+        };
+        match reply {
+            Value::Okay => Ok(Value::Int(1)),
+            Value::Nil => {
+                self.create_script(record, &call.key, call.now, &call.value)
+                    .await
+            }
+            other => Err(Error::decode(
+                record.key,
+                CodecError::Reply(format!("{other:?}")),
+            )),
+        }
+    }
+
+    /// The create script on `key`: `1` written, `0` taken.
+    async fn create_script(
+        &self,
+        record: &Record,
+        key: &str,
+        now: i64,
+        value: &[u8],
+    ) -> Result<Value, Error> {
+        let script = &self.scripts.create;
+        let mut cmd = evalsha(script, key);
+        cmd.arg(now).arg(record.expires_at.as_millis()).arg(value);
+        self.eval(script, &cmd)
+            .await
+            .map_err(|e| backend("create", e))
     }
 
     /// The save script's arguments for `record` saved as `new_version`,
@@ -360,13 +401,15 @@ impl RedisStore {
         // asks for the new user's index entry first.
         let call = self.save_call(OP, record, new_version)?;
         let value = self
+            .writes
             .saves
             .run(call, |call| async move {
-                self.eval(&self.scripts.save, &call.single(&self.scripts, false))
+                let cmd = call.single(&self.scripts, false);
+                self.eval(&self.scripts.save, &cmd)
                     .await
+                    .map_err(|e| backend(OP, e))
             })
-            .await
-            .map_err(|e| backend(OP, e))?;
+            .await?;
         let mut reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         if reply.status == BIND_FIRST
             && let Some(user) = &record.user
@@ -396,13 +439,22 @@ impl RedisStore {
 
     async fn do_touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
         const OP: &str = "touch";
-        let now = Timestamp::now();
-        let script = &self.scripts.touch;
-        let mut cmd = evalsha(script, &self.session_key(key));
-        cmd.arg(now.as_millis())
-            .arg(expires_at.as_millis())
-            .arg(codec::expires_text(expires_at));
-        let value = self.eval(script, &cmd).await.map_err(|e| backend(OP, e))?;
+        let call = TouchCall {
+            key: self.session_key(key),
+            now: Timestamp::now().as_millis(),
+            expires_at: expires_at.as_millis(),
+            expires_text: codec::expires_text(expires_at),
+        };
+        let value = self
+            .writes
+            .touches
+            .run(call, |call| async move {
+                let cmd = call.single(&self.scripts);
+                self.eval(&self.scripts.touch, &cmd)
+                    .await
+                    .map_err(|e| backend(OP, e))
+            })
+            .await?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {
             ABSENT => return Ok(false),
@@ -426,16 +478,21 @@ impl RedisStore {
         now: Timestamp,
         only_of: Option<&str>,
     ) -> Result<(bool, Option<String>), Error> {
-        let script = &self.scripts.delete;
-        let mut cmd = evalsha(script, &self.session_key(key));
-        cmd.arg(now.as_millis());
-        if let Some(user) = only_of {
-            cmd.arg(user);
-        }
+        let call = DeleteCall {
+            key: self.session_key(key),
+            now: now.as_millis(),
+            only_of: only_of.map(str::to_owned),
+        };
         let value = self
-            .eval(script, &cmd)
-            .await
-            .map_err(|e| backend(operation, e))?;
+            .writes
+            .deletes
+            .run(call, |call| async move {
+                let cmd = call.single(&self.scripts);
+                self.eval(&self.scripts.delete, &cmd)
+                    .await
+                    .map_err(|e| backend(operation, e))
+            })
+            .await?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {
             ABSENT | DONE_OR_CONFLICT => Ok((reply.status == DONE_OR_CONFLICT, reply.user)),
@@ -451,6 +508,12 @@ impl RedisStore {
         Ok(deleted)
     }
 }
+
+/// A batched create whose user's index could not be written (its key
+/// holds another type); the session was not written either.
+#[derive(Debug, thiserror::Error)]
+#[error("the user's index could not be written: {0}")]
+struct IndexNotWritten(String);
 
 /// A record whose version is `u64::MAX` cannot be saved again.
 #[derive(Debug, thiserror::Error)]

@@ -71,7 +71,9 @@ enum Expect {
     Unreadable,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: every call of a `join_all` queues before a sender task
+// runs, so the batches (and the command counts) do not depend on timing.
+#[tokio::test]
 async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
     // Bound, not `..`: the server must outlive the test.
     let Setup {
@@ -129,7 +131,9 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
     assert!(batches > 0, "no load went out in a batch");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: every call of a `join_all` queues before a sender task
+// runs, so the batches (and the command counts) do not depend on timing.
+#[tokio::test]
 async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome() {
     // Bound, not `..`: the server must outlive the test.
     let Setup {
@@ -199,5 +203,107 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome() {
     assert!(
         evalshas < issued,
         "{evalshas} script calls for {issued} saves: no batch"
+    );
+}
+
+// One thread: every call of a `join_all` queues before a sender task
+// runs, so the batches (and the command counts) do not depend on timing.
+#[tokio::test]
+async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome() {
+    // Bound, not `..`: the server must outlive the test.
+    let Setup {
+        store,
+        mut raw,
+        _server,
+        _dir,
+    } = setup().await;
+    // Creates: new sessions (half of them bound), one over a live session,
+    // one whose user's index key holds a string (its ZADD fails).
+    let taken = record(30);
+    store.create(&taken).await.unwrap();
+    let mut fresh = Vec::new();
+    for i in 0..10 {
+        let mut record = record(40 + i);
+        record.user = (i % 2 == 0).then(|| "w".to_owned());
+        fresh.push(record);
+    }
+    let mut bad_index = record(60);
+    bad_index.user = Some("bad".into());
+    let _: () = redis::cmd("SET")
+        .arg(store.user_index_key("bad"))
+        .arg("not a sorted set")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let before = calls(&mut raw, "set").await;
+    let mut creates: Vec<&Record> = fresh.iter().collect();
+    creates.insert(3, &taken);
+    creates.insert(6, &bad_index);
+    let results = join_all(creates.iter().map(|record| store.create(record))).await;
+    let sets = calls(&mut raw, "set").await - before;
+    for (record, result) in creates.iter().zip(&results) {
+        if record.key == taken.key {
+            assert!(matches!(result, Err(Error::Exists)), "{result:?}");
+        } else if record.key == bad_index.key {
+            assert!(matches!(result, Err(Error::Backend { .. })), "{result:?}");
+        } else {
+            assert!(result.is_ok(), "{result:?}");
+            assert_eq!(
+                store.load(&record.key).await.unwrap().as_ref(),
+                Some(*record)
+            );
+        }
+    }
+    let w = store.list_by_user("w").await.unwrap();
+    assert_eq!(w.records.len(), 5);
+    assert!(
+        sets < creates.len() as u64,
+        "{sets} SETs for {} creates: no batch",
+        creates.len()
+    );
+
+    // Touches: each live session moved, one absent, one not a session.
+    let later = Timestamp::now().saturating_add(HOUR + HOUR);
+    let absent = record(70);
+    let foreign = record(71);
+    let _: () = redis::cmd("SET")
+        .arg(store.session_key(&foreign.key))
+        .arg("hello")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let before = calls(&mut raw, "evalsha").await;
+    let mut touched: Vec<&Record> = fresh.iter().collect();
+    touched.extend([&absent, &foreign]);
+    let results = join_all(touched.iter().map(|r| store.touch(&r.key, later))).await;
+    let (live, odd) = results.split_at(fresh.len());
+    assert!(live.iter().all(|r| matches!(r, Ok(true))), "{live:?}");
+    assert!(matches!(odd[0], Ok(false)), "{:?}", odd[0]);
+    assert!(matches!(odd[1], Err(Error::Decode { .. })), "{:?}", odd[1]);
+    for record in &fresh {
+        let found = store.load(&record.key).await.unwrap().unwrap();
+        assert_eq!(found.expires_at, later);
+    }
+
+    // Deletes: every session twice (one removes it, the other finds
+    // nothing), and one absent.
+    let mut deleted: Vec<&Record> = fresh.iter().chain(&fresh).collect();
+    deleted.push(&absent);
+    let results = join_all(deleted.iter().map(|r| store.delete(&r.key))).await;
+    let evalshas = calls(&mut raw, "evalsha").await - before;
+    for (i, record) in fresh.iter().enumerate() {
+        let pair = (&results[i], &results[i + fresh.len()]);
+        assert!(
+            matches!(pair, (Ok(true), Ok(false)) | (Ok(false), Ok(true))),
+            "{pair:?}"
+        );
+        assert_eq!(store.load(&record.key).await.unwrap(), None);
+    }
+    assert!(matches!(results.last(), Some(Ok(false))));
+    assert!(store.list_by_user("w").await.unwrap().records.is_empty());
+    let issued = (touched.len() + deleted.len()) as u64;
+    assert!(
+        evalshas < issued,
+        "{evalshas} script calls for {issued} touches and deletes: no batch"
     );
 }

@@ -1,0 +1,337 @@
+//! Writes that arrive while others of their kind are in flight go out
+//! [together](crate::coalesce), each kind as one call of its many-key
+//! script (`CREATE_MANY`, `SAVE_MANY`, `TOUCH_MANY`, `DELETE_MANY` in
+//! `scripts`), which does for each key in turn exactly what the one-key
+//! form does, atomically.
+//!
+//! Each caller gets the reply its one-key script (or, for a create, its
+//! pipeline) would have given it alone, and handles it itself; a save's
+//! "bind first" is answered in the batch, and its second call goes out on
+//! its own. A batch runs at the latest `now` of its calls: each was issued
+//! before the batch is sent, so that instant lies inside every call. An
+//! error of one key (an index key of another type) is that key's reply
+//! alone; only a server-wide error (out of memory, a read-only replica)
+//! fails a whole batch.
+//!
+//! Only on a single server: on a cluster, the keys of one batch live in
+//! different slots, which one script call cannot span.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{Cmd, RedisError, Script, Value};
+
+use session_core::Error;
+
+use crate::coalesce::{Coalescer, unanswered};
+use crate::connection::{Connector, backend};
+use crate::scripts::Scripts;
+use crate::store::{eval, evalsha};
+
+/// The most calls one script call runs.
+const MAX_BATCH: usize = 64;
+
+/// How many batches of one kind may be in flight at once.
+const SENDERS: usize = 2;
+
+/// One call, as a batch of its kind takes it.
+pub(crate) trait Call: Send + 'static {
+    /// The store operation, for errors.
+    const OPERATION: &'static str;
+    /// The many-key script of this kind.
+    fn many(scripts: &Scripts) -> &Script;
+    /// How many keys each call adds to the many-key script's `KEYS`.
+    const KEYS: usize;
+    /// Adds this call's keys to the many-key script's `KEYS`.
+    fn push_keys(&self, cmd: &mut Cmd);
+    /// The caller's clock, ms.
+    fn now(&self) -> i64;
+    /// Adds this call's arguments after `now` to the many-key script's
+    /// `ARGV`.
+    fn push_args(&self, cmd: &mut Cmd);
+}
+
+/// A save's arguments to the save script (see `SAVE` in `scripts`).
+pub(crate) struct SaveCall {
+    /// The session's Redis key.
+    pub(crate) key: String,
+    /// The caller's clock, ms.
+    pub(crate) now: i64,
+    /// The version read and the new user, as stored.
+    pub(crate) expected: Vec<u8>,
+    /// The new expiry, ms.
+    pub(crate) expires_at: i64,
+    /// The new value.
+    pub(crate) value: Vec<u8>,
+}
+
+impl SaveCall {
+    /// The call of the one-key save script; `indexed`: whether the new
+    /// user's index already holds the session.
+    pub(crate) fn single(&self, scripts: &Scripts, indexed: bool) -> Cmd {
+        let mut cmd = evalsha(&scripts.save, &self.key);
+        cmd.arg(self.now);
+        self.push_args(&mut cmd);
+        if indexed {
+            cmd.arg("1");
+        } else {
+            cmd.arg("0");
+        }
+        cmd
+    }
+}
+
+impl Call for SaveCall {
+    const OPERATION: &'static str = "save";
+    const KEYS: usize = 1;
+    fn many(scripts: &Scripts) -> &Script {
+        &scripts.save_many
+    }
+    fn push_keys(&self, cmd: &mut Cmd) {
+        cmd.arg(&self.key);
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+    /// The expectation, expiry, value; the many-key form passes "not
+    /// indexed" itself (a batched save is never a second call).
+    fn push_args(&self, cmd: &mut Cmd) {
+        cmd.arg(self.expected.as_slice())
+            .arg(self.expires_at)
+            .arg(self.value.as_slice());
+    }
+}
+
+/// A touch's arguments to the touch script (see `TOUCH` in `scripts`).
+pub(crate) struct TouchCall {
+    /// The session's Redis key.
+    pub(crate) key: String,
+    /// The caller's clock, ms.
+    pub(crate) now: i64,
+    /// The new expiry, ms.
+    pub(crate) expires_at: i64,
+    /// The new expiry as written in the header.
+    pub(crate) expires_text: Vec<u8>,
+}
+
+impl TouchCall {
+    /// The call of the one-key touch script.
+    pub(crate) fn single(&self, scripts: &Scripts) -> Cmd {
+        let mut cmd = evalsha(&scripts.touch, &self.key);
+        cmd.arg(self.now);
+        self.push_args(&mut cmd);
+        cmd
+    }
+}
+
+impl Call for TouchCall {
+    const OPERATION: &'static str = "touch";
+    const KEYS: usize = 1;
+    fn many(scripts: &Scripts) -> &Script {
+        &scripts.touch_many
+    }
+    fn push_keys(&self, cmd: &mut Cmd) {
+        cmd.arg(&self.key);
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+    fn push_args(&self, cmd: &mut Cmd) {
+        cmd.arg(self.expires_at).arg(self.expires_text.as_slice());
+    }
+}
+
+/// A delete's arguments to the delete script (see `DELETE` in `scripts`).
+pub(crate) struct DeleteCall {
+    /// The session's Redis key.
+    pub(crate) key: String,
+    /// The caller's clock, ms.
+    pub(crate) now: i64,
+    /// Delete only if the session is bound to this user.
+    pub(crate) only_of: Option<String>,
+}
+
+impl DeleteCall {
+    /// The call of the one-key delete script.
+    pub(crate) fn single(&self, scripts: &Scripts) -> Cmd {
+        let mut cmd = evalsha(&scripts.delete, &self.key);
+        cmd.arg(self.now);
+        if let Some(user) = &self.only_of {
+            cmd.arg(user);
+        }
+        cmd
+    }
+}
+
+impl Call for DeleteCall {
+    const OPERATION: &'static str = "delete";
+    const KEYS: usize = 1;
+    fn many(scripts: &Scripts) -> &Script {
+        &scripts.delete_many
+    }
+    fn push_keys(&self, cmd: &mut Cmd) {
+        cmd.arg(&self.key);
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+    fn push_args(&self, cmd: &mut Cmd) {
+        match &self.only_of {
+            Some(user) => cmd.arg("1").arg(user),
+            None => cmd.arg("0").arg(""),
+        };
+    }
+}
+
+/// A create's arguments (see `CREATE_MANY` in `scripts`).
+pub(crate) struct CreateCall {
+    /// The session's Redis key.
+    pub(crate) key: String,
+    /// The user's index key and the index member (the storage key in
+    /// hex), when the session is bound.
+    pub(crate) index: Option<(String, String)>,
+    /// The caller's clock, ms.
+    pub(crate) now: i64,
+    /// The record's expiry, ms.
+    pub(crate) expires_at: i64,
+    /// The encoded record.
+    pub(crate) value: Vec<u8>,
+}
+
+impl Call for CreateCall {
+    const OPERATION: &'static str = "create";
+    const KEYS: usize = 2;
+    fn many(scripts: &Scripts) -> &Script {
+        &scripts.create_many
+    }
+    fn push_keys(&self, cmd: &mut Cmd) {
+        cmd.arg(&self.key);
+        match &self.index {
+            Some((index, _)) => cmd.arg(index),
+            None => cmd.arg(&self.key),
+        };
+    }
+    fn now(&self) -> i64 {
+        self.now
+    }
+    fn push_args(&self, cmd: &mut Cmd) {
+        cmd.arg(self.expires_at).arg(self.value.as_slice());
+        match &self.index {
+            Some((_, member)) => cmd.arg(member),
+            None => cmd.arg(""),
+        };
+    }
+}
+
+/// The calls of one kind of one store.
+pub(crate) struct Batched<C> {
+    /// `None` on a cluster: every call is sent alone.
+    batches: Option<Coalescer<C, Result<Value, Error>>>,
+}
+
+impl<C: Call> Batched<C> {
+    /// On a single server, starts the sender tasks, which send on
+    /// `connector`'s connection and give each batch up to `timeout` (the
+    /// store's operation timeout).
+    pub(crate) fn new(
+        connector: &Arc<Connector>,
+        scripts: &Arc<Scripts>,
+        timeout: Duration,
+    ) -> Self {
+        let batches = connector.is_single().then(|| {
+            let (connector, scripts) = (Arc::clone(connector), Arc::clone(scripts));
+            Coalescer::spawn(
+                SENDERS,
+                MAX_BATCH,
+                || Err(backend(C::OPERATION, unanswered())),
+                move |calls| {
+                    let (connector, scripts) = (Arc::clone(&connector), Arc::clone(&scripts));
+                    async move { call_many(&connector, &scripts, timeout, calls).await }
+                },
+            )
+        });
+        Self { batches }
+    }
+
+    /// The reply to `call`: sent at once with `alone` when no other call
+    /// of its kind is in flight, else in a batch.
+    pub(crate) async fn run<F>(&self, call: C, alone: impl FnOnce(C) -> F) -> Result<Value, Error>
+    where
+        F: Future<Output = Result<Value, Error>>,
+    {
+        match &self.batches {
+            Some(batches) => batches.run(call, alone).await,
+            None => alone(call).await,
+        }
+    }
+}
+
+/// One reply per call, in order, within `timeout` (after which the
+/// connection is replaced, as after a lone call's timeout).
+async fn call_many<C: Call>(
+    connector: &Connector,
+    scripts: &Scripts,
+    timeout: Duration,
+    calls: Vec<C>,
+) -> Vec<Result<Value, Error>> {
+    let script = C::many(scripts);
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(calls.len() * C::KEYS);
+    for call in &calls {
+        call.push_keys(&mut cmd);
+    }
+    cmd.arg(calls.iter().map(Call::now).max().unwrap_or(i64::MIN));
+    for call in &calls {
+        call.push_args(&mut cmd);
+    }
+    let generation = connector.generation();
+    let error = match tokio::time::timeout(timeout, eval(connector, script, &cmd)).await {
+        Ok(Ok(Value::Array(replies))) if replies.len() == calls.len() => {
+            return replies
+                .into_iter()
+                .map(|reply| match reply {
+                    Value::ServerError(error) => Err(backend(C::OPERATION, error.into())),
+                    reply => Ok(reply),
+                })
+                .collect();
+        }
+        Ok(Ok(other)) => RedisError::from((
+            redis::ErrorKind::Parse,
+            "a many-key script answered an unexpected reply",
+            format!("{other:?}"),
+        )),
+        Ok(Err(error)) => error,
+        Err(_) => {
+            connector.timed_out(generation);
+            RedisError::from((redis::ErrorKind::Io, "a batch of script calls timed out"))
+        }
+    };
+    calls
+        .iter()
+        .map(|_| Err(backend(C::OPERATION, error.clone())))
+        .collect()
+}
+
+/// The batched writes of one store, by kind.
+pub(crate) struct Writes {
+    pub(crate) creates: Batched<CreateCall>,
+    pub(crate) saves: Batched<SaveCall>,
+    pub(crate) touches: Batched<TouchCall>,
+    pub(crate) deletes: Batched<DeleteCall>,
+}
+
+impl Writes {
+    /// See [`Batched::new`].
+    pub(crate) fn new(
+        connector: &Arc<Connector>,
+        scripts: &Arc<Scripts>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            creates: Batched::new(connector, scripts, timeout),
+            saves: Batched::new(connector, scripts, timeout),
+            touches: Batched::new(connector, scripts, timeout),
+            deletes: Batched::new(connector, scripts, timeout),
+        }
+    }
+}
