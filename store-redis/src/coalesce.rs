@@ -12,7 +12,7 @@
 //! lone operation pays nothing, and one under load waits at most for the
 //! batches already in flight.
 //!
-//! [`loads`](crate::loads) and [`saves`](crate::saves) each give a
+//! [`loads`](crate::loads) and [`batched`](crate::batched) each give a
 //! [`Coalescer`] the function that sends one batch.
 
 use std::future::Future;
