@@ -84,10 +84,10 @@
 //! described above, and those that queue behind it are taken by one of
 //! two sender tasks as one command. Loads become one `MGET` (a nil in it
 //! is asked again with its own `GET`, which tells an absent key from one
-//! of another type); creates, saves, touches and deletes each become one
-//! call of a many-key script that runs, for each key in turn, exactly
-//! what the one-key script (for a create: the `ZADD GT` and `SET NX`)
-//! does alone. Every
+//! of another type); saves, touches and deletes each become one call of a
+//! many-key script that runs, for each key in turn, exactly what the
+//! one-key script does alone; creates become one pipeline of their native
+//! `ZADD GT` and `SET NX PXAT` commands. Every
 //! caller gets its own answer and its own error, and a batch runs at the
 //! latest clock of its callers (an instant inside each of their calls).
 //! On a cluster the keys of a batch would span slots, so every operation

@@ -88,49 +88,6 @@ end
 return 1
 ";
 
-/// `create` of many sessions at once (on a single server), each with its
-/// index entry first when bound: what a lone create does with a pipeline
-/// of `ZADD GT` and `SET NX PXAT` (then [`CREATE`] when the key is taken),
-/// for each in turn, in one script call.
-///
-/// `KEYS`: two per create, the session key and its user's index key (the
-/// session key again when unbound). `ARGV`: now, then three per create:
-/// expires (ms), value, and the index member (the storage key in hex; empty
-/// when unbound). Returns per create `1` written, `0` taken (as
-/// [`CREATE`]), or `{-1, error}` when its `ZADD` failed (an index key of
-/// another type), in which case that session is not written. (An error
-/// reply inside the array would fail the whole batch in the client.)
-const CREATE_MANY: &str = concat!(
-    function_prologue!(),
-    r"
-local function create(k, ik, es, v, m)
-  local e = tonumber(es)
-  if e > now and m ~= '' then
-    local added = redis.pcall('ZADD', ik, 'GT', es, m)
-    if type(added) == 'table' and added.err then return {-1, added.err} end
-  end
-  if e > now and redis.call('SET', k, v, 'NX', 'PXAT', es) then return 1 end
-  local old = redis.pcall('GET', k)
-  if not old then return 1 end
-  if type(old) ~= 'string' or sub(old, 1, 2) ~= 'S1' then return 0 end
-  local oe = tonumber(sub(old, 3, 22))
-  if oe == nil or oe > now then return 0 end
-  if e <= now then
-    redis.call('DEL', k)
-  else
-    redis.call('SET', k, v, 'PXAT', es)
-  end
-  return 1
-end
-local replies = {}
-for i = 1, #KEYS / 2 do
-  local a = 3 * i - 1
-  replies[i] = create(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2])
-end
-return replies
-"
-);
-
 /// The compare-and-set of one session, as the Lua function `save(k, want,
 /// e, v, indexed)` (the arguments of [`SAVE`] after `now`), after the
 /// locals `sub` and `now`; [`SAVE`] calls it once, [`SAVE_MANY`] once per
@@ -356,7 +313,6 @@ return removed
 /// The compiled scripts (their SHA-1 digests are computed once).
 pub(crate) struct Scripts {
     pub(crate) create: Script,
-    pub(crate) create_many: Script,
     pub(crate) save: Script,
     pub(crate) save_many: Script,
     pub(crate) touch: Script,
@@ -370,7 +326,6 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             create: Script::new(CREATE),
-            create_many: Script::new(CREATE_MANY),
             save: Script::new(SAVE),
             save_many: Script::new(SAVE_MANY),
             touch: Script::new(TOUCH),

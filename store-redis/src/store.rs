@@ -277,39 +277,50 @@ impl RedisStore {
 
     async fn do_create(&self, record: &Record) -> Result<(), Error> {
         const OP: &str = "create";
-        let value =
-            codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e))?;
+        let encode =
+            || codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e));
         let now = Timestamp::now();
-        let key = self.session_key(&record.key);
-        let reply = if record.is_live_at(now) {
+        if record.is_live_at(now) {
+            // The common case needs no script: a native `SET NX PXAT`
+            // (about a third of the server time of the script), after the
+            // index entry when bound. It fails only when the server holds
+            // a value under the key, which the create script below then
+            // judges by our clock (an expired leftover is replaced;
+            // anything else is `Exists`).
             let call = CreateCall {
+                key: self.session_key(&record.key),
                 index: record
                     .user
                     .as_ref()
                     .map(|user| (self.user_index_key(user), record.key.to_hex())),
-                key,
-                now: now.as_millis(),
                 expires_at: record.expires_at.as_millis(),
-                value,
+                value: encode()?,
             };
-            self.writes
+            let reply = self
+                .writes
                 .creates
                 .run(call, |call| self.create_alone(record, call))
-                .await?
-        } else {
-            // Born expired: absent at once; only an expired leftover under
-            // the key is removed (by the script).
-            self.create_script(record, &key, now.as_millis(), &value)
-                .await?
-        };
-        match reply {
+                .await?;
+            match reply {
+                Value::Okay => return Ok(()),
+                Value::Nil => {}
+                other => {
+                    return Err(Error::decode(
+                        record.key,
+                        CodecError::Reply(format!("{other:?}")),
+                    ));
+                }
+            }
+        }
+        // The key is taken, or the record is born expired (absent at
+        // once; only an expired leftover under the key is removed).
+        let (key, value) = (self.session_key(&record.key), encode()?);
+        match self
+            .create_script(record, &key, now.as_millis(), &value)
+            .await?
+        {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(Error::Exists),
-            Value::Array(items) if items.first() == Some(&Value::Int(-1)) => Err(Error::backend(
-                OP,
-                false,
-                IndexNotWritten(format!("{:?}", items.get(1))),
-            )),
             other => Err(Error::decode(
                 record.key,
                 CodecError::Reply(format!("{other:?}")),
@@ -317,41 +328,20 @@ impl RedisStore {
         }
     }
 
-    /// A create of a live record on its own: `1` written, `0` taken.
-    ///
-    /// The common case needs no script: a native `SET NX PXAT` (about a
-    /// third of the server time of the script), after the index entry
-    /// when bound. It fails only when the server holds a value under the
-    /// key, which the create script then judges by our clock (an expired
-    /// leftover is replaced; anything else stays).
+    /// A create's commands on their own: the index entry first when
+    /// bound, then `SET NX PXAT`, whose reply this is.
     async fn create_alone(&self, record: &Record, call: CreateCall) -> Result<Value, Error> {
         const OP: &str = "create";
-        let mut set = redis::cmd("SET");
-        set.arg(&call.key)
-            .arg(call.value.as_slice())
-            .arg("NX")
-            .arg("PXAT")
-            .arg(call.expires_at);
-        let reply = match (&record.user, &call.index) {
+        match (&record.user, &call.index) {
             (Some(user), Some((_, member))) => {
-                self.after_index(OP, user, record.expires_at, member, None, set)
-                    .await?
-            }
-            _ => set
-                .query_async(&mut self.conn())
-                .await
-                .map_err(|e| backend(OP, e))?,
-        };
-        match reply {
-            Value::Okay => Ok(Value::Int(1)),
-            Value::Nil => {
-                self.create_script(record, &call.key, call.now, &call.value)
+                self.after_index(OP, user, record.expires_at, member, None, call.set())
                     .await
             }
-            other => Err(Error::decode(
-                record.key,
-                CodecError::Reply(format!("{other:?}")),
-            )),
+            _ => call
+                .set()
+                .query_async(&mut self.conn())
+                .await
+                .map_err(|e| backend(OP, e)),
         }
     }
 
@@ -508,12 +498,6 @@ impl RedisStore {
         Ok(deleted)
     }
 }
-
-/// A batched create whose user's index could not be written (its key
-/// holds another type); the session was not written either.
-#[derive(Debug, thiserror::Error)]
-#[error("the user's index could not be written: {0}")]
-struct IndexNotWritten(String);
 
 /// A record whose version is `u64::MAX` cannot be saved again.
 #[derive(Debug, thiserror::Error)]
