@@ -110,6 +110,14 @@ impl Server {
         }
     }
 
+    /// Its place in [`Server::ALL`], for per-kind statics.
+    const fn index(self) -> usize {
+        match self {
+            Self::Redis => 0,
+            Self::Valkey => 1,
+        }
+    }
+
     /// The environment variable naming a running server of this kind.
     const fn url_var(self) -> &'static str {
         match self {
@@ -161,11 +169,9 @@ impl Server {
     /// [`shared_url`].
     pub fn shared_url(self) -> Result<String, String> {
         static URLS: [OnceLock<Result<String, String>>; 2] = [OnceLock::new(), OnceLock::new()];
-        let index = match self {
-            Self::Redis => 0,
-            Self::Valkey => 1,
-        };
-        URLS[index].get_or_init(|| self.find_or_start()).clone()
+        URLS[self.index()]
+            .get_or_init(|| self.find_or_start())
+            .clone()
     }
 
     fn find_or_start(self) -> Result<String, String> {
@@ -221,14 +227,15 @@ impl std::fmt::Display for Server {
 /// it is compatible with, 7.2.4 for Valkey 8), Redis with `redis_version`
 /// only.
 pub fn server_version(url: &str) -> Result<(Server, String), String> {
-    let client = redis::Client::open(url).map_err(|e| format!("{url}: {e}"))?;
+    let shown = redacted(url);
+    let client = redis::Client::open(url).map_err(|e| format!("{shown}: {e}"))?;
     let mut conn = client
         .get_connection_with_timeout(Duration::from_secs(5))
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
     let info: String = redis::cmd("INFO")
         .arg("server")
         .query(&mut conn)
-        .map_err(|e| format!("INFO server on {url}: {e}"))?;
+        .map_err(|e| format!("INFO server on {shown}: {e}"))?;
     let field = |name: &str| {
         info.lines().find_map(|line| {
             line.strip_prefix(name)
@@ -241,7 +248,25 @@ pub fn server_version(url: &str) -> Result<(Server, String), String> {
     }
     field("redis_version")
         .map(|version| (Server::Redis, version))
-        .ok_or_else(|| format!("INFO server on {url} names no version: {info}"))
+        .ok_or_else(|| format!("INFO server on {shown} names no version: {info}"))
+}
+
+/// `url` with any password (user info, or a `pass` query parameter)
+/// replaced by `***`, for messages that reach CI logs.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) if query.contains("pass") => (rest, "?***"),
+        Some((rest, query)) => (rest, &url[url.len() - query.len() - 1..]),
+        None => (rest, ""),
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}{query}", &rest[authority.len()..]),
+        None => format!("{scheme}://{rest}{query}"),
+    }
 }
 
 /// Checks that the server at `url` is of the kind `wanted` and writes its
@@ -250,6 +275,7 @@ pub fn server_version(url: &str) -> Result<(Server, String), String> {
 /// Valkey (`REDIS_URL` naming one, say), which the line then shows; one
 /// whose `INFO` is refused (ACLs) runs with the version unknown.
 fn check_server(wanted: Server, url: &str, origin: &str) -> Result<(), String> {
+    let url = &redacted(url);
     let line = match (wanted, server_version(url)) {
         (Server::Valkey, Ok((Server::Valkey, version))) => format!("Valkey {version}"),
         (Server::Valkey, Ok((found, version))) => {
@@ -267,11 +293,7 @@ fn check_server(wanted: Server, url: &str, origin: &str) -> Result<(), String> {
         (Server::Redis, Err(e)) => format!("a server of unknown version ({e})"),
     };
     static ANNOUNCED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-    let index = match wanted {
-        Server::Redis => 0,
-        Server::Valkey => 1,
-    };
-    if !ANNOUNCED[index].swap(true, Ordering::SeqCst) {
+    if !ANNOUNCED[wanted.index()].swap(true, Ordering::SeqCst) {
         announce(&format!(
             "the {wanted} tests run against {line} ({origin}) at {url}"
         ));
@@ -892,6 +914,33 @@ mod tests {
 
     fn split(image: &str) -> (String, String) {
         split_image(image)
+    }
+
+    #[test]
+    fn urls_in_messages_hide_passwords() {
+        use super::redacted;
+        assert_eq!(
+            redacted("unix:///tmp/x/redis.sock"),
+            "unix:///tmp/x/redis.sock"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redacted("redis://user:secret@db.example:6380/2"),
+            "redis://***@db.example:6380/2"
+        );
+        assert_eq!(redacted("rediss://:secret@host"), "rediss://***@host");
+        assert_eq!(
+            redacted("redis://host/?protocol=resp3"),
+            "redis://host/?protocol=resp3"
+        );
+        assert_eq!(
+            redacted("unix:///tmp/s.sock?pass=secret"),
+            "unix:///tmp/s.sock?***"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
     }
 
     #[test]
