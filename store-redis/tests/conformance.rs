@@ -1,13 +1,21 @@
-//! The shared conformance suite, against a single server and (feature
-//! `cluster`) against a 3-master cluster. See `common` for how the tests
-//! find Redis.
+//! The shared conformance suite against a single Redis server
+//! (`redis::`), a single Valkey server (`valkey::`) and (feature
+//! `cluster`) a 3-master Redis cluster (`cluster::`). See `common` for how
+//! the tests find each server.
 
 mod common;
 
-mod single {
+mod redis {
     session_store_conformance::suite!(
-        super::common::single_store,
-        unreadable = super::common::plant_single
+        super::common::redis_store,
+        unreadable = super::common::plant_redis
+    );
+}
+
+mod valkey {
+    session_store_conformance::suite!(
+        super::common::valkey_store,
+        unreadable = super::common::plant_valkey
     );
 }
 

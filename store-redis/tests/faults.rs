@@ -1,17 +1,20 @@
 //! Outages: a server killed mid-use and restarted on the same socket, a
 //! server that never answers, and a script cache flushed under the store.
-//! These tests spawn their own `redis-server` (they must kill it), so they
-//! need `redis-server` on `PATH` whatever `REDIS_URL` says.
+//! The tests that need a server run once on Redis (`redis::`) and once
+//! on Valkey (`valkey::`). They spawn their own server (they must kill
+//! it), so they need `redis-server` on `PATH` and a `valkey-server`
+//! (`VALKEY_SERVER` or `PATH`), whatever `REDIS_URL` or `VALKEY_URL` say.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{HOW_TO_GET_REDIS, RedisServer};
+use common::{RedisServer, Server};
 use session_core::{Error, Record, SessionId, SessionStore, Timestamp};
-use session_store_redis::{RedisStore, redis};
+use session_store_redis::{RedisStore, redis as client};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -30,13 +33,14 @@ fn record(user: Option<&str>) -> Record {
     record
 }
 
-fn own_server(dir: &std::path::Path) -> RedisServer {
-    assert!(
-        common::redis_server_on_path(),
-        "the fault tests spawn and kill their own server: `redis-server` must be on PATH \
-         (REDIS_URL and Docker cannot be killed and restarted by the test); {HOW_TO_GET_REDIS}"
-    );
-    RedisServer::spawn_unix(dir, &dir.join("redis.sock")).unwrap()
+fn own_server(kind: Server, dir: &std::path::Path) -> RedisServer {
+    kind.spawn_unix(dir, &dir.join("server.sock"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "the fault tests spawn and kill their own {kind} (a server named by a URL \
+             or run by Docker cannot be killed and restarted by the test): {e}"
+            )
+        })
 }
 
 async fn store_for(url: &str) -> RedisStore {
@@ -112,10 +116,9 @@ async fn every_call_fails_retryably(store: &RedisStore, live: &Record) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_server_gives_retryable_errors_and_restart_serves_again() {
+async fn killed_server_gives_retryable_errors_and_restart_serves_again(kind: Server) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = own_server(dir.path());
+    let mut server = own_server(kind, dir.path());
     let store = Arc::new(store_for(&server.url()).await);
 
     let mut live = record(Some("alice"));
@@ -168,7 +171,7 @@ async fn killed_server_gives_retryable_errors_and_restart_serves_again() {
 
     // Restart on the same socket: the same store serves again. The new
     // server has no data (no persistence), so the old session is gone.
-    let _server = RedisServer::spawn_unix(dir.path(), &dir.path().join("redis.sock")).unwrap();
+    let _server = own_server(kind, dir.path());
     let deadline = Instant::now() + Duration::from_secs(10);
     let loaded = loop {
         match store.load(&live.key).await {
@@ -201,12 +204,11 @@ async fn killed_server_gives_retryable_errors_and_restart_serves_again() {
     assert!(store.delete(&again.key).await.unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn script_flush_is_survived() {
+async fn script_flush_is_survived(kind: Server) {
     let dir = tempfile::tempdir().unwrap();
-    let server = own_server(dir.path());
+    let server = own_server(kind, dir.path());
     let store = store_for(&server.url()).await;
-    let mut raw = redis::Client::open(server.url())
+    let mut raw = client::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -214,7 +216,7 @@ async fn script_flush_is_survived() {
     let mut live = record(Some("bob"));
     store.create(&live).await.unwrap();
     live.version = store.save(&live).await.unwrap();
-    let _: () = redis::cmd("SCRIPT")
+    let _: () = client::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
         .await
@@ -222,13 +224,13 @@ async fn script_flush_is_survived() {
     live.data.insert("after".into(), serde_json::json!("flush"));
     live.version = store.save(&live).await.unwrap();
     assert_eq!(live.version, 2);
-    let _: () = redis::cmd("SCRIPT")
+    let _: () = client::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
         .await
         .unwrap();
     assert!(store.touch(&live.key, live.expires_at).await.unwrap());
-    let _: () = redis::cmd("SCRIPT")
+    let _: () = client::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
         .await
@@ -237,14 +239,14 @@ async fn script_flush_is_survived() {
     // A bound create and a save to another user send the index update and
     // the script in one pipeline: after a flush, only the script is sent
     // again.
-    let _: () = redis::cmd("SCRIPT")
+    let _: () = client::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
         .await
         .unwrap();
     let fresh = record(Some("bob"));
     store.create(&fresh).await.unwrap();
-    let _: () = redis::cmd("SCRIPT")
+    let _: () = client::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut raw)
         .await
@@ -396,11 +398,10 @@ impl FreezingProxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_that_stops_answering_is_replaced_after_a_timeout() {
+async fn a_connection_that_stops_answering_is_replaced_after_a_timeout(kind: Server) {
     let dir = tempfile::tempdir().unwrap();
-    let _server = own_server(dir.path());
-    let proxy = FreezingProxy::start(dir.path().join("redis.sock")).await;
+    let _server = own_server(kind, dir.path());
+    let proxy = FreezingProxy::start(dir.path().join("server.sock")).await;
     let store = store_for(&format!("redis://{}/", proxy.addr)).await;
     let live = record(Some("frozen"));
     store.create(&live).await.unwrap();
@@ -416,3 +417,9 @@ async fn a_connection_that_stops_answering_is_replaced_after_a_timeout() {
     // goes over a fresh one.
     assert_eq!(store.load(&live.key).await.unwrap(), Some(live));
 }
+
+per_server!(
+    killed_server_gives_retryable_errors_and_restart_serves_again,
+    script_flush_is_survived,
+    a_connection_that_stops_answering_is_replaced_after_a_timeout,
+);

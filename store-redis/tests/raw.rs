@@ -1,29 +1,32 @@
 //! What the store leaves in Redis, checked with a raw client: corrupted
-//! records, the per-user index, key layout. Runs against the same server
+//! records, the per-user index, key layout. Each test runs once on Redis
+//! (`redis::`) and once on Valkey (`valkey::`), against the same servers
 //! as the conformance suite (see `common`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::error::Error as _;
 use std::time::Duration;
 
+use client::aio::MultiplexedConnection;
+use common::Server;
 use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
 use session_store_conformance::Namespace;
-use session_store_redis::redis::aio::MultiplexedConnection;
-use session_store_redis::{CodecError, RedisStore, redis};
+use session_store_redis::{CodecError, RedisStore, redis as client};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn setup() -> (RedisStore, MultiplexedConnection) {
-    let url = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+async fn setup(server: Server) -> (RedisStore, MultiplexedConnection) {
+    let url = server.shared_url().unwrap_or_else(|e| panic!("{e}"));
     let ns = Namespace::random().unwrap();
     let store = RedisStore::builder(url.clone())
         .prefix(common::prefix(&ns))
         .connect()
         .await
         .unwrap();
-    let raw = redis::Client::open(url)
+    let raw = client::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -57,18 +60,17 @@ fn assert_decode(result: Result<impl std::fmt::Debug, Error>, key: StorageKey, w
     }
 }
 
-async fn cmd<T: redis::FromRedisValue>(raw: &mut MultiplexedConnection, c: &redis::Cmd) -> T {
+async fn cmd<T: client::FromRedisValue>(raw: &mut MultiplexedConnection, c: &client::Cmd) -> T {
     c.query_async(raw).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_string_is_decode_error_and_stays() {
-    let (store, mut raw) = setup().await;
+async fn garbage_string_is_decode_error_and_stays(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let record = record(Some("gus"));
     let key = store.session_key(&record.key);
     let _: () = cmd(
         &mut raw,
-        redis::cmd("SET").arg(&key).arg(b"\x00\xffgarbage"),
+        client::cmd("SET").arg(&key).arg(b"\x00\xffgarbage"),
     )
     .await;
 
@@ -88,7 +90,7 @@ async fn garbage_string_is_decode_error_and_stays() {
     assert_decode(store.delete(&record.key).await, record.key, "delete");
     assert!(matches!(store.create(&record).await, Err(Error::Exists)));
 
-    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let still: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert_eq!(
         still, b"\x00\xffgarbage",
         "the garbage must be left in place"
@@ -108,16 +110,15 @@ fn stored(expires: i64, version: &str, user: Option<&[u8]>, data: &[u8]) -> Vec<
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn layout_is_one_string_read_back_exactly() {
-    let (store, mut raw) = setup().await;
+async fn layout_is_one_string_read_back_exactly(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let mut r = record(Some("ann"));
     r.data.insert("k".into(), serde_json::json!([1, "x"]));
     store.create(&r).await.unwrap();
     let key = store.session_key(&r.key);
-    let kind: String = cmd(&mut raw, redis::cmd("TYPE").arg(&key)).await;
+    let kind: String = cmd(&mut raw, client::cmd("TYPE").arg(&key)).await;
     assert_eq!(kind, "string");
-    let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     let mut expected = format!(
         "S1{:+020}{:+020}{:020}u{:010}ann",
         r.expires_at.as_millis(),
@@ -137,7 +138,7 @@ async fn layout_is_one_string_read_back_exactly() {
     let bytes = stored(future, "00000000000000000007", None, br#"{"a":true}"#);
     let _: () = cmd(
         &mut raw,
-        redis::cmd("SET").arg(store.session_key(&hand)).arg(bytes),
+        client::cmd("SET").arg(store.session_key(&hand)).arg(bytes),
     )
     .await;
     let loaded = store.load(&hand).await.unwrap().unwrap();
@@ -147,9 +148,8 @@ async fn layout_is_one_string_read_back_exactly() {
     assert_eq!(loaded.data.get("a"), Some(&serde_json::json!(true)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_values_are_decode_errors_and_stay() {
-    let (store, mut raw) = setup().await;
+async fn malformed_values_are_decode_errors_and_stay(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let future = Timestamp::now().saturating_add(HOUR).as_millis();
     let v0 = "00000000000000000000";
     let mut long_user = stored(future, v0, Some(b"bob"), b"{}");
@@ -171,9 +171,13 @@ async fn malformed_values_are_decode_errors_and_stay() {
     for (what, bytes) in cases {
         let key = SessionId::generate().unwrap().storage_key();
         let name = store.session_key(&key);
-        let _: () = cmd(&mut raw, redis::cmd("SET").arg(&name).arg(bytes.as_slice())).await;
+        let _: () = cmd(
+            &mut raw,
+            client::cmd("SET").arg(&name).arg(bytes.as_slice()),
+        )
+        .await;
         assert_decode(store.load(&key).await, key, what);
-        let after: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&name)).await;
+        let after: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&name)).await;
         assert_eq!(after, bytes, "{what}: the value must be left as it was");
     }
 
@@ -181,7 +185,11 @@ async fn malformed_values_are_decode_errors_and_stay() {
     // it stays.
     let r = record(Some("hal"));
     let name = store.session_key(&r.key);
-    let _: i64 = cmd(&mut raw, redis::cmd("HSET").arg(&name).arg("e").arg(future)).await;
+    let _: i64 = cmd(
+        &mut raw,
+        client::cmd("HSET").arg(&name).arg("e").arg(future),
+    )
+    .await;
     assert_decode(store.load(&r.key).await, r.key, "hash: load");
     assert_decode(store.save(&r).await, r.key, "hash: save");
     assert_decode(
@@ -191,24 +199,23 @@ async fn malformed_values_are_decode_errors_and_stay() {
     );
     assert_decode(store.delete(&r.key).await, r.key, "hash: delete");
     assert!(matches!(store.create(&r).await, Err(Error::Exists)));
-    let kind: String = cmd(&mut raw, redis::cmd("TYPE").arg(&name)).await;
+    let kind: String = cmd(&mut raw, client::cmd("TYPE").arg(&name)).await;
     assert_eq!(kind, "hash", "the foreign value must be left in place");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupted_session_in_an_index_is_a_decode_error_when_listed() {
-    let (store, mut raw) = setup().await;
+async fn corrupted_session_in_an_index_is_a_decode_error_when_listed(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let good = record(Some("hal"));
     let bad = record(Some("hal"));
     store.create(&good).await.unwrap();
     store.create(&bad).await.unwrap();
     // Cut the JSON data short (the header and the user stay readable).
     let name = store.session_key(&bad.key);
-    let mut value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&name)).await;
+    let mut value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&name)).await;
     value.truncate(value.len() - 1);
     let _: () = cmd(
         &mut raw,
-        redis::cmd("SET").arg(&name).arg(value).arg("KEEPTTL"),
+        client::cmd("SET").arg(&name).arg(value).arg("KEEPTTL"),
     )
     .await;
     // Listed as unreadable; the readable one is still listed.
@@ -217,7 +224,7 @@ async fn corrupted_session_in_an_index_is_a_decode_error_when_listed() {
     assert_eq!(listed.records, vec![good.clone()]);
     // The list is untouched by the failed read.
     assert_eq!(store.load(&good.key).await.unwrap(), Some(good.clone()));
-    let exists: i64 = cmd(&mut raw, redis::cmd("EXISTS").arg(&name)).await;
+    let exists: i64 = cmd(&mut raw, client::cmd("EXISTS").arg(&name)).await;
     assert_eq!(exists, 1, "the unreadable record stays");
     // Deleting needs only the expiry and the user, which are readable: "log
     // out everywhere" still removes the session whose data is corrupt.
@@ -226,13 +233,12 @@ async fn corrupted_session_in_an_index_is_a_decode_error_when_listed() {
 }
 
 async fn score(raw: &mut MultiplexedConnection, index: &str, member: &StorageKey) -> Option<i64> {
-    let s: Option<f64> = cmd(raw, redis::cmd("ZSCORE").arg(index).arg(member.to_hex())).await;
+    let s: Option<f64> = cmd(raw, client::cmd("ZSCORE").arg(index).arg(member.to_hex())).await;
     s.map(|s| s as i64)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn index_follows_create_touch_save_and_delete() {
-    let (store, mut raw) = setup().await;
+async fn index_follows_create_touch_save_and_delete(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let (a, b) = ("ann", "p:at* {x} zoë");
     let ia = store.user_index_key(a);
     let ib = store.user_index_key(b);
@@ -246,7 +252,7 @@ async fn index_follows_create_touch_save_and_delete() {
     );
     let ttl: i64 = cmd(
         &mut raw,
-        redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
+        client::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
     )
     .await;
     assert_eq!(
@@ -265,7 +271,7 @@ async fn index_follows_create_touch_save_and_delete() {
     assert_eq!(score(&mut raw, &ia, &r.key).await, Some(created_score));
     let ttl: i64 = cmd(
         &mut raw,
-        redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
+        client::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
     )
     .await;
     assert_eq!(ttl, later.as_millis());
@@ -275,7 +281,7 @@ async fn index_follows_create_touch_save_and_delete() {
     assert_eq!(score(&mut raw, &ia, &r.key).await, Some(created_score));
     let ttl: i64 = cmd(
         &mut raw,
-        redis::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
+        client::cmd("PEXPIRETIME").arg(store.session_key(&r.key)),
     )
     .await;
     assert_eq!(ttl, r.expires_at.as_millis());
@@ -330,7 +336,7 @@ async fn index_follows_create_touch_save_and_delete() {
     // Once its score has passed, the next read prunes it.
     let _: i64 = cmd(
         &mut raw,
-        redis::cmd("ZADD")
+        client::cmd("ZADD")
             .arg(&ia)
             .arg(Timestamp::now().saturating_sub(HOUR).as_millis())
             .arg(t.key.to_hex()),
@@ -344,9 +350,8 @@ async fn index_follows_create_touch_save_and_delete() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
-    let (store, mut raw) = setup().await;
+async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let (owner, other) = ("olive", "oscar");
     let io = store.user_index_key(owner);
     let ix = store.user_index_key(other);
@@ -362,7 +367,7 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
     // future score (as left by a create in flight: filtered, not pruned).
     let _: i64 = cmd(
         &mut raw,
-        redis::cmd("ZADD")
+        client::cmd("ZADD")
             .arg(&ix)
             .arg(past)
             .arg(live.key.to_hex())
@@ -375,7 +380,7 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
     )
     .await;
     assert_eq!(store.list_by_user(other).await.unwrap().records, vec![]);
-    let left: Vec<String> = cmd(&mut raw, redis::cmd("ZRANGE").arg(&ix).arg(0).arg(-1)).await;
+    let left: Vec<String> = cmd(&mut raw, client::cmd("ZRANGE").arg(&ix).arg(0).arg(-1)).await;
     assert_eq!(left, vec![pending.to_hex()]);
     assert_eq!(store.delete_by_user(other).await.unwrap(), 0);
     assert_eq!(store.load(&live.key).await.unwrap(), Some(live.clone()));
@@ -384,7 +389,10 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
     // two steps): the session is still listed, and the score is repaired.
     let _: i64 = cmd(
         &mut raw,
-        redis::cmd("ZADD").arg(&io).arg(past).arg(live.key.to_hex()),
+        client::cmd("ZADD")
+            .arg(&io)
+            .arg(past)
+            .arg(live.key.to_hex()),
     )
     .await;
     assert_eq!(
@@ -409,9 +417,8 @@ async fn stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired() {
     assert_eq!(score(&mut raw, &io, &short.key).await, None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_save_to_another_user_is_never_listed_there() {
-    let (store, _raw) = setup().await;
+async fn failed_save_to_another_user_is_never_listed_there(server: Server) {
+    let (store, _raw) = setup(server).await;
     let mut r = record(Some("pia"));
     store.create(&r).await.unwrap();
     let mut late = r.clone();
@@ -423,10 +430,9 @@ async fn failed_save_to_another_user_is_never_listed_there() {
     assert_eq!(store.list_by_user("pia").await.unwrap().records, vec![r]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefixes_isolate_stores_and_debug_shows_no_secrets() {
-    let (a, _) = setup().await;
-    let (b, _) = setup().await;
+async fn prefixes_isolate_stores_and_debug_shows_no_secrets(server: Server) {
+    let (a, _) = setup(server).await;
+    let (b, _) = setup(server).await;
     let r = record(Some("same"));
     a.create(&r).await.unwrap();
     assert_eq!(b.load(&r.key).await.unwrap(), None);
@@ -442,9 +448,8 @@ async fn prefixes_isolate_stores_and_debug_shows_no_secrets() {
 
 /// `create` writes with a plain `SET NX`; a taken key falls back to the
 /// create script, which judges the stored value by the client's clock.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock() {
-    let (store, mut raw) = setup().await;
+async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let past = Timestamp::now().as_millis() - 1_000;
     let future = Timestamp::now().saturating_add(HOUR).as_millis();
 
@@ -452,7 +457,7 @@ async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock()
     let mut fresh = record(Some("cleo"));
     let key = store.session_key(&fresh.key);
     let leftover = stored(past, "00000000000000000003", Some(b"cleo"), b"{}");
-    let _: () = cmd(&mut raw, redis::cmd("SET").arg(&key).arg(&leftover)).await;
+    let _: () = cmd(&mut raw, client::cmd("SET").arg(&key).arg(&leftover)).await;
     fresh.data.insert("new".into(), serde_json::json!(1));
     store.create(&fresh).await.unwrap();
     assert_eq!(store.load(&fresh.key).await.unwrap(), Some(fresh.clone()));
@@ -461,17 +466,17 @@ async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock()
 
     // Live: `Exists`, and the value stays exactly as it was.
     let live = stored(future, "00000000000000000003", Some(b"cleo"), b"{}");
-    let _: () = cmd(&mut raw, redis::cmd("SET").arg(&key).arg(&live)).await;
+    let _: () = cmd(&mut raw, client::cmd("SET").arg(&key).arg(&live)).await;
     assert!(matches!(store.create(&fresh).await, Err(Error::Exists)));
-    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let still: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert_eq!(still, live);
 
     // Another Redis type under the key: `Exists`, untouched.
     let other = record(None);
     let other_key = store.session_key(&other.key);
-    let _: () = cmd(&mut raw, redis::cmd("RPUSH").arg(&other_key).arg("x")).await;
+    let _: () = cmd(&mut raw, client::cmd("RPUSH").arg(&other_key).arg("x")).await;
     assert!(matches!(store.create(&other).await, Err(Error::Exists)));
-    let kind: String = cmd(&mut raw, redis::cmd("TYPE").arg(&other_key)).await;
+    let kind: String = cmd(&mut raw, client::cmd("TYPE").arg(&other_key)).await;
     assert_eq!(kind, "list");
 }
 
@@ -482,9 +487,8 @@ async fn create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock()
 /// `Decode` and stays. (Named from when the script's common path read
 /// only part of the value and these cases took a second, full read; the
 /// script now reads the value once and judges every case the same way.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
-    let (store, mut raw) = setup().await;
+async fn save_judges_short_expired_and_foreign_values_like_the_full_read(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let past = Timestamp::now().as_millis() - 1_000;
     let future = Timestamp::now().saturating_add(HOUR).as_millis();
     let mut r = record(Some("dora"));
@@ -495,7 +499,7 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
         let key = key.clone();
         let mut raw = writer.clone();
         async move {
-            let _: () = cmd(&mut raw, redis::cmd("SET").arg(&key).arg(value)).await;
+            let _: () = cmd(&mut raw, client::cmd("SET").arg(&key).arg(value)).await;
         }
     };
 
@@ -507,7 +511,7 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
     put(stored(past, "00000000000000000003", Some(b"dora"), b"{}")).await;
     assert!(matches!(store.save(&r).await, Err(Error::NotFound)));
     assert_eq!(store.load(&r.key).await.unwrap(), None);
-    let left: Option<Vec<u8>> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let left: Option<Vec<u8>> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert!(
         left.as_ref().is_none_or(|v| v.starts_with(b"S1")),
         "{left:?}"
@@ -516,22 +520,22 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
     // was, expiry included.
     let newer = stored(future, "00000000000000000009", Some(b"dora"), b"{}");
     put(newer.clone()).await;
-    let _: () = cmd(&mut raw, redis::cmd("PEXPIREAT").arg(&key).arg(future)).await;
+    let _: () = cmd(&mut raw, client::cmd("PEXPIREAT").arg(&key).arg(future)).await;
     assert!(matches!(store.save(&r).await, Err(Error::Conflict)));
-    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let still: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert_eq!(still, newer);
-    let expiry: i64 = cmd(&mut raw, redis::cmd("PEXPIRETIME").arg(&key)).await;
+    let expiry: i64 = cmd(&mut raw, client::cmd("PEXPIRETIME").arg(&key)).await;
     assert_eq!(expiry, future);
     // Cut short inside the user: unreadable, left in place.
     let mut short = stored(future, "00000000000000000003", Some(b"dora"), b"{}");
     short.truncate(short.len() - 4);
     put(short.clone()).await;
     assert_decode(store.save(&r).await, r.key, "save");
-    let still: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let still: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert_eq!(still, short);
     // Another Redis type: unreadable, left in place.
-    let _: () = cmd(&mut raw, redis::cmd("DEL").arg(&key)).await;
-    let _: () = cmd(&mut raw, redis::cmd("SADD").arg(&key).arg("x")).await;
+    let _: () = cmd(&mut raw, client::cmd("DEL").arg(&key)).await;
+    let _: () = cmd(&mut raw, client::cmd("SADD").arg(&key).arg("x")).await;
     assert_decode(store.save(&r).await, r.key, "save");
 }
 
@@ -539,9 +543,8 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read() {
 /// all (nothing can ever make them valid), whatever their score; entries
 /// of real keys go only through the guarded prune. And the store reports
 /// the prefix it was built with.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_by_user_drops_foreign_index_entries() {
-    let (store, mut raw) = setup().await;
+async fn delete_by_user_drops_foreign_index_entries(server: Server) {
+    let (store, mut raw) = setup(server).await;
     assert!(store.prefix().ends_with(':'), "{}", store.prefix());
     assert!(store.user_index_key("fay").starts_with(store.prefix()));
     let index = store.user_index_key("fay");
@@ -550,11 +553,11 @@ async fn delete_by_user_drops_foreign_index_entries() {
     let future = Timestamp::now().saturating_add(HOUR).as_millis();
     let _: i64 = cmd(
         &mut raw,
-        redis::cmd("ZADD").arg(&index).arg(future).arg("not-a-key"),
+        client::cmd("ZADD").arg(&index).arg(future).arg("not-a-key"),
     )
     .await;
     assert_eq!(store.delete_by_user("fay").await.unwrap(), 1);
-    let left: Vec<String> = cmd(&mut raw, redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1)).await;
+    let left: Vec<String> = cmd(&mut raw, client::cmd("ZRANGE").arg(&index).arg(0).arg(-1)).await;
     assert_eq!(
         left,
         vec![live.key.to_hex()],
@@ -566,8 +569,8 @@ async fn delete_by_user_drops_foreign_index_entries() {
 /// (`PEXPIRETIME`: `-1` none, `-2` no key), exact to the millisecond
 /// whatever the time between two looks.
 async fn snapshot(raw: &mut MultiplexedConnection, key: &str) -> (Option<Vec<u8>>, i64) {
-    let value: Option<Vec<u8>> = cmd(raw, redis::cmd("GET").arg(key)).await;
-    let expiry: i64 = cmd(raw, redis::cmd("PEXPIRETIME").arg(key)).await;
+    let value: Option<Vec<u8>> = cmd(raw, client::cmd("GET").arg(key)).await;
+    let expiry: i64 = cmd(raw, client::cmd("PEXPIRETIME").arg(key)).await;
     (value, expiry)
 }
 
@@ -578,21 +581,21 @@ async fn snapshot(raw: &mut MultiplexedConnection, key: &str) -> (Option<Vec<u8>
 struct Watch(MultiplexedConnection);
 
 impl Watch {
-    async fn start(key: &str) -> Self {
-        let url = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
-        let mut conn = redis::Client::open(url)
+    async fn start(server: Server, key: &str) -> Self {
+        let url = server.shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = client::Client::open(url)
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
-        let _: () = cmd(&mut conn, redis::cmd("WATCH").arg(key)).await;
+        let _: () = cmd(&mut conn, client::cmd("WATCH").arg(key)).await;
         Self(conn)
     }
 
     async fn saw_a_write(mut self) -> bool {
-        let _: () = cmd(&mut self.0, &redis::cmd("MULTI")).await;
-        let exec: redis::Value = cmd(&mut self.0, &redis::cmd("EXEC")).await;
-        matches!(exec, redis::Value::Nil)
+        let _: () = cmd(&mut self.0, &client::cmd("MULTI")).await;
+        let exec: client::Value = cmd(&mut self.0, &client::cmd("EXEC")).await;
+        matches!(exec, client::Value::Nil)
     }
 }
 
@@ -600,6 +603,7 @@ impl Watch {
 /// with `expected`, and asserts that the save wrote nothing: the same
 /// bytes, the same absolute expiry, and no write at all under `WATCH`.
 async fn assert_save_writes_nothing(
+    server: Server,
     store: &RedisStore,
     raw: &mut MultiplexedConnection,
     record: &Record,
@@ -608,7 +612,7 @@ async fn assert_save_writes_nothing(
 ) {
     let key = store.session_key(&record.key);
     let before = snapshot(raw, &key).await;
-    let watch = Watch::start(&key).await;
+    let watch = Watch::start(server, &key).await;
     expected(store.save(record).await);
     let after = snapshot(raw, &key).await;
     // Every difference, not just the first, so that a failure says all.
@@ -638,9 +642,8 @@ async fn assert_save_writes_nothing(
 
 /// A save with a stale version loses, and writes nothing: not even a
 /// write of the stored value back onto itself.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_save_leaves_the_live_session_untouched() {
-    let (store, mut raw) = setup().await;
+async fn a_stale_save_leaves_the_live_session_untouched(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let mut r = record(Some("sam"));
     r.data.insert("n".into(), serde_json::json!(1));
     store.create(&r).await.unwrap();
@@ -651,43 +654,46 @@ async fn a_stale_save_leaves_the_live_session_untouched() {
     // show.
     stale.data.insert("n".into(), serde_json::json!(3));
     stale.expires_at = r.expires_at.saturating_add(HOUR);
-    assert_save_writes_nothing(&store, &mut raw, &stale, "stale version", |result| {
-        assert!(matches!(result, Err(Error::Conflict)), "{result:?}")
-    })
+    assert_save_writes_nothing(
+        server,
+        &store,
+        &mut raw,
+        &stale,
+        "stale version",
+        |result| assert!(matches!(result, Err(Error::Conflict)), "{result:?}"),
+    )
     .await;
     assert_eq!(store.load(&r.key).await.unwrap(), Some(r));
 }
 
 /// A save onto a key holding a string that is not a session at all is
 /// `Decode`, and the string keeps its value and its own expiry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_onto_a_foreign_string_leaves_it_and_its_expiry() {
-    let (store, mut raw) = setup().await;
+async fn a_save_onto_a_foreign_string_leaves_it_and_its_expiry(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let r = record(Some("fred"));
     let key = store.session_key(&r.key);
     let _: () = cmd(
         &mut raw,
-        redis::cmd("SET")
+        client::cmd("SET")
             .arg(&key)
             .arg("hello")
             .arg("PX")
             .arg(600_000),
     )
     .await;
-    assert_save_writes_nothing(&store, &mut raw, &r, "foreign string", |result| {
+    assert_save_writes_nothing(server, &store, &mut raw, &r, "foreign string", |result| {
         assert_decode(result, r.key, "save onto a foreign string")
     })
     .await;
-    let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+    let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert_eq!(value, b"hello");
 }
 
 /// A save onto a session whose data is cut short (its header, version
 /// and user as the save expects) is `Decode` and writes nothing, whether
 /// the key's own expiry is the header's or not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched() {
-    let (store, mut raw) = setup().await;
+async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched(server: Server) {
+    let (store, mut raw) = setup(server).await;
     for (what, key_expiry) in [
         ("cut short, the key's expiry kept", None),
         (
@@ -699,9 +705,9 @@ async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched() {
         r.data.insert("k".into(), serde_json::json!("v"));
         store.create(&r).await.unwrap();
         let key = store.session_key(&r.key);
-        let mut value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+        let mut value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
         value.truncate(value.len() - 3);
-        let mut set = redis::cmd("SET");
+        let mut set = client::cmd("SET");
         set.arg(&key).arg(value);
         match key_expiry {
             None => set.arg("KEEPTTL"),
@@ -709,7 +715,7 @@ async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched() {
         };
         let _: () = cmd(&mut raw, &set).await;
         r.data.insert("k".into(), serde_json::json!("w"));
-        assert_save_writes_nothing(&store, &mut raw, &r, what, |result| {
+        assert_save_writes_nothing(server, &store, &mut raw, &r, what, |result| {
             assert_decode(result, r.key, what)
         })
         .await;
@@ -719,9 +725,8 @@ async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched() {
 /// A save onto a session expired by its header (still held by Redis: its
 /// key expires later) or onto nothing is `NotFound`, and writes nothing:
 /// the leftover stays for Redis to expire.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_onto_an_expired_or_absent_session_writes_nothing() {
-    let (store, mut raw) = setup().await;
+async fn a_save_onto_an_expired_or_absent_session_writes_nothing(server: Server) {
+    let (store, mut raw) = setup(server).await;
     let mut r = record(Some("eve"));
     r.version = 3;
     let key = store.session_key(&r.key);
@@ -729,26 +734,31 @@ async fn a_save_onto_an_expired_or_absent_session_writes_nothing() {
     let leftover = stored(past, "00000000000000000003", Some(b"eve"), b"{}");
     let _: () = cmd(
         &mut raw,
-        redis::cmd("SET")
+        client::cmd("SET")
             .arg(&key)
             .arg(leftover)
             .arg("PX")
             .arg(600_000),
     )
     .await;
-    assert_save_writes_nothing(&store, &mut raw, &r, "expired by its header", |result| {
-        assert!(matches!(result, Err(Error::NotFound)), "{result:?}")
-    })
+    assert_save_writes_nothing(
+        server,
+        &store,
+        &mut raw,
+        &r,
+        "expired by its header",
+        |result| assert!(matches!(result, Err(Error::NotFound)), "{result:?}"),
+    )
     .await;
 
     let absent = record(Some("eve"));
-    assert_save_writes_nothing(&store, &mut raw, &absent, "absent", |result| {
+    assert_save_writes_nothing(server, &store, &mut raw, &absent, "absent", |result| {
         assert!(matches!(result, Err(Error::NotFound)), "{result:?}")
     })
     .await;
     let exists: i64 = cmd(
         &mut raw,
-        redis::cmd("EXISTS").arg(store.session_key(&absent.key)),
+        client::cmd("EXISTS").arg(store.session_key(&absent.key)),
     )
     .await;
     assert_eq!(exists, 0, "a save never creates");
@@ -761,6 +771,7 @@ async fn a_save_onto_an_expired_or_absent_session_writes_nothing() {
 /// their names) until [`Proxy::release`].
 struct Proxy {
     port: u16,
+    upstream: String,
     gate: std::sync::Arc<Gate>,
 }
 
@@ -805,8 +816,11 @@ fn parse_command(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
 }
 
 impl Proxy {
-    async fn start(trigger: impl Fn(&[Vec<u8>]) -> bool + Send + Sync + 'static) -> Self {
-        let upstream = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+    async fn start(
+        server: Server,
+        trigger: impl Fn(&[Vec<u8>]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let upstream = server.shared_url().unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let gate = std::sync::Arc::new(Gate {
@@ -816,18 +830,23 @@ impl Proxy {
             held: Vec::new().into(),
         });
         let shared = gate.clone();
+        let to = upstream.clone();
         tokio::spawn(async move {
             loop {
                 let (client, _) = listener.accept().await.unwrap();
-                tokio::spawn(Self::serve(client, upstream.clone(), shared.clone()));
+                tokio::spawn(Self::serve(client, to.clone(), shared.clone()));
             }
         });
-        Self { port, gate }
+        Self {
+            port,
+            upstream,
+            gate,
+        }
     }
 
     /// The URL of the shared server through the proxy (the same database).
     fn url(&self) -> String {
-        let upstream = common::shared_url().unwrap_or_else(|e| panic!("{e}"));
+        let upstream = &self.upstream;
         let db = match upstream.strip_prefix("redis://") {
             Some(rest) => rest.split_once('/').map_or("", |(_, db)| db),
             None => upstream.split_once("?db=").map_or("", |(_, db)| db),
@@ -928,9 +947,8 @@ impl Proxy {
 /// one did before rule 2 of `store/index.rs`) sends `ZREM` U there, which
 /// lands after save 2 re-bound the session to U and drops a live session
 /// from U's index.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_back_is_not_undone_by_the_first_moves_late_commands() {
-    let (direct, mut raw) = setup().await;
+async fn a_move_back_is_not_undone_by_the_first_moves_late_commands(server: Server) {
+    let (direct, mut raw) = setup(server).await;
     let (u, v) = ("ulla", "vera");
     let mut r = record(Some(u));
     r.data.insert("step".into(), serde_json::json!(0));
@@ -938,7 +956,7 @@ async fn a_move_back_is_not_undone_by_the_first_moves_late_commands() {
 
     // Save 1's write of the session is the script call whose last
     // argument says the new user's index entry is already there.
-    let proxy = Proxy::start(|args| {
+    let proxy = Proxy::start(server, |args| {
         args[0].eq_ignore_ascii_case(b"EVALSHA") && args.last().is_some_and(|a| a == b"1")
     })
     .await;
@@ -961,7 +979,7 @@ async fn a_move_back_is_not_undone_by_the_first_moves_late_commands() {
     let key = direct.session_key(&r.key);
     let mut waited = Duration::ZERO;
     loop {
-        let value: Vec<u8> = cmd(&mut raw, redis::cmd("GET").arg(&key)).await;
+        let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
         if value.get(42..62) == Some(b"00000000000000000001") {
             assert_eq!(
                 direct.load(&r.key).await.unwrap().unwrap().user.as_deref(),
@@ -1000,3 +1018,22 @@ async fn a_move_back_is_not_undone_by_the_first_moves_late_commands() {
     assert_eq!(direct.load(&r.key).await.unwrap(), Some(back));
     assert_eq!(direct.delete_by_user(u).await.unwrap(), 1, "held: {held:?}");
 }
+
+per_server!(
+    garbage_string_is_decode_error_and_stays,
+    layout_is_one_string_read_back_exactly,
+    malformed_values_are_decode_errors_and_stay,
+    corrupted_session_in_an_index_is_a_decode_error_when_listed,
+    index_follows_create_touch_save_and_delete,
+    stale_entries_are_filtered_and_pruned_and_lagging_scores_repaired,
+    failed_save_to_another_user_is_never_listed_there,
+    prefixes_isolate_stores_and_debug_shows_no_secrets,
+    create_over_a_taken_key_replaces_only_a_leftover_expired_by_our_clock,
+    save_judges_short_expired_and_foreign_values_like_the_full_read,
+    delete_by_user_drops_foreign_index_entries,
+    a_stale_save_leaves_the_live_session_untouched,
+    a_save_onto_a_foreign_string_leaves_it_and_its_expiry,
+    a_save_onto_a_session_with_broken_data_leaves_it_untouched,
+    a_save_onto_an_expired_or_absent_session_writes_nothing,
+    a_move_back_is_not_undone_by_the_first_moves_late_commands,
+);

@@ -1,6 +1,27 @@
-//! Finds (or starts) the Redis the tests run against: see
-//! `session_store_redis::testing`, plus the conformance factories.
-#![allow(dead_code, unreachable_pub, unused_imports)]
+//! Finds (or starts) the Redis or Valkey the tests run against: see
+//! `session_store_redis::testing`, plus the conformance factories and
+//! [`per_server!`], which runs a test once per kind of server.
+#![allow(dead_code, unreachable_pub, unused_imports, unused_macros)]
+
+/// For each `async fn name(server: Server)` named, a test
+/// `redis::name` and a test `valkey::name` (each on a 2-worker tokio
+/// runtime) calling it with that kind of server.
+macro_rules! per_server {
+    ($($test:ident),+ $(,)?) => {
+        per_server!(@module redis, Redis; $($test),+);
+        per_server!(@module valkey, Valkey; $($test),+);
+    };
+    (@module $module:ident, $kind:ident; $($test:ident),+) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::common::Server::$kind).await;
+                }
+            )+
+        }
+    };
+}
 
 use session_store_conformance::Namespace;
 use session_store_redis::RedisStore;
@@ -11,9 +32,19 @@ pub fn prefix(ns: &Namespace) -> String {
     format!("test:{ns}:")
 }
 
-/// The conformance factory for a single server.
-pub async fn single_store(ns: Namespace) -> Result<RedisStore, String> {
-    let url = shared_url()?;
+/// The conformance factory for a single Redis server.
+pub async fn redis_store(ns: Namespace) -> Result<RedisStore, String> {
+    single_store(Server::Redis, ns).await
+}
+
+/// The conformance factory for a single Valkey server.
+pub async fn valkey_store(ns: Namespace) -> Result<RedisStore, String> {
+    single_store(Server::Valkey, ns).await
+}
+
+/// A store on the single server of the given kind shared by this binary.
+pub async fn single_store(server: Server, ns: Namespace) -> Result<RedisStore, String> {
+    let url = server.shared_url()?;
     RedisStore::builder(url.clone())
         .prefix(prefix(&ns))
         .connect()
@@ -50,16 +81,32 @@ async fn truncate<C: redis::aio::ConnectionLike>(conn: &mut C, name: &str) -> Re
         .map_err(|e| e.to_string())
 }
 
-/// The conformance suite's `unreadable` capability on a single server:
-/// the record as the store writes it (index entry included), then its
-/// data cut short.
-pub async fn plant_single(
+/// The conformance suite's `unreadable` capability on a single Redis
+/// server: the record as the store writes it (index entry included), then
+/// its data cut short.
+pub async fn plant_redis(
+    store: std::sync::Arc<RedisStore>,
+    record: session_core::Record,
+) -> Result<(), String> {
+    plant_single(Server::Redis, store, record).await
+}
+
+/// The same on a single Valkey server.
+pub async fn plant_valkey(
+    store: std::sync::Arc<RedisStore>,
+    record: session_core::Record,
+) -> Result<(), String> {
+    plant_single(Server::Valkey, store, record).await
+}
+
+async fn plant_single(
+    server: Server,
     store: std::sync::Arc<RedisStore>,
     record: session_core::Record,
 ) -> Result<(), String> {
     use session_core::SessionStore as _;
     store.create(&record).await.map_err(|e| e.to_string())?;
-    let url = shared_url()?;
+    let url = server.shared_url()?;
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
     let mut conn = client
         .get_multiplexed_async_connection()
