@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use session_core::{Error, Record, SessionId, SessionStore, Timestamp};
 use session_store_redis::redis::aio::MultiplexedConnection;
-use session_store_redis::testing::RedisServer;
-use session_store_redis::{RedisStore, redis};
+use session_store_redis::testing::{RedisServer, Server};
+use session_store_redis::{RedisStore, redis as client};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -22,12 +22,12 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn setup() -> Setup {
+async fn setup(kind: Server) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let server = RedisServer::spawn_unix(dir.path(), &dir.path().join("redis.sock"))
+    let server = RedisServer::spawn_unix_of(kind, dir.path(), &dir.path().join("redis.sock"))
         .unwrap_or_else(|e| panic!("{e}"));
     let store = RedisStore::connect(server.url()).await.unwrap();
-    let raw = redis::Client::open(server.url())
+    let raw = client::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -53,7 +53,7 @@ fn record(i: usize) -> Record {
 
 /// How many times the server has run `command` so far.
 async fn calls(raw: &mut MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
+    let info: String = client::cmd("INFO")
         .arg("commandstats")
         .query_async(raw)
         .await
@@ -64,6 +64,33 @@ async fn calls(raw: &mut MultiplexedConnection, command: &str) -> u64 {
         .map_or(0, |calls| calls.parse().unwrap())
 }
 
+/// For each `async fn name(kind: Server)` named, a test `redis::name`
+/// and a test `valkey::name`, each on a one-thread runtime: every call of
+/// a `join_all` queues before a sender task runs, so the batches (and the
+/// command counts) do not depend on timing.
+macro_rules! per_server {
+    ($($test:ident),+ $(,)?) => {
+        per_server!(@module redis, Redis; $($test),+);
+        per_server!(@module valkey, Valkey; $($test),+);
+    };
+    (@module $module:ident, $kind:ident; $($test:ident),+) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::Server::$kind).await;
+                }
+            )+
+        }
+    };
+}
+
+per_server!(
+    concurrent_loads_are_batched_and_each_gets_its_own_answer,
+    concurrent_saves_are_batched_and_each_gets_its_own_outcome,
+    concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome,
+);
+
 /// What a load is expected to find.
 enum Expect {
     Record(Record),
@@ -71,17 +98,14 @@ enum Expect {
     Unreadable,
 }
 
-// One thread: every call of a `join_all` queues before a sender task
-// runs, so the batches (and the command counts) do not depend on timing.
-#[tokio::test]
-async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
+async fn concurrent_loads_are_batched_and_each_gets_its_own_answer(kind: Server) {
     // Bound, not `..`: the server must outlive the test.
     let Setup {
         store,
         mut raw,
         _server,
         _dir,
-    } = setup().await;
+    } = setup(kind).await;
     let mut cases = Vec::new();
     for i in 0..6 {
         let record = record(i);
@@ -90,7 +114,7 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
     }
     // A key of another type: `MGET` answers nil for it, `GET` WRONGTYPE.
     let hash = record(10);
-    let _: i64 = redis::cmd("HSET")
+    let _: i64 = client::cmd("HSET")
         .arg(store.session_key(&hash.key))
         .arg("f")
         .arg("v")
@@ -100,7 +124,7 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
     cases.push((hash.key, Expect::Unreadable));
     // A string that is not a session.
     let foreign = record(11);
-    let _: () = redis::cmd("SET")
+    let _: () = client::cmd("SET")
         .arg(store.session_key(&foreign.key))
         .arg("hello")
         .query_async(&mut raw)
@@ -131,17 +155,14 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer() {
     assert!(batches > 0, "no load went out in a batch");
 }
 
-// One thread: every call of a `join_all` queues before a sender task
-// runs, so the batches (and the command counts) do not depend on timing.
-#[tokio::test]
-async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome() {
+async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome(kind: Server) {
     // Bound, not `..`: the server must outlive the test.
     let Setup {
         store,
         mut raw,
         _server,
         _dir,
-    } = setup().await;
+    } = setup(kind).await;
     let mut sessions = Vec::new();
     for i in 0..12 {
         let mut record = record(i);
@@ -155,7 +176,7 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome() {
     moved.user = Some("v".into());
     let absent = record(20);
     let foreign = record(21);
-    let _: () = redis::cmd("SET")
+    let _: () = client::cmd("SET")
         .arg(store.session_key(&foreign.key))
         .arg("hello")
         .query_async(&mut raw)
@@ -206,17 +227,16 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome() {
     );
 }
 
-// One thread: every call of a `join_all` queues before a sender task
-// runs, so the batches (and the command counts) do not depend on timing.
-#[tokio::test]
-async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome() {
+async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome(
+    kind: Server,
+) {
     // Bound, not `..`: the server must outlive the test.
     let Setup {
         store,
         mut raw,
         _server,
         _dir,
-    } = setup().await;
+    } = setup(kind).await;
     // Creates: new sessions (half of them bound), one over a live session,
     // one whose user's index key holds a string (its ZADD fails).
     let taken = record(30);
@@ -229,7 +249,7 @@ async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_ow
     }
     let mut bad_index = record(60);
     bad_index.user = Some("bad".into());
-    let _: () = redis::cmd("SET")
+    let _: () = client::cmd("SET")
         .arg(store.user_index_key("bad"))
         .arg("not a sorted set")
         .query_async(&mut raw)
@@ -261,7 +281,7 @@ async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_ow
     let later = Timestamp::now().saturating_add(HOUR + HOUR);
     let absent = record(70);
     let foreign = record(71);
-    let _: () = redis::cmd("SET")
+    let _: () = client::cmd("SET")
         .arg(store.session_key(&foreign.key))
         .arg("hello")
         .query_async(&mut raw)
