@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use session_store_redis::testing::RedisServer;
+use session_store_redis::testing::{RedisServer, Server, server_version};
 
 use crate::proto::{Ready, Reply, Request, Workload};
 use crate::report;
@@ -28,17 +28,25 @@ pub(crate) enum Backend {
     Memory,
     /// Redis.
     Redis,
+    /// Valkey: the same Redis systems on a `valkey-server`.
+    Valkey,
     /// SQLite.
     Sqlite,
 }
 
 impl Backend {
-    pub(crate) const ALL: [Backend; 3] = [Backend::Memory, Backend::Redis, Backend::Sqlite];
+    pub(crate) const ALL: [Backend; 4] = [
+        Backend::Memory,
+        Backend::Redis,
+        Backend::Valkey,
+        Backend::Sqlite,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
             Backend::Redis => "redis",
+            Backend::Valkey => "valkey",
             Backend::Sqlite => "sqlite",
         }
     }
@@ -47,7 +55,17 @@ impl Backend {
         match self {
             Backend::Memory => "In-process (memory)",
             Backend::Redis => "Redis",
+            Backend::Valkey => "Valkey",
             Backend::Sqlite => "SQLite",
+        }
+    }
+
+    /// The server this backend's systems talk to, for Redis and Valkey.
+    pub(crate) fn server(self) -> Option<Server> {
+        match self {
+            Backend::Redis => Some(Server::Redis),
+            Backend::Valkey => Some(Server::Valkey),
+            Backend::Memory | Backend::Sqlite => None,
         }
     }
 
@@ -57,6 +75,7 @@ impl Backend {
         match self {
             Backend::Memory => &["ours-memory", "ts-moka", "ts-memory", "raw-moka"],
             Backend::Redis => &["ours-redis", "ts-redis", "raw-redis"],
+            Backend::Valkey => &["ours-valkey", "ts-valkey", "raw-valkey"],
             Backend::Sqlite => &["ours-sqlite", "ts-sqlite", "raw-sqlite"],
         }
     }
@@ -94,7 +113,9 @@ const USAGE: &str = "usage: cargo run --release -p session-bench -- [options]
   --warmup S         warm-up seconds before each window (default 0.5)
   --seconds S        measured window in seconds (default 1.5)
   --tasks LIST       concurrency levels (default 1,64)
-  --only LIST        backends to run: memory,redis,sqlite (default all)
+  --only LIST        backends to run: memory,redis,valkey,sqlite (default all;
+                     valkey needs VALKEY_SERVER or valkey-server on PATH,
+                     which scripts/test installs)
   --memory-sessions N  sessions inserted for bytes/session (default 200000;
                      0 skips the memory measurement)
   --out DIR          where results.md and results.svg go (default docs/bench)
@@ -307,6 +328,9 @@ pub(crate) struct Results {
     pub(crate) config: Config,
     pub(crate) machine: String,
     pub(crate) redis_version: Option<String>,
+    /// The version of the `valkey-server` the Valkey systems ran on.
+    #[serde(default)]
+    pub(crate) valkey_version: Option<String>,
     pub(crate) ready: Vec<Ready>,
     pub(crate) memory: Vec<MemoryReply>,
     pub(crate) cells: Vec<Cell>,
@@ -481,16 +505,10 @@ fn redis_counters(url: &str) -> Option<BTreeMap<String, u64>> {
     Some(out)
 }
 
+/// The server's version, as `INFO server` tells it (Valkey's own, not
+/// the `redis_version` it also reports).
 fn redis_version(url: &str) -> Option<String> {
-    let path = url.strip_prefix("unix://")?;
-    let output = Command::new("redis-cli")
-        .args(["-s", path, "INFO", "server"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .map(|v| v.trim().to_owned())
+    server_version(url).ok().map(|(_, version)| version)
 }
 
 /// Runs one backend's systems: start the workers, then every cell,
@@ -622,15 +640,20 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
     let mut ready = Vec::new();
     let mut cells = Vec::new();
     let mut redis_version_seen = None;
+    let mut valkey_version_seen = None;
     for backend in config.backends.clone() {
         eprintln!("{}:", backend.title());
-        if backend == Backend::Redis {
+        if let Some(kind) = backend.server() {
             let dir = tempfile::Builder::new()
                 .prefix("session-bench-redis-")
                 .tempdir()?;
-            let server = RedisServer::spawn_unix(dir.path(), &dir.path().join("redis.sock"))?;
+            let server =
+                RedisServer::spawn_unix_of(kind, dir.path(), &dir.path().join("redis.sock"))?;
             let url = server.url();
-            redis_version_seen = redis_version(&url);
+            match kind {
+                Server::Redis => redis_version_seen = redis_version(&url),
+                Server::Valkey => valkey_version_seen = redis_version(&url),
+            }
             cells.extend(run_backend(
                 backend,
                 &config,
@@ -653,6 +676,7 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
         config,
         machine,
         redis_version: redis_version_seen,
+        valkey_version: valkey_version_seen,
         ready,
         memory,
         cells,

@@ -25,7 +25,8 @@
 //! 1. measures memory per session: for each in-process store, a fresh
 //!    `memory` process inserts 200,000 sessions and reports its resident
 //!    set (`VmRSS`) before and after (three processes per store, median);
-//! 2. starts its own `redis-server` on a unix socket in a temporary
+//! 2. starts its own `redis-server` (and, for the Valkey rows, a
+//!    `valkey-server`, from `VALKEY_SERVER` or `PATH`) on a unix socket in a temporary
 //!    directory (no TCP, no persistence), killed at the end;
 //! 3. per backend (memory, Redis, SQLite), starts one long-lived worker
 //!    process per system; each sets its system up, pre-populates 10,000

@@ -29,6 +29,15 @@ fn names(system: &str) -> (&'static str, &'static str) {
             "raw redis",
             "raw: `redis` crate, one multiplexed connection",
         ),
+        "ours-valkey" => ("ours", "ours: session-store-redis `RedisStore` on Valkey"),
+        "ts-valkey" => (
+            "ts-redis",
+            "tower-sessions-redis-store 0.16 `RedisStore` (fred 10) on Valkey",
+        ),
+        "raw-valkey" => (
+            "raw redis",
+            "raw: `redis` crate, one multiplexed connection, on Valkey",
+        ),
         "ours-sqlite" => ("ours", "ours: session-store-sqlite `SqliteStore`"),
         "ts-sqlite" => (
             "ts-sqlite",
@@ -49,6 +58,9 @@ fn chart_name(system: &str) -> &'static str {
         "ours-redis" => "ours: RedisStore",
         "ts-redis" => "tower-sessions RedisStore (fred)",
         "raw-redis" => "raw redis GET/SET",
+        "ours-valkey" => "ours: RedisStore on Valkey",
+        "ts-valkey" => "tower-sessions RedisStore (fred) on Valkey",
+        "raw-valkey" => "raw redis GET/SET on Valkey",
         "ours-sqlite" => "ours: SqliteStore",
         "ts-sqlite" => "tower-sessions SqliteStore (sqlx 0.8)",
         "raw-sqlite" => "raw sqlx SELECT/UPDATE",
@@ -68,6 +80,11 @@ fn ratios(backend: Backend) -> &'static [(&'static str, &'static str)] {
             ("ours-redis", "raw-redis"),
             ("ours-redis", "ts-redis"),
             ("ts-redis", "raw-redis"),
+        ],
+        Backend::Valkey => &[
+            ("ours-valkey", "raw-valkey"),
+            ("ours-valkey", "ts-valkey"),
+            ("ts-valkey", "raw-valkey"),
         ],
         Backend::Sqlite => &[
             ("ours-sqlite", "ts-sqlite"),
@@ -346,7 +363,7 @@ fn tables(r: &Results, level: &str) -> String {
             }
             out.push('\n');
         }
-        if backend == Backend::Redis {
+        if backend.server().is_some() {
             let mut lines = Vec::new();
             for c in cells.iter().filter(|c| c.tasks == 64) {
                 for s in &systems {
@@ -470,6 +487,13 @@ fn setup_paragraph(r: &Results) -> String {
              different keys, killed at the end. "
         );
     }
+    if let Some(v) = &r.valkey_version {
+        let _ = write!(
+            out,
+            "Valkey: valkey-server {v}, started and shared the same way by the same three \
+             systems. "
+        );
+    }
     out.push_str(
         "SQLite: one database file per system in a temporary directory, WAL and \
          `synchronous = NORMAL` on both ours and tower-sessions'. ",
@@ -585,8 +609,9 @@ fn readme_block(r: &Results) -> String {
          stores and raw clients doing the same storage work, in one run on one machine, \
          same payload. Regenerate everything below (table, chart, `docs/bench/results.md`) \
          with one command (it builds the separate tower-sessions SQLite worker and starts \
-         its own redis-server; about 12 minutes on 2 cores after the first build, `-- --quick` \
-         for a 2-minute smoke run, `-- --help` for the rest):\n\n```sh\n{}\n```\n",
+         its own redis-server and valkey-server, the latter from `VALKEY_SERVER` or `PATH`, \
+         as `scripts/test` installs it; about 16 minutes on 2 cores after the first build, \
+         `-- --quick` for a 3-minute smoke run, `-- --help` for the rest):\n\n```sh\n{}\n```\n",
         r.config.command
     );
     let _ = writeln!(
@@ -835,6 +860,7 @@ mod tests {
             config: Config::parse(&[])?.ok_or("no config")?,
             machine: "test machine".to_owned(),
             redis_version: Some("7.0".to_owned()),
+            valkey_version: Some("8.1.8".to_owned()),
             ready: vec![Ready {
                 system: "ours-memory".to_owned(),
                 sessions: SESSIONS,

@@ -109,7 +109,7 @@ pub(crate) async fn setup(system: &str, args: &WorkerArgs) -> Result<(Ops, Ready
     let started = Instant::now();
     let (ops, payload_bytes) = match system {
         "ours-memory" => ours(MemoryStore::new(MEMORY_STORE_BYTES)).await?,
-        "ours-redis" => {
+        "ours-redis" | "ours-valkey" => {
             let url = args.redis_url.as_deref().ok_or("--redis-url needed")?;
             let store = RedisStore::builder(url)
                 .prefix(OURS_REDIS_PREFIX)
@@ -123,12 +123,12 @@ pub(crate) async fn setup(system: &str, args: &WorkerArgs) -> Result<(Ops, Ready
         }
         "ts-memory" => ts::memory().await?,
         "ts-moka" => ts::moka().await?,
-        "ts-redis" => {
+        "ts-redis" | "ts-valkey" => {
             let url = args.redis_url.as_deref().ok_or("--redis-url needed")?;
             ts::redis(url).await?
         }
         "raw-moka" => raw_moka().await?,
-        "raw-redis" => {
+        "raw-redis" | "raw-valkey" => {
             let url = args.redis_url.as_deref().ok_or("--redis-url needed")?;
             raw_redis(url).await?
         }

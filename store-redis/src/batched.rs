@@ -39,10 +39,20 @@ const MAX_BATCH: usize = 64;
 /// How many batches of one kind may be in flight at once.
 const SENDERS: usize = 2;
 
-/// One call, as a batch of its kind takes it.
+/// One call of a one-key script, alone or as a batch of its kind takes
+/// it.
 pub(crate) trait Call: Send + 'static {
     /// The store operation, for errors.
     const OPERATION: &'static str;
+    /// The store operation this call serves, for its errors (by default
+    /// [`Call::OPERATION`]).
+    fn operation(&self) -> &'static str {
+        Self::OPERATION
+    }
+    /// The one-key script of this kind.
+    fn one(scripts: &Scripts) -> &Script;
+    /// The call of the one-key script, when the call goes alone.
+    fn single(&self, scripts: &Scripts) -> Cmd;
     /// The many-key script of this kind.
     fn many(scripts: &Scripts) -> &Script;
     /// How many keys each call adds to the many-key script's `KEYS`.
@@ -73,7 +83,7 @@ pub(crate) struct SaveCall {
 impl SaveCall {
     /// The call of the one-key save script; `indexed`: whether the new
     /// user's index already holds the session.
-    pub(crate) fn single(&self, scripts: &Scripts, indexed: bool) -> Cmd {
+    pub(crate) fn with_index(&self, scripts: &Scripts, indexed: bool) -> Cmd {
         let mut cmd = evalsha(&scripts.save, &self.key);
         cmd.arg(self.now);
         self.push_args(&mut cmd);
@@ -89,6 +99,13 @@ impl SaveCall {
 impl Call for SaveCall {
     const OPERATION: &'static str = "save";
     const KEYS: usize = 1;
+    fn one(scripts: &Scripts) -> &Script {
+        &scripts.save
+    }
+    /// Not yet indexed: a first call.
+    fn single(&self, scripts: &Scripts) -> Cmd {
+        self.with_index(scripts, false)
+    }
     fn many(scripts: &Scripts) -> &Script {
         &scripts.save_many
     }
@@ -119,19 +136,18 @@ pub(crate) struct TouchCall {
     pub(crate) expires_text: Vec<u8>,
 }
 
-impl TouchCall {
-    /// The call of the one-key touch script.
-    pub(crate) fn single(&self, scripts: &Scripts) -> Cmd {
+impl Call for TouchCall {
+    const OPERATION: &'static str = "touch";
+    const KEYS: usize = 1;
+    fn one(scripts: &Scripts) -> &Script {
+        &scripts.touch
+    }
+    fn single(&self, scripts: &Scripts) -> Cmd {
         let mut cmd = evalsha(&scripts.touch, &self.key);
         cmd.arg(self.now);
         self.push_args(&mut cmd);
         cmd
     }
-}
-
-impl Call for TouchCall {
-    const OPERATION: &'static str = "touch";
-    const KEYS: usize = 1;
     fn many(scripts: &Scripts) -> &Script {
         &scripts.touch_many
     }
@@ -148,6 +164,8 @@ impl Call for TouchCall {
 
 /// A delete's arguments to the delete script (see `DELETE` in `scripts`).
 pub(crate) struct DeleteCall {
+    /// `delete`, or `delete_by_user` for each of its sessions.
+    pub(crate) operation: &'static str,
     /// The session's Redis key.
     pub(crate) key: String,
     /// The caller's clock, ms.
@@ -156,9 +174,16 @@ pub(crate) struct DeleteCall {
     pub(crate) only_of: Option<String>,
 }
 
-impl DeleteCall {
-    /// The call of the one-key delete script.
-    pub(crate) fn single(&self, scripts: &Scripts) -> Cmd {
+impl Call for DeleteCall {
+    const OPERATION: &'static str = "delete";
+    const KEYS: usize = 1;
+    fn operation(&self) -> &'static str {
+        self.operation
+    }
+    fn one(scripts: &Scripts) -> &Script {
+        &scripts.delete
+    }
+    fn single(&self, scripts: &Scripts) -> Cmd {
         let mut cmd = evalsha(&scripts.delete, &self.key);
         cmd.arg(self.now);
         if let Some(user) = &self.only_of {
@@ -166,11 +191,6 @@ impl DeleteCall {
         }
         cmd
     }
-}
-
-impl Call for DeleteCall {
-    const OPERATION: &'static str = "delete";
-    const KEYS: usize = 1;
     fn many(scripts: &Scripts) -> &Script {
         &scripts.delete_many
     }
@@ -265,6 +285,23 @@ impl<C: Send + 'static> Batched<C> {
 }
 
 impl<C: Call> Batched<C> {
+    /// The reply to `call`, sent alone (as its one-key script) or in a
+    /// batch.
+    pub(crate) async fn call(
+        &self,
+        connector: &Connector,
+        scripts: &Scripts,
+        call: C,
+    ) -> Result<Value, Error> {
+        self.run(call, |call| async move {
+            let cmd = call.single(scripts);
+            eval(connector, C::one(scripts), &cmd)
+                .await
+                .map_err(|e| backend(call.operation(), e))
+        })
+        .await
+    }
+
     /// Batches as calls of the many-key script, each given up to
     /// `timeout` (the store's operation timeout).
     fn scripted(connector: &Arc<Connector>, scripts: &Arc<Scripts>, timeout: Duration) -> Self {
@@ -365,8 +402,9 @@ async fn call_many<C: Call>(
         Ok(Ok(Value::Array(replies))) if replies.len() == calls.len() => {
             return replies
                 .into_iter()
-                .map(|reply| match reply {
-                    Value::ServerError(error) => Err(backend(C::OPERATION, error.into())),
+                .zip(&calls)
+                .map(|(reply, call)| match reply {
+                    Value::ServerError(error) => Err(backend(call.operation(), error.into())),
                     reply => Ok(reply),
                 })
                 .collect();
@@ -384,7 +422,7 @@ async fn call_many<C: Call>(
     };
     calls
         .iter()
-        .map(|_| Err(backend(C::OPERATION, error.clone())))
+        .map(|call| Err(backend(call.operation(), error.clone())))
         .collect()
 }
 

@@ -293,19 +293,6 @@ pub(crate) fn push_escaped_user(out: &mut String, user: &str) {
     }
 }
 
-/// Appends a storage key's 64 lowercase hex digits.
-pub(crate) fn push_hex(out: &mut String, key: &StorageKey) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Into a byte buffer first: pushing 64 `char`s one by one costs
-    // several times as many instructions (a profile of loads showed it).
-    let mut digits = [0u8; 64];
-    for (pair, &b) in digits.chunks_exact_mut(2).zip(key.as_bytes()) {
-        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-    }
-    // Always ASCII, so never the empty fallback.
-    out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -340,18 +327,6 @@ mod tests {
         }
         assert_eq!(escape_user("a@b.c-d_e"), "a@b.c-d_e");
         assert_eq!(escape_user("%"), "%25");
-    }
-
-    #[test]
-    fn hex_matches_core() {
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(0x3b) ^ 0xa7;
-        }
-        let key = StorageKey::from_bytes(bytes);
-        let mut out = String::from("p:");
-        push_hex(&mut out, &key);
-        assert_eq!(out, format!("p:{}", key.to_hex()));
     }
 
     fn record(user: Option<&str>, created: i64, expires: i64) -> Record {

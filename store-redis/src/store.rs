@@ -203,7 +203,7 @@ impl RedisStore {
         let mut out = String::with_capacity(self.prefix.len() + 2 + 64);
         out.push_str(&self.prefix);
         out.push_str("s:");
-        codec::push_hex(&mut out, key);
+        key.push_hex(&mut out);
         out
     }
 
@@ -393,12 +393,7 @@ impl RedisStore {
         let value = self
             .writes
             .saves
-            .run(call, |call| async move {
-                let cmd = call.single(&self.scripts, false);
-                self.eval(&self.scripts.save, &cmd)
-                    .await
-                    .map_err(|e| backend(OP, e))
-            })
+            .call(&self.connector, &self.scripts, call)
             .await?;
         let mut reply = parse_reply(value).map_err(|e| Error::decode(record.key, e))?;
         if reply.status == BIND_FIRST
@@ -406,7 +401,7 @@ impl RedisStore {
         {
             let call = self
                 .save_call(OP, record, new_version)?
-                .single(&self.scripts, true);
+                .with_index(&self.scripts, true);
             let hex = record.key.to_hex();
             let script = Some(&self.scripts.save);
             let value = self
@@ -428,7 +423,6 @@ impl RedisStore {
     }
 
     async fn do_touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
-        const OP: &str = "touch";
         let call = TouchCall {
             key: self.session_key(key),
             now: Timestamp::now().as_millis(),
@@ -438,12 +432,7 @@ impl RedisStore {
         let value = self
             .writes
             .touches
-            .run(call, |call| async move {
-                let cmd = call.single(&self.scripts);
-                self.eval(&self.scripts.touch, &cmd)
-                    .await
-                    .map_err(|e| backend(OP, e))
-            })
+            .call(&self.connector, &self.scripts, call)
             .await?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {
@@ -469,6 +458,7 @@ impl RedisStore {
         only_of: Option<&str>,
     ) -> Result<(bool, Option<String>), Error> {
         let call = DeleteCall {
+            operation,
             key: self.session_key(key),
             now: now.as_millis(),
             only_of: only_of.map(str::to_owned),
@@ -476,12 +466,7 @@ impl RedisStore {
         let value = self
             .writes
             .deletes
-            .run(call, |call| async move {
-                let cmd = call.single(&self.scripts);
-                self.eval(&self.scripts.delete, &cmd)
-                    .await
-                    .map_err(|e| backend(operation, e))
-            })
+            .call(&self.connector, &self.scripts, call)
             .await?;
         let reply = parse_reply(value).map_err(|e| Error::decode(*key, e))?;
         match reply.status {

@@ -3,12 +3,15 @@
 //! caller still gets exactly its own answer, errors included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
+mod common;
+
 use std::time::Duration;
 
+use common::{RedisServer, Server};
 use futures_util::future::join_all;
 use session_core::{Error, Record, SessionId, SessionStore, Timestamp};
 use session_store_redis::redis::aio::MultiplexedConnection;
-use session_store_redis::testing::{RedisServer, Server};
 use session_store_redis::{RedisStore, redis as client};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -51,6 +54,16 @@ fn record(i: usize) -> Record {
     record
 }
 
+/// Stores a string that is not a session under `record`'s key.
+async fn plant_foreign(store: &RedisStore, raw: &mut MultiplexedConnection, record: &Record) {
+    let _: () = client::cmd("SET")
+        .arg(store.session_key(&record.key))
+        .arg("hello")
+        .query_async(raw)
+        .await
+        .unwrap();
+}
+
 /// How many times the server has run `command` so far.
 async fn calls(raw: &mut MultiplexedConnection, command: &str) -> u64 {
     let info: String = client::cmd("INFO")
@@ -64,28 +77,10 @@ async fn calls(raw: &mut MultiplexedConnection, command: &str) -> u64 {
         .map_or(0, |calls| calls.parse().unwrap())
 }
 
-/// For each `async fn name(kind: Server)` named, a test `redis::name`
-/// and a test `valkey::name`, each on a one-thread runtime: every call of
-/// a `join_all` queues before a sender task runs, so the batches (and the
-/// command counts) do not depend on timing.
-macro_rules! per_server {
-    ($($test:ident),+ $(,)?) => {
-        per_server!(@module redis, Redis; $($test),+);
-        per_server!(@module valkey, Valkey; $($test),+);
-    };
-    (@module $module:ident, $kind:ident; $($test:ident),+) => {
-        mod $module {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    super::$test(super::Server::$kind).await;
-                }
-            )+
-        }
-    };
-}
-
+// One thread: every call of a `join_all` queues before a sender task
+// runs, so the batches (and the command counts) do not depend on timing.
 per_server!(
+    one_thread:
     concurrent_loads_are_batched_and_each_gets_its_own_answer,
     concurrent_saves_are_batched_and_each_gets_its_own_outcome,
     concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome,
@@ -124,12 +119,7 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer(kind: Server)
     cases.push((hash.key, Expect::Unreadable));
     // A string that is not a session.
     let foreign = record(11);
-    let _: () = client::cmd("SET")
-        .arg(store.session_key(&foreign.key))
-        .arg("hello")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    plant_foreign(&store, &mut raw, &foreign).await;
     cases.push((foreign.key, Expect::Unreadable));
     for i in 12..14 {
         cases.push((record(i).key, Expect::Absent));
@@ -176,12 +166,7 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome(kind: Server
     moved.user = Some("v".into());
     let absent = record(20);
     let foreign = record(21);
-    let _: () = client::cmd("SET")
-        .arg(store.session_key(&foreign.key))
-        .arg("hello")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    plant_foreign(&store, &mut raw, &foreign).await;
 
     let before = calls(&mut raw, "evalsha").await;
     // Two saves of each session from the same version (the first of each
@@ -281,12 +266,7 @@ async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_ow
     let later = Timestamp::now().saturating_add(HOUR + HOUR);
     let absent = record(70);
     let foreign = record(71);
-    let _: () = client::cmd("SET")
-        .arg(store.session_key(&foreign.key))
-        .arg("hello")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    plant_foreign(&store, &mut raw, &foreign).await;
     let before = calls(&mut raw, "evalsha").await;
     let mut touched: Vec<&Record> = fresh.iter().collect();
     touched.extend([&absent, &foreign]);

@@ -4,17 +4,28 @@
 #![allow(dead_code, unreachable_pub, unused_imports, unused_macros)]
 
 /// For each `async fn name(server: Server)` named, a test
-/// `redis::name` and a test `valkey::name` (each on a 2-worker tokio
-/// runtime) calling it with that kind of server.
+/// `redis::name` and a test `valkey::name` calling it with that kind of
+/// server, each on a 2-worker tokio runtime, or with `one_thread:` first,
+/// on a one-thread runtime.
 macro_rules! per_server {
-    ($($test:ident),+ $(,)?) => {
-        per_server!(@module redis, Redis; $($test),+);
-        per_server!(@module valkey, Valkey; $($test),+);
+    (one_thread: $($test:ident),+ $(,)?) => {
+        per_server!(@module redis, Redis, [tokio::test]; $($test),+);
+        per_server!(@module valkey, Valkey, [tokio::test]; $($test),+);
     };
-    (@module $module:ident, $kind:ident; $($test:ident),+) => {
+    ($($test:ident),+ $(,)?) => {
+        per_server!(
+            @module redis, Redis, [tokio::test(flavor = "multi_thread", worker_threads = 2)];
+            $($test),+
+        );
+        per_server!(
+            @module valkey, Valkey, [tokio::test(flavor = "multi_thread", worker_threads = 2)];
+            $($test),+
+        );
+    };
+    (@module $module:ident, $kind:ident, [$attr:meta]; $($test:ident),+) => {
         mod $module {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$attr]
                 async fn $test() {
                     super::$test(crate::common::Server::$kind).await;
                 }

@@ -299,19 +299,42 @@ impl Runner<'_> {
         Ok(keys.into_iter().collect())
     }
 
+    /// Runs `statement`, a multi-row write whose returned keys are the
+    /// writes that took effect, and settles each of `chunk` with whether
+    /// its key came back; `false` when the statement failed without
+    /// voiding the transaction (the caller then runs the writes one by
+    /// one).
+    async fn settle_returned<I>(
+        &mut self,
+        chunk: &mut [Item<'_, I, bool>],
+        statement: SqlStr,
+        payload: Result<String, serde_json::Error>,
+        key: impl Fn(&I) -> &StorageKey,
+    ) -> Result<bool, sqlx::Error> {
+        match self.returned_keys(statement, payload, latest(chunk)).await {
+            Ok(returned) => {
+                for item in chunk {
+                    let key = key(item.input).as_bytes().as_slice();
+                    item.reply.settle(Ok(returned.contains(key)));
+                }
+                Ok(true)
+            }
+            Err(error) => {
+                self.fall_back(error, chunk.len())?;
+                Ok(false)
+            }
+        }
+    }
+
     async fn creates(&mut self, mut chunk: Vec<Item<'_, Row, bool>>) -> Result<(), sqlx::Error> {
         if chunk.len() > 1 {
             let payload = params::records(chunk.iter().map(|item| item.input));
             let statement = self.sql.create_many();
-            match self.returned_keys(statement, payload, latest(&chunk)).await {
-                Ok(written) => {
-                    for item in &mut chunk {
-                        let key = item.input.key.as_bytes().as_slice();
-                        item.reply.settle(Ok(written.contains(key)));
-                    }
-                    return Ok(());
-                }
-                Err(error) => self.fall_back(error, chunk.len())?,
+            if self
+                .settle_returned(&mut chunk, statement, payload, |row| &row.key)
+                .await?
+            {
+                return Ok(());
             }
         }
         self.one_by_one(&mut chunk, "create", single::create).await
@@ -380,15 +403,11 @@ impl Runner<'_> {
                     .map(|item| (&item.input.key, item.input.expires_at)),
             );
             let statement = self.sql.touch_many();
-            match self.returned_keys(statement, payload, latest(&chunk)).await {
-                Ok(touched) => {
-                    for item in &mut chunk {
-                        let key = item.input.key.as_bytes().as_slice();
-                        item.reply.settle(Ok(touched.contains(key)));
-                    }
-                    return Ok(());
-                }
-                Err(error) => self.fall_back(error, chunk.len())?,
+            if self
+                .settle_returned(&mut chunk, statement, payload, |touch| &touch.key)
+                .await?
+            {
+                return Ok(());
             }
         }
         self.one_by_one(&mut chunk, "touch", single::touch).await
