@@ -13,7 +13,9 @@
 //! in calls. Instruction counts are steady from run to run, unlike time
 //! on a shared machine, so they show what a change to one code path
 //! saves. Operations: `redis-load` (the W3 load of the benchmark: load
-//! and decode a stored session).
+//! and decode a stored session) and `redis-cycle` (the W1 request cycle:
+//! load, change, save; each task on its own stripe of sessions, as in the
+//! benchmark).
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use session_core::{SessionStore, Timestamp};
 use session_store_redis::RedisStore;
 use session_store_redis::testing::RedisServer;
 
-use crate::data::{key_of, session};
+use crate::data::{key_of, session, touch_for_save};
 use crate::systems::BoxError;
 
 /// Sessions stored before the calls; the calls cycle over them.
@@ -34,8 +36,18 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
         [operation, calls, tasks] => (operation, calls.parse()?, tasks.parse::<u64>()?),
         _ => return Err("profile: expected OPERATION CALLS [TASKS]".into()),
     };
-    if operation != "redis-load" {
-        return Err(format!("profile: unknown operation {operation} (known: redis-load)").into());
+    let cycle = match operation.as_str() {
+        "redis-load" => false,
+        "redis-cycle" => true,
+        other => {
+            return Err(format!(
+                "profile: unknown operation {other} (known: redis-load, redis-cycle)"
+            )
+            .into());
+        }
+    };
+    if tasks > SESSIONS {
+        return Err(format!("profile: at most {SESSIONS} tasks").into());
     }
     let dir = tempfile::Builder::new()
         .prefix("session-bench-profile-")
@@ -51,14 +63,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
             store.create(&session(i, now)?).await?;
         }
         let per_task = calls / tasks.max(1);
+        let tasks = tasks.max(1);
         let mut handles = Vec::new();
-        for t in 0..tasks.max(1) {
+        for t in 0..tasks {
             let store = Arc::clone(&store);
             handles.push(tokio::spawn(async move {
                 for i in 0..per_task {
-                    let key = key_of((t * per_task + i) % SESSIONS);
-                    if store.load(&key).await?.is_none() {
+                    // Task `t` works on its own sessions `t`, `t + tasks`,
+                    // …, so no two tasks save one session.
+                    let key = key_of(t + (i % (SESSIONS / tasks).max(1)) * tasks);
+                    let Some(mut record) = store.load(&key).await? else {
                         return Err(BoxError::from("profile: a stored session is missing"));
+                    };
+                    if cycle {
+                        touch_for_save(&mut record);
+                        store.save(&record).await?;
                     }
                 }
                 Ok(())

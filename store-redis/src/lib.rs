@@ -86,8 +86,9 @@
 //! is asked again with its own `GET`, which tells an absent key from one
 //! of another type); saves, touches and deletes each become one call of a
 //! many-key script that runs, for each key in turn, exactly what the
-//! one-key script does alone; creates become one pipeline of their native
-//! `ZADD GT` and `SET NX PXAT` commands. Every
+//! one-key script does alone. (Creates go alone: their native commands
+//! are already pipelined by the connection, and batching them only added
+//! a hop.) Every
 //! caller gets its own answer and its own error, and a batch runs at the
 //! latest clock of its callers (an instant inside each of their calls).
 //! On a cluster the keys of a batch would span slots, so every operation

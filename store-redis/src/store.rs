@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
-use crate::batched::{CreateCall, DeleteCall, SaveCall, TouchCall, Writes};
+use crate::batched::{DeleteCall, SaveCall, TouchCall, Writes};
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::loads::Loads;
@@ -277,30 +277,33 @@ impl RedisStore {
 
     async fn do_create(&self, record: &Record) -> Result<(), Error> {
         const OP: &str = "create";
-        let encode =
-            || codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e));
+        let value =
+            codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e))?;
         let now = Timestamp::now();
+        let key = self.session_key(&record.key);
         if record.is_live_at(now) {
             // The common case needs no script: a native `SET NX PXAT`
-            // (about a third of the server time of the script), after the
-            // index entry when bound. It fails only when the server holds
-            // a value under the key, which the create script below then
-            // judges by our clock (an expired leftover is replaced;
-            // anything else is `Exists`).
-            let call = CreateCall {
-                key: self.session_key(&record.key),
-                index: record
-                    .user
-                    .as_ref()
-                    .map(|user| (self.user_index_key(user), record.key.to_hex())),
-                expires_at: record.expires_at.as_millis(),
-                value: encode()?,
+            // (about a third of the server time of the script). It fails
+            // only when the server holds a value under the key, which the
+            // script below then judges by our clock (an expired leftover
+            // is replaced; anything else is `Exists`).
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(value.as_slice())
+                .arg("NX")
+                .arg("PXAT")
+                .arg(record.expires_at.as_millis());
+            let reply = match &record.user {
+                Some(user) => {
+                    let member = record.key.to_hex();
+                    self.after_index(OP, user, record.expires_at, &member, None, set)
+                        .await?
+                }
+                None => set
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(|e| backend(OP, e))?,
             };
-            let reply = self
-                .writes
-                .creates
-                .run(call, |call| self.create_alone(record, call))
-                .await?;
             match reply {
                 Value::Okay => return Ok(()),
                 Value::Nil => {}
@@ -312,13 +315,12 @@ impl RedisStore {
                 }
             }
         }
-        // The key is taken, or the record is born expired (absent at
-        // once; only an expired leftover under the key is removed).
-        let (key, value) = (self.session_key(&record.key), encode()?);
-        match self
-            .create_script(record, &key, now.as_millis(), &value)
-            .await?
-        {
+        let script = &self.scripts.create;
+        let mut cmd = evalsha(script, &key);
+        cmd.arg(now.as_millis())
+            .arg(record.expires_at.as_millis())
+            .arg(value.as_slice());
+        match self.eval(script, &cmd).await.map_err(|e| backend(OP, e))? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(Error::Exists),
             other => Err(Error::decode(
@@ -326,39 +328,6 @@ impl RedisStore {
                 CodecError::Reply(format!("{other:?}")),
             )),
         }
-    }
-
-    /// A create's commands on their own: the index entry first when
-    /// bound, then `SET NX PXAT`, whose reply this is.
-    async fn create_alone(&self, record: &Record, call: CreateCall) -> Result<Value, Error> {
-        const OP: &str = "create";
-        match (&record.user, &call.index) {
-            (Some(user), Some((_, member))) => {
-                self.after_index(OP, user, record.expires_at, member, None, call.set())
-                    .await
-            }
-            _ => call
-                .set()
-                .query_async(&mut self.conn())
-                .await
-                .map_err(|e| backend(OP, e)),
-        }
-    }
-
-    /// The create script on `key`: `1` written, `0` taken.
-    async fn create_script(
-        &self,
-        record: &Record,
-        key: &str,
-        now: i64,
-        value: &[u8],
-    ) -> Result<Value, Error> {
-        let script = &self.scripts.create;
-        let mut cmd = evalsha(script, key);
-        cmd.arg(now).arg(record.expires_at.as_millis()).arg(value);
-        self.eval(script, &cmd)
-            .await
-            .map_err(|e| backend("create", e))
     }
 
     /// The save script's arguments for `record` saved as `new_version`,

@@ -83,7 +83,7 @@ per_server!(
     one_thread:
     concurrent_loads_are_batched_and_each_gets_its_own_answer,
     concurrent_saves_are_batched_and_each_gets_its_own_outcome,
-    concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome,
+    concurrent_creates_touches_and_deletes_each_get_their_own_outcome,
 );
 
 /// What a load is expected to find.
@@ -212,7 +212,7 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome(kind: Server
     );
 }
 
-async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_own_outcome(
+async fn concurrent_creates_touches_and_deletes_each_get_their_own_outcome(
     kind: Server,
 ) {
     // Bound, not `..`: the server must outlive the test.
@@ -259,8 +259,7 @@ async fn concurrent_creates_touches_and_deletes_are_batched_and_each_gets_its_ow
     }
     let w = store.list_by_user("w").await.unwrap();
     assert_eq!(w.records.len(), 5);
-    // (Batched creates are one pipeline of the same native commands as
-    // alone: the server's counts cannot tell them apart.)
+    // (Creates are not batched: each sends its own native commands.)
 
     // Touches: each live session moved, one absent, one not a session.
     let later = Timestamp::now().saturating_add(HOUR + HOUR);
