@@ -212,9 +212,7 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome(kind: Server
     );
 }
 
-async fn concurrent_creates_touches_and_deletes_each_get_their_own_outcome(
-    kind: Server,
-) {
+async fn concurrent_creates_touches_and_deletes_each_get_their_own_outcome(kind: Server) {
     // Bound, not `..`: the server must outlive the test.
     let Setup {
         store,
