@@ -31,8 +31,7 @@ use session_core::Error;
 
 use crate::coalesce::{Coalescer, unanswered};
 use crate::connection::{Connector, backend};
-use crate::scripts::Scripts;
-use crate::store::{eval, evalsha};
+use crate::scripts::{Scripts, eval, evalsha};
 
 /// The most calls one script call runs.
 const MAX_BATCH: usize = 64;

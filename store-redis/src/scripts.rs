@@ -26,7 +26,9 @@
 //! script), `2` saved, `3` the stored value is not a readable session
 //! (left untouched), `4` bind first.
 
-use redis::Script;
+use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+
+use crate::connection::Connector;
 
 /// Declares the locals every script written as a Lua function starts
 /// with, before the function: `sub`, and the caller's clock `now`.
@@ -348,3 +350,32 @@ pub(crate) const UNREADABLE: i64 = 3;
 /// Status: `save` would bind the session to another user; add it to that
 /// user's index first, then call again.
 pub(crate) const BIND_FIRST: i64 = 4;
+
+/// Whether `err` is `NOSCRIPT`: the server does not have the script.
+pub(crate) fn is_no_script(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+/// `EVALSHA <script> 1 <key>`, ready for the script's arguments.
+pub(crate) fn evalsha(script: &Script, key: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(key);
+    cmd
+}
+
+/// Sends a script call on `connector`'s connection; on `NOSCRIPT` loads
+/// the script and sends the call again.
+pub(crate) async fn eval(
+    connector: &Connector,
+    script: &Script,
+    cmd: &Cmd,
+) -> Result<Value, RedisError> {
+    let mut conn = connector.conn();
+    match cmd.query_async(&mut conn).await {
+        Err(e) if is_no_script(&e) => {
+            script.load_async(&mut conn).await?;
+            cmd.query_async(&mut conn).await
+        }
+        other => other,
+    }
+}

@@ -5,14 +5,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use redis::{Cmd, RedisError, Script, Value};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 
 use crate::batched::{DeleteCall, SaveCall, TouchCall, Writes};
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::loads::Loads;
-use crate::scripts::{ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE};
+use crate::scripts::{
+    ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE, eval, evalsha,
+};
 
 mod index;
 
@@ -109,34 +111,6 @@ fn unexpected(key: StorageKey, status: i64) -> Error {
 
 fn is_wrong_type(err: &RedisError) -> bool {
     err.code() == Some("WRONGTYPE")
-}
-
-fn is_no_script(err: &RedisError) -> bool {
-    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-}
-
-/// `EVALSHA <script> 1 <key>`, ready for the script's arguments.
-pub(crate) fn evalsha(script: &Script, key: &str) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(1).arg(key);
-    cmd
-}
-
-/// Sends a script call on `connector`'s connection; on `NOSCRIPT` loads
-/// the script and sends the call again.
-pub(crate) async fn eval(
-    connector: &Connector,
-    script: &Script,
-    cmd: &Cmd,
-) -> Result<Value, RedisError> {
-    let mut conn = connector.conn();
-    match cmd.query_async(&mut conn).await {
-        Err(e) if is_no_script(&e) => {
-            script.load_async(&mut conn).await?;
-            cmd.query_async(&mut conn).await
-        }
-        other => other,
-    }
 }
 
 impl RedisStore {

@@ -52,9 +52,10 @@ use futures_util::future::join_all;
 use redis::{Cmd, RedisError, Script, Value};
 use session_core::{Error, StorageKey, Timestamp, UserSessions};
 
-use super::{RedisStore, is_no_script};
+use super::RedisStore;
 use crate::codec::CodecError;
 use crate::connection::{Conn, backend};
+use crate::scripts::is_no_script;
 
 impl RedisStore {
     /// Adds `member` to `user`'s index with a score of at least `score`
