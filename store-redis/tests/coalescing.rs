@@ -16,16 +16,16 @@ use session_store_redis::{RedisStore, redis as client};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// A store and a raw connection on a server of the test's own, so that
-/// the server's command counts are this test's alone.
-struct Setup {
-    store: RedisStore,
-    raw: MultiplexedConnection,
-    _server: RedisServer,
-    _dir: tempfile::TempDir,
-}
+/// Keeps a test's own server (and its directory) alive while held.
+struct OwnServer(
+    #[allow(dead_code)] RedisServer,
+    #[allow(dead_code)] tempfile::TempDir,
+);
 
-async fn setup(kind: Server) -> Setup {
+/// A store and a raw connection on a server of the test's own, so that
+/// the server's command counts are this test's alone; hold the third
+/// value until the test ends.
+async fn setup(kind: Server) -> (RedisStore, MultiplexedConnection, OwnServer) {
     let dir = tempfile::tempdir().unwrap();
     let server = RedisServer::spawn_unix_of(kind, dir.path(), &dir.path().join("redis.sock"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -35,12 +35,7 @@ async fn setup(kind: Server) -> Setup {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    Setup {
-        store,
-        raw,
-        _server: server,
-        _dir: dir,
-    }
+    (store, raw, OwnServer(server, dir))
 }
 
 fn record(i: usize) -> Record {
@@ -94,13 +89,7 @@ enum Expect {
 }
 
 async fn concurrent_loads_are_batched_and_each_gets_its_own_answer(kind: Server) {
-    // Bound, not `..`: the server must outlive the test.
-    let Setup {
-        store,
-        mut raw,
-        _server,
-        _dir,
-    } = setup(kind).await;
+    let (store, mut raw, _server) = setup(kind).await;
     let mut cases = Vec::new();
     for i in 0..6 {
         let record = record(i);
@@ -146,13 +135,7 @@ async fn concurrent_loads_are_batched_and_each_gets_its_own_answer(kind: Server)
 }
 
 async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome(kind: Server) {
-    // Bound, not `..`: the server must outlive the test.
-    let Setup {
-        store,
-        mut raw,
-        _server,
-        _dir,
-    } = setup(kind).await;
+    let (store, mut raw, _server) = setup(kind).await;
     let mut sessions = Vec::new();
     for i in 0..12 {
         let mut record = record(i);
@@ -213,13 +196,7 @@ async fn concurrent_saves_are_batched_and_each_gets_its_own_outcome(kind: Server
 }
 
 async fn concurrent_creates_touches_and_deletes_each_get_their_own_outcome(kind: Server) {
-    // Bound, not `..`: the server must outlive the test.
-    let Setup {
-        store,
-        mut raw,
-        _server,
-        _dir,
-    } = setup(kind).await;
+    let (store, mut raw, _server) = setup(kind).await;
     // Creates: new sessions (half of them bound), one over a live session,
     // one whose user's index key holds a string (its ZADD fails).
     let taken = record(30);
