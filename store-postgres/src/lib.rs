@@ -70,7 +70,7 @@
 //!
 //! # Testing
 //!
-//! With the `testing` feature, [`testing`] finds a server for your tests
+//! With the `testing` feature, the `testing` module finds a server for your tests
 //! (`DATABASE_URL`, else a throwaway cluster from `initdb` and `pg_ctl`,
 //! else a container with the `docker` feature) and gives each test its own
 //! schema.
