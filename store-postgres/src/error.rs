@@ -80,15 +80,6 @@ pub(crate) struct BadKey {
     pub(crate) len: usize,
 }
 
-/// A column of a row holds a value out of range.
-#[derive(Debug, thiserror::Error)]
-#[error("column {column} holds {value}, which is not a valid {what}")]
-pub(crate) struct BadColumn {
-    pub(crate) column: &'static str,
-    pub(crate) value: i64,
-    pub(crate) what: &'static str,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
