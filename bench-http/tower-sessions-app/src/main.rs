@@ -14,13 +14,16 @@
 //! * `GET /counter`: read-modify-write of the counter, answers the new
 //!   value;
 //! * `GET /read`: read-only, answers the counter;
-//! * `GET /plain`: never touches the session.
+//! * `GET /plain`: never touches the session;
+//! * `GET /hit/{c}`: read-modify-write of the counter `hit-{c}`;
+//! * `GET /hits`: the sum of `hit-0` … `hit-63`.
 
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -68,6 +71,30 @@ async fn read(session: Session) -> Result<String, StatusCode> {
     Ok(n.to_string())
 }
 
+async fn hit(session: Session, Path(c): Path<u32>) -> Result<String, StatusCode> {
+    let key = format!("hit-{c}");
+    let n = session
+        .get::<u64>(&key)
+        .await
+        .map_err(internal)?
+        .unwrap_or(0)
+        + 1;
+    session.insert(&key, n).await.map_err(internal)?;
+    Ok(n.to_string())
+}
+
+async fn hits(session: Session) -> Result<String, StatusCode> {
+    let mut sum = 0;
+    for c in 0..64 {
+        sum += session
+            .get::<u64>(&format!("hit-{c}"))
+            .await
+            .map_err(internal)?
+            .unwrap_or(0);
+    }
+    Ok(sum.to_string())
+}
+
 async fn plain() -> &'static str {
     "ok"
 }
@@ -78,6 +105,8 @@ fn app<S: SessionStore + Clone>(store: S) -> Router {
         .route("/counter", get(counter))
         .route("/read", get(read))
         .route("/plain", get(plain))
+        .route("/hit/{c}", get(hit))
+        .route("/hits", get(hits))
         .layer(SessionManagerLayer::new(store))
 }
 
@@ -130,7 +159,9 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     rt.block_on(async {
         let router = match system.as_str() {
-            "ts-moka" => app(tower_sessions_moka_store::MokaStore::new(Some(MOKA_ENTRIES))),
+            "ts-moka" => app(tower_sessions_moka_store::MokaStore::new(Some(
+                MOKA_ENTRIES,
+            ))),
             "ts-redis" => redis(redis_url.as_deref().ok_or("--redis-url needed")?).await?,
             "ts-sqlite" => sqlite(dir.as_deref().ok_or("--dir needed")?).await?,
             other => return Err(format!("unknown system {other:?}").into()),
