@@ -10,6 +10,7 @@ use session_core::{CookieAction, SessionManager, Timestamp};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::config::RenderedCookie;
 use crate::{CookieConfig, CrossSiteGuard, Session};
 
 /// Adds a [`Session`] to every request and commits it after the inner
@@ -56,7 +57,7 @@ use crate::{CookieConfig, CrossSiteGuard, Session};
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
     manager: SessionManager,
-    cookie: Arc<CookieConfig>,
+    cookie: Arc<RenderedCookie>,
     guard: Option<CrossSiteGuard>,
 }
 
@@ -65,7 +66,7 @@ impl SessionLayer {
     pub fn new(manager: SessionManager) -> Self {
         Self {
             manager,
-            cookie: Arc::new(CookieConfig::default()),
+            cookie: Arc::new(RenderedCookie::new(CookieConfig::default())),
             guard: Some(CrossSiteGuard::default()),
         }
     }
@@ -87,7 +88,7 @@ impl SessionLayer {
 
     /// Sets the cookie attributes.
     pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
-        self.cookie = Arc::new(cookie);
+        self.cookie = Arc::new(RenderedCookie::new(cookie));
         self
     }
 
@@ -115,7 +116,7 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     manager: SessionManager,
-    cookie: Arc<CookieConfig>,
+    cookie: Arc<RenderedCookie>,
     guard: Option<CrossSiteGuard>,
 }
 
@@ -148,21 +149,27 @@ where
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let manager = self.manager.clone();
-        let cookie = Arc::clone(&self.cookie);
+        // The session is made lazily, on the handler's first use (see
+        // `Session`): here only the cookie value is looked up.
         let session = Session::new(
-            manager.load(cookie.find(request.headers())),
-            manager.clone(),
+            self.manager.clone(),
+            self.cookie.config().find(request.headers()),
         );
         request.extensions_mut().insert(session.clone());
+        let cookie = Arc::clone(&self.cookie);
         Box::pin(async move {
             let mut response = inner.call(request).await?;
-            let header = match manager.commit(&session).await {
+            // Never touched: nothing to commit (a commit would answer
+            // `Unchanged` without a store call anyway).
+            let Some(touched) = session.touched() else {
+                return Ok(response);
+            };
+            let header = match session.manager().commit(touched).await {
                 Ok(CookieAction::Unchanged) => return Ok(response),
-                Ok(CookieAction::Clear) => cookie.clear(),
+                Ok(CookieAction::Clear) => cookie.config().clear(),
                 Ok(CookieAction::Set { value, expires_at }) => {
                     let secs = expires_at.duration_since(Timestamp::now()).as_secs();
-                    cookie.set(value, i64::try_from(secs).unwrap_or(i64::MAX))
+                    cookie.set(&value, i64::try_from(secs).unwrap_or(i64::MAX))
                 }
                 Err(error) => {
                     tracing::error!(%error, "session commit failed; answering 500");

@@ -1,6 +1,7 @@
 //! The per-request handle and its axum extractor.
 
 use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use session_core::SessionManager;
 
@@ -11,20 +12,49 @@ use session_core::SessionManager;
 ///
 /// In axum, take it as a handler argument. Elsewhere, find it in the
 /// request's extensions: `request.extensions().get::<Session>()`.
+///
+/// Cheap to clone (one reference count); clones share the session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    session: session_core::Session,
+    inner: Arc<Inner>,
+}
+
+/// Shared by the clones of one request's [`Session`].
+///
+/// The [`session_core::Session`] is made on the first dereference, not
+/// when the request arrives: a request whose handler never touches its
+/// session (a health check, a static page) then costs neither the id
+/// parse nor the session's allocation, and the layer skips its commit.
+/// `SessionManager::load` makes no store call either way, so only the
+/// moment of that cheap step moves; what a handler sees is the same.
+#[derive(Debug)]
+struct Inner {
     manager: SessionManager,
+    /// The request's session cookie value, as found (unparsed).
+    cookie: Option<Box<str>>,
+    session: OnceLock<session_core::Session>,
 }
 
 impl Session {
-    pub(crate) fn new(session: session_core::Session, manager: SessionManager) -> Self {
-        Self { session, manager }
+    pub(crate) fn new(manager: SessionManager, cookie: Option<&str>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                manager,
+                cookie: cookie.map(Box::from),
+                session: OnceLock::new(),
+            }),
+        }
     }
 
     /// The manager this session belongs to.
     pub fn manager(&self) -> &SessionManager {
-        &self.manager
+        &self.inner.manager
+    }
+
+    /// The session if anything dereferenced it; `None` means the request
+    /// never touched it, and there is nothing to commit.
+    pub(crate) fn touched(&self) -> Option<&session_core::Session> {
+        self.inner.session.get()
     }
 }
 
@@ -32,7 +62,9 @@ impl Deref for Session {
     type Target = session_core::Session;
 
     fn deref(&self) -> &Self::Target {
-        &self.session
+        self.inner
+            .session
+            .get_or_init(|| self.inner.manager.load(self.inner.cookie.as_deref()))
     }
 }
 
