@@ -218,7 +218,7 @@ pub(crate) struct RenderedCookie {
 
 impl RenderedCookie {
     /// Renders `config`'s attributes with the `cookie` crate itself, so
-    /// the header is byte for byte what [`CookieConfig::set`] writes.
+    /// the header is byte for byte what the `cookie` crate writes.
     pub(crate) fn new(config: CookieConfig) -> Self {
         let rendered = config.base(String::new()).to_string();
         // `rendered` is `name=` followed by the attributes.
@@ -234,7 +234,8 @@ impl RenderedCookie {
         &self.config
     }
 
-    /// What [`CookieConfig::set`] returns, in one allocation.
+    /// The `Set-Cookie` value `CookieConfig::set` (the tests' reference) would
+    /// render, built in one allocation.
     pub(crate) fn set(&self, value: &str, max_age_secs: i64) -> String {
         use std::fmt::Write as _;
         let name = self.config.name();
