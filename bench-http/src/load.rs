@@ -76,12 +76,7 @@ impl Conn {
             .send_request(request.body(Empty::new())?)
             .await?;
         let status = response.status();
-        let cookie = response
-            .headers()
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned);
+        let cookie = cookie_pair(response.headers());
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer {
             status,
@@ -89,6 +84,15 @@ impl Conn {
             body,
         })
     }
+}
+
+/// The `name=value` part of the first `Set-Cookie` in `headers`.
+pub(crate) fn cookie_pair(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
 }
 
 /// A workload: which request each connection sends.

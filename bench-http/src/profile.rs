@@ -50,12 +50,7 @@ async fn call(
     }
     let response = router.clone().oneshot(request.body(Body::empty())?).await?;
     let status = response.status();
-    let cookie = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
+    let cookie = crate::load::cookie_pair(response.headers());
     response.into_body().collect().await?;
     Ok((status, cookie))
 }

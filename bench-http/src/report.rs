@@ -189,7 +189,7 @@ pub(crate) fn markdown(r: &Results) -> String {
         let x = r.ratio("ours-memory", "ts-moka", w, c);
         let _ = writeln!(
             out,
-            "| memory {} ≥ 1.05× tower-sessions | {x:.2}× | {} |",
+            "| memory {} ≥ 1.05× tower-sessions | {x:.3}× | {} |",
             w.label(),
             verdict(x >= 1.05)
         );
@@ -205,7 +205,7 @@ pub(crate) fn markdown(r: &Results) -> String {
         let x = r.ratio("ours-sqlite", "ts-sqlite", w, c);
         let _ = writeln!(
             out,
-            "| SQLite {} ≥ 2.5× tower-sessions | {x:.2}× | {} |",
+            "| SQLite {} ≥ 2.5× tower-sessions | {x:.3}× | {} |",
             w.label(),
             verdict(x >= 2.5)
         );
