@@ -27,12 +27,22 @@ pub struct Session {
 /// parse nor the session's allocation, and the layer skips its commit.
 /// `SessionManager::load` makes no store call either way, so only the
 /// moment of that cheap step moves; what a handler sees is the same.
-#[derive(Debug)]
 struct Inner {
     manager: SessionManager,
     /// The request's session cookie value, as found (unparsed).
     cookie: Option<Box<str>>,
     session: OnceLock<session_core::Session>,
+}
+
+/// Never prints the cookie value: it is the session's secret.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("manager", &self.manager)
+            .field("has_cookie", &self.cookie.is_some())
+            .field("session", &self.session.get())
+            .finish()
+    }
 }
 
 impl Session {
@@ -115,5 +125,26 @@ mod axum_support {
             tracing::error!(error = %self.0, "session error in a handler; answering 500");
             crate::layer::internal_error()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use session_core::{SessionId, SessionManager};
+    use session_store_memory::MemoryStore;
+
+    use super::Session;
+
+    #[tokio::test]
+    async fn debug_never_prints_the_cookie_value() -> Result<(), session_core::Error> {
+        let id = SessionId::generate()?.to_cookie_value();
+        let session = Session::new(SessionManager::new(MemoryStore::default()), Some(&id));
+        let before = format!("{session:?}");
+        let _made: &session_core::Session = &session; // made on first use
+        let after = format!("{session:?}");
+        for text in [before, after] {
+            assert!(!text.contains(&id), "{text}");
+        }
+        Ok(())
     }
 }
