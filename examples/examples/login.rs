@@ -73,6 +73,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.secure_cookies {
         println!("note: cookies are not `Secure` (plain HTTP); use --secure-cookies behind HTTPS");
     }
-    axum::serve(listener, app).await?;
+    // Connect info: the login throttle counts failures per client address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
