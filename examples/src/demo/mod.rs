@@ -51,10 +51,14 @@ pub enum StoreChoice {
     Sqlite(PathBuf),
     /// A Redis server at this URL (`redis://…`, `rediss://…`, `unix://…`).
     Redis(String),
+    /// A PostgreSQL database at this URL (`postgres://…`,
+    /// `postgresql://…`); the sessions table is installed if missing.
+    Postgres(String),
 }
 
 impl StoreChoice {
-    /// Parses `--store` values: `memory`, `sqlite:PATH`, or a Redis URL.
+    /// Parses `--store` values: `memory`, `sqlite:PATH`, a Redis URL or a
+    /// PostgreSQL URL.
     ///
     /// ```
     /// use examples::demo::StoreChoice;
@@ -62,6 +66,10 @@ impl StoreChoice {
     /// assert_eq!(StoreChoice::parse("memory"), Ok(StoreChoice::Memory));
     /// assert_eq!(StoreChoice::parse("sqlite:/tmp/s.db"), Ok(StoreChoice::Sqlite("/tmp/s.db".into())));
     /// assert!(StoreChoice::parse("redis://127.0.0.1:6379/").is_ok());
+    /// assert_eq!(
+    ///     StoreChoice::parse("postgres://postgres@localhost/test"),
+    ///     Ok(StoreChoice::Postgres("postgres://postgres@localhost/test".into()))
+    /// );
     /// assert!(StoreChoice::parse("mongodb://x").is_err());
     /// ```
     ///
@@ -82,9 +90,15 @@ impl StoreChoice {
             .any(|scheme| text.starts_with(scheme))
         {
             Ok(Self::Redis(text.to_owned()))
+        } else if ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+        {
+            Ok(Self::Postgres(text.to_owned()))
         } else {
             Err(format!(
-                "unknown store {text:?}: use `memory`, `sqlite:PATH` or a redis:// URL"
+                "unknown store {text:?}: use `memory`, `sqlite:PATH`, a redis:// URL or a \
+                 postgres:// URL"
             ))
         }
     }
@@ -101,6 +115,12 @@ impl StoreChoice {
             Self::Redis(url) => Arc::new(
                 session_store_redis::RedisStore::builder(url.as_str())
                     .prefix("demo:session:")
+                    .connect()
+                    .await?,
+            ),
+            Self::Postgres(url) => Arc::new(
+                session_store_postgres::PostgresOptions::new(url.as_str())
+                    .migrate(true)
                     .connect()
                     .await?,
             ),
