@@ -407,6 +407,22 @@ mod redis {
     flows!(store().await);
 }
 
+mod postgres {
+    use super::*;
+
+    /// A store in a schema of its own on the harness's server
+    /// (`DATABASE_URL`, else a throwaway cluster); the guard drops the
+    /// schema.
+    async fn store() -> (Arc<dyn SessionStore>, Guard) {
+        let test = session_store_postgres::testing::TestStore::new()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (Arc::new(test.store().clone()), Box::new(test))
+    }
+
+    flows!(store().await);
+}
+
 /// A login attempt for `user` from client address `from`, as the server
 /// sees it when served with connect info.
 fn attempt(user: &str, password: &str, from: [u8; 4]) -> Request<Body> {
