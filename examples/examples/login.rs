@@ -54,6 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = parse_args()?;
     let store = args.store.open().await?;
+    // Expired sessions are invisible at once; a sweep every five minutes
+    // also removes them physically from the SQL stores (Redis expires
+    // them itself, and the memory store's sweep is its own periodic one).
+    let _sweeper = session_core::sweeper::spawn_sweeper(
+        std::sync::Arc::clone(&store),
+        std::time::Duration::from_secs(300),
+        "demo",
+    )?;
     let manager = SessionManager::from_arc(store);
     let users = Arc::new(Users::demo()?);
     // The demo serves plain HTTP, so `Secure` is off unless asked for
