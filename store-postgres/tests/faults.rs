@@ -5,9 +5,12 @@
 //! - A server restarted (`pg_ctl restart -m fast`) while tasks load and
 //!   save: every error is a retryable `Error::Backend`, and afterwards the
 //!   same store (the same pool) serves loads and saves again.
-//! - A server stopped (`pg_ctl stop -m fast`) for a while: every kind of
-//!   call fails retryably within the acquire timeout, and after `start`
-//!   the same store works again.
+//! - A server stopped (`pg_ctl stop -m fast`) for a while, its socket
+//!   gone and then refusing connections: every kind of call fails
+//!   retryably within the acquire timeout, and after `start` the same
+//!   store works again. (Batched calls wait several acquire timeouts, and
+//!   calls on one key one each, in turn: an ignored test keeps that
+//!   finding.)
 //! - A crash (`pg_ctl stop -m immediate`) while tasks create and save:
 //!   after `start`, every acknowledged write is there, exactly as last
 //!   acknowledged, or as the one write in flight when its call failed.
@@ -336,15 +339,37 @@ fn all_failed_retryably<T: std::fmt::Debug>(
     Ok(())
 }
 
+/// Leaves a socket file nobody listens on where the stopped server's
+/// was, so that connecting is refused, as at a TCP port with no server
+/// behind it. Returns its path, to remove before `start`.
+fn refuse_connections(cluster: &Cluster) -> TestResult<std::path::PathBuf> {
+    let socket = cluster.dir().join(".s.PGSQL.5432");
+    drop(std::os::unix::net::UnixListener::bind(&socket)?);
+    Ok(socket)
+}
+
+/// 16 concurrent loads of distinct keys (they go out as one batch) must
+/// fail retryably; returns how long they took.
+async fn sixteen_loads_fail(store: &PostgresStore) -> TestResult<Duration> {
+    let keys: Vec<StorageKey> = (0..16)
+        .map(|_| Ok(SessionId::generate()?.storage_key()))
+        .collect::<TestResult<_>>()?;
+    let started = Instant::now();
+    let loads = futures_util::future::join_all(keys.iter().map(|key| store.load(key))).await;
+    let took = started.elapsed();
+    all_failed_retryably("concurrent load", &loads)?;
+    Ok(took)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_gives_retryable_errors_and_start_serves_again() -> TestResult {
     // While the server is down, a call may wait up to the acquire timeout
-    // for a connection: the pool retries a refused connection (TCP) or a
-    // server still starting up (57P03) until then. On this cluster's unix
-    // socket a stopped server leaves no socket file and the pool fails at
-    // once, but the bound asserted per call is the acquire timeout plus
-    // slack: 1 s keeps it tight (the default 5 s would let a call hang 7 s
-    // and pass).
+    // for a connection: the pool retries a refused connection (as at a TCP
+    // port with no server) or a server still starting up (57P03) until
+    // then. The bound asserted per call is the acquire timeout plus slack:
+    // 1 s keeps it tight and the test short (the default 5 s would let a
+    // call hang 7 s and pass, and this test makes some twenty calls that
+    // each wait it out).
     let acquire = Duration::from_secs(1);
     let cluster = own_cluster().await?;
     let store = connect(&cluster, |o| o.acquire_timeout(acquire)).await?;
@@ -354,31 +379,22 @@ async fn stopped_server_gives_retryable_errors_and_start_serves_again() -> TestR
     assert_eq!(store.load(&live.key).await?, Some(live.clone()));
 
     pg_ctl(&cluster, &["stop", "-m", "fast"]).await?;
-    // One call alone waits one acquire timeout at most.
+    // No socket file: connecting fails at once, every call too.
     every_call_fails_retryably(&store, &live, acquire + SLACK).await?;
+    let gone = sixteen_loads_fail(&store).await?;
+    // Connections refused: the pool retries until the acquire timeout.
+    let socket = refuse_connections(&cluster)?;
     every_call_fails_retryably(&store, &live, acquire + SLACK).await?;
-
-    // Concurrent calls on distinct keys go out as one batch; when the
-    // batch statement fails, each runs alone: two acquire timeouts at
-    // most.
-    let keys: Vec<StorageKey> = (0..16)
-        .map(|_| Ok(SessionId::generate()?.storage_key()))
-        .collect::<TestResult<_>>()?;
-    let started = Instant::now();
-    let loads = futures_util::future::join_all(keys.iter().map(|key| store.load(key))).await;
-    let took = started.elapsed();
-    all_failed_retryably("concurrent load", &loads)?;
+    // A batch whose statement fails runs each of its operations alone, so
+    // a batch takes two acquire timeouts; a call queued while both sender
+    // tasks have a batch in flight waits for one of them first: four
+    // acquire timeouts at most (the ignored test below wants better).
+    let refused = sixteen_loads_fail(&store).await?;
     assert!(
-        took <= acquire * 2 + SLACK,
-        "16 concurrent loads with the server stopped took {took:?}"
+        refused <= acquire * 4 + SLACK,
+        "16 concurrent loads with connections refused took {refused:?}"
     );
-    // Concurrent loads of one key: the first of a batch goes in the
-    // batch statement, the others of that key run alone, one after the
-    // other (measured, reported below).
-    let started = Instant::now();
-    let same = futures_util::future::join_all((0..4).map(|_| store.load(&live.key))).await;
-    let same_took = started.elapsed();
-    all_failed_retryably("concurrent load of one key", &same)?;
+    std::fs::remove_file(socket)?;
 
     pg_ctl(&cluster, &["start"]).await?;
     // The same store serves again once the pool reconnects; until then,
@@ -404,9 +420,50 @@ async fn stopped_server_gives_retryable_errors_and_start_serves_again() -> TestR
     assert_eq!(store.load(&live.key).await?, Some(live.clone()));
     serves_every_call(&store, "after-start").await?;
     eprintln!(
-        "stopped: 16 concurrent loads of distinct keys failed in {took:?}, 4 of one key in \
-         {same_took:?} (acquire timeout {acquire:?})"
+        "stopped: 16 concurrent loads failed in {gone:?} with no socket, in {refused:?} with \
+         connections refused (acquire timeout {acquire:?})"
     );
+    Ok(())
+}
+
+/// During an outage that refuses connections, concurrent calls should
+/// fail about as fast as a lone call (one acquire timeout). They do not:
+/// when a batch statement fails, each of its operations runs again alone
+/// and waits out the acquire timeout a second time; calls queued
+/// meanwhile wait for one of the two sender tasks first (16 loads of
+/// distinct keys: 2 to 4 timeouts); and the second and later operations
+/// on one key run alone one after the other, each waiting it out in turn
+/// (8 loads of one key: about 8 timeouts, 40 s with the default 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: during an outage, batched calls wait several acquire timeouts (n in turn on one key)"]
+async fn concurrent_calls_fail_fast_during_an_outage() -> TestResult {
+    let acquire = Duration::from_secs(1);
+    let cluster = own_cluster().await?;
+    let store = connect(&cluster, |o| o.acquire_timeout(acquire)).await?;
+    let mut live = record(Some("alice"))?;
+    store.create(&live).await?;
+    live.version = store.save(&live).await?;
+    pg_ctl(&cluster, &["stop", "-m", "fast"]).await?;
+    let socket = refuse_connections(&cluster)?;
+    let distinct = sixteen_loads_fail(&store).await?;
+    let started = Instant::now();
+    let loads = futures_util::future::join_all((0..8).map(|_| store.load(&live.key))).await;
+    let loads_took = started.elapsed();
+    all_failed_retryably("concurrent load of one key", &loads)?;
+    let started = Instant::now();
+    let saves = futures_util::future::join_all((0..8).map(|_| store.save(&live))).await;
+    let saves_took = started.elapsed();
+    all_failed_retryably("concurrent save of one key", &saves)?;
+    std::fs::remove_file(socket)?;
+    let limit = acquire + SLACK;
+    if distinct > limit || loads_took > limit || saves_took > limit {
+        return Err(format!(
+            "with connections refused (acquire timeout {acquire:?}, limit {limit:?}): 16 \
+             concurrent loads of distinct keys took {distinct:?}, 8 loads of one key \
+             {loads_took:?}, 8 saves of one key {saves_took:?}"
+        )
+        .into());
+    }
     Ok(())
 }
 
