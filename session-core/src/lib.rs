@@ -23,12 +23,14 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod coalesce;
 mod error;
 mod expiry;
 mod id;
 mod manager;
 mod record;
 mod store;
+pub mod sweeper;
 mod time;
 
 pub use error::{BoxError, Error};

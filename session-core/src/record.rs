@@ -45,7 +45,54 @@ pub struct Record {
     pub version: u64,
 }
 
+/// A stored version below zero: no record ever had it.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored version {0} is negative")]
+struct NegativeVersion(i64);
+
 impl Record {
+    /// Rebuilds the record stored under `key` from the columns a SQL store
+    /// keeps: the data as JSON text, the version and both timestamps
+    /// (milliseconds since the epoch) as signed 64-bit integers, as SQL
+    /// databases hold them.
+    ///
+    /// ```
+    /// use session_core::{Record, SessionId, Timestamp};
+    ///
+    /// let key = SessionId::generate()?.storage_key();
+    /// let record = Record::from_columns(key, Some("ada".into()), r#"{"cart":[1]}"#, 3, 1_000, 2_000)?;
+    /// assert_eq!(record.version, 3);
+    /// assert_eq!(record.expires_at, Timestamp::from_millis(2_000));
+    /// assert!(Record::from_columns(key, None, "[1]", 3, 1_000, 2_000).is_err());
+    /// assert!(Record::from_columns(key, None, "{}", -1, 1_000, 2_000).is_err());
+    /// # Ok::<(), session_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming `key` when the data is not a JSON object
+    /// or the version is negative.
+    pub fn from_columns(
+        key: StorageKey,
+        user: Option<String>,
+        data: &str,
+        version: i64,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Result<Self, Error> {
+        let data: Data = serde_json::from_str(data).map_err(|e| Error::decode(key, e))?;
+        let version =
+            u64::try_from(version).map_err(|_| Error::decode(key, NegativeVersion(version)))?;
+        Ok(Self {
+            key,
+            data,
+            user,
+            created_at: Timestamp::from_millis(created_at),
+            expires_at: Timestamp::from_millis(expires_at),
+            version,
+        })
+    }
+
     /// A new, empty, unbound record at version 0.
     pub fn new(key: StorageKey, created_at: Timestamp, expires_at: Timestamp) -> Self {
         Self {

@@ -10,7 +10,7 @@ use session_core::{CookieAction, SessionManager, Timestamp};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{CookieConfig, Session};
+use crate::{CookieConfig, CrossSiteGuard, Session};
 
 /// Adds a [`Session`] to every request and commits it after the inner
 /// service has answered.
@@ -25,6 +25,12 @@ use crate::{CookieConfig, Session};
 /// 4. commits the session and writes `Set-Cookie` as the manager decides:
 ///    the id with `Max-Age` after a change or a sliding touch, an empty
 ///    value with `Max-Age=0` after logout, nothing when nothing changed.
+///
+/// Before all of that, a state-changing request that another site made
+/// the browser send is answered with a bare `403 Forbidden`, without a
+/// store call or the inner service ([`CrossSiteGuard`]; on by default,
+/// configured with [`SessionLayer::with_cross_site_guard`], switched off
+/// with [`SessionLayer::without_cross_site_guard`]).
 ///
 /// A store error while committing turns the response into a bare
 /// `500 Internal Server Error` with an empty body; the details go to
@@ -51,6 +57,7 @@ use crate::{CookieConfig, Session};
 pub struct SessionLayer {
     manager: SessionManager,
     cookie: Arc<CookieConfig>,
+    guard: Option<CrossSiteGuard>,
 }
 
 impl SessionLayer {
@@ -59,7 +66,23 @@ impl SessionLayer {
         Self {
             manager,
             cookie: Arc::new(CookieConfig::default()),
+            guard: Some(CrossSiteGuard::default()),
         }
+    }
+
+    /// Sets the cross-site request guard (for example to allow another
+    /// origin of yours).
+    pub fn with_cross_site_guard(mut self, guard: CrossSiteGuard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Lets every request through, cross-site ones included: for apps
+    /// that guard against cross-site requests otherwise (CSRF tokens, an
+    /// earlier layer).
+    pub fn without_cross_site_guard(mut self) -> Self {
+        self.guard = None;
+        self
     }
 
     /// Sets the cookie attributes.
@@ -82,6 +105,7 @@ impl<S> Layer<S> for SessionLayer {
             inner,
             manager: self.manager.clone(),
             cookie: Arc::clone(&self.cookie),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -92,6 +116,7 @@ pub struct SessionService<S> {
     inner: S,
     manager: SessionManager,
     cookie: Arc<CookieConfig>,
+    guard: Option<CrossSiteGuard>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
@@ -110,6 +135,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if let Some(guard) = &self.guard
+            && !guard.allows(request.method(), request.headers())
+        {
+            tracing::debug!(
+                method = %request.method(),
+                uri = %request.uri(),
+                "cross-site request refused; answering 403"
+            );
+            return Box::pin(async { Ok(forbidden()) });
+        }
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -152,6 +187,13 @@ where
             }
         })
     }
+}
+
+/// A bare 403 with an empty body.
+fn forbidden<B: Default>() -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
 }
 
 /// A bare 500 with an empty body.

@@ -8,6 +8,9 @@
 //! ([`CookieConfig`]). Logout answers `Set-Cookie` with an empty value and
 //! `Max-Age=0`: the server cannot delete the browser's cookie, only
 //! overwrite it. Store errors become a bare 500, details only in `tracing`.
+//! State-changing requests another site made the browser send (a forged
+//! login form, say) are refused with a bare 403 before any store call
+//! ([`CrossSiteGuard`], on by default).
 //!
 //! ```
 //! use axum::{Router, routing::{get, post}};
@@ -48,10 +51,12 @@
 pub struct ReadmeDoctests;
 
 mod config;
+mod guard;
 mod layer;
 mod session;
 
 pub use config::{CookieConfig, SameSite};
+pub use guard::CrossSiteGuard;
 pub use layer::{SessionLayer, SessionService};
 pub use session::{MissingSessionLayer, Session};
 

@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use session_core::{Error, Record, SessionManager, SessionStore, StorageKey, Timestamp};
 use session_store_memory::MemoryStore;
-use session_tower::{CookieConfig, Session, SessionError, SessionLayer};
+use session_tower::{CookieConfig, CrossSiteGuard, Session, SessionError, SessionLayer};
 use tower::ServiceExt;
 
 async fn put(session: Session) -> Result<&'static str, SessionError> {
@@ -291,4 +291,113 @@ fn invalid_cookie_names_are_refused() {
         CookieConfig::default().with_name("bad name").name(),
         "session"
     );
+}
+
+fn from(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "app.example");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_a_bare_403_without_store_call_or_handler() {
+    // Every store call would fail (500) and the handler would store: a 403
+    // with no cookie shows that neither ran.
+    let app = app(Arc::new(Down), CookieConfig::default());
+    for headers in [
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://evil.example"),
+        ][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        // A browser without Fetch Metadata: only the foreign Origin tells.
+        &[("origin", "http://evil.example")][..],
+        &[("origin", "null")][..],
+    ] {
+        let response = app
+            .clone()
+            .oneshot(from("POST", "/put", headers))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(set_cookies(&response).is_empty(), "{headers:?}");
+        assert_eq!(body(response).await, "", "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn same_origin_forms_safe_methods_and_non_browser_clients_pass() {
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    let app = app(store, CookieConfig::default());
+    for headers in [
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://app.example"),
+        ][..],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://www.app.example"),
+        ][..],
+        &[("sec-fetch-site", "none")][..],
+        &[("origin", "https://app.example")][..],
+        // curl, a server, a test: neither header.
+        &[][..],
+    ] {
+        let response = app
+            .clone()
+            .oneshot(from("POST", "/put", headers))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{headers:?}");
+        assert_eq!(set_cookies(&response).len(), 1, "{headers:?}");
+    }
+    // A cross-site GET is a navigation: it passes (SameSite=Lax decides
+    // whether it carries the cookie).
+    let response = app
+        .oneshot(from(
+            "GET",
+            "/read",
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "http://evil.example"),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn allowed_origins_pass_and_the_guard_can_be_switched_off() {
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    let forged = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://sso.example"),
+    ];
+    let allowing = Router::new().route("/put", post(put)).layer(
+        SessionLayer::new(SessionManager::from_arc(Arc::clone(&store)))
+            .with_cross_site_guard(CrossSiteGuard::default().allow_origin("https://sso.example")),
+    );
+    let response = allowing
+        .oneshot(from("POST", "/put", &forged))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let unguarded = Router::new()
+        .route("/put", post(put))
+        .layer(SessionLayer::new(SessionManager::from_arc(store)).without_cross_site_guard());
+    let evil = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "http://evil.example"),
+    ];
+    let response = unguarded
+        .oneshot(from("POST", "/put", &evil))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -1,5 +1,5 @@
 //! Writes that arrive while others of their kind are in flight go out
-//! [together](crate::coalesce): saves, touches and deletes each as one
+//! [together](session_core::coalesce): saves, touches and deletes each as one
 //! call of their many-key script (`SAVE_MANY`, `TOUCH_MANY`, `DELETE_MANY`
 //! in `scripts`), which does for each key in turn exactly what the one-key
 //! script does, atomically.
@@ -29,7 +29,9 @@ use redis::{Cmd, RedisError, Script, Value};
 
 use session_core::Error;
 
-use crate::coalesce::{Coalescer, unanswered};
+use session_core::coalesce::Coalescer;
+
+use crate::connection::unanswered;
 use crate::connection::{Connector, backend};
 use crate::scripts::{Scripts, eval, evalsha};
 
@@ -226,13 +228,18 @@ impl<C: Send + 'static> Batched<C> {
         S: Fn(Arc<Connector>, Vec<C>) -> F + Send + Sync + 'static,
         F: Future<Output = Vec<Result<Value, Error>>> + Send,
     {
+        // Outside a tokio runtime no sender task can start: then every
+        // call goes out alone.
         let batches = connector.is_single().then(|| {
             let connector = Arc::clone(connector);
             Coalescer::spawn(SENDERS, MAX_BATCH, unanswered, move |calls| {
                 send(Arc::clone(&connector), calls)
             })
+            .ok()
         });
-        Self { batches }
+        Self {
+            batches: batches.flatten(),
+        }
     }
 
     /// The reply to `call`: sent at once with `alone` when no other call

@@ -353,6 +353,19 @@ fn is_retryable(err: &RedisError) -> bool {
         )
 }
 
+/// What a Redis command answered.
+pub(crate) type Reply<T> = Result<T, RedisError>;
+
+/// The answer of an operation whose batch went unanswered: the sender
+/// tasks went away (their runtime shut down) with it, or a batch answered
+/// fewer operations than it held.
+pub(crate) fn unanswered() -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "a batch of this store went unanswered (was the store's tokio runtime shut down?)",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,7 +174,6 @@
 pub struct ReadmeDoctests;
 
 mod batched;
-mod coalesce;
 mod codec;
 mod connection;
 mod loads;

@@ -3,7 +3,7 @@
 //!
 //! A load that finds no other load in flight sends its `GET` at once (no
 //! added latency, no extra hop); loads that find others in flight are
-//! [coalesced](crate::coalesce): one of a few sender tasks takes
+//! [coalesced](session_core::coalesce): one of a few sender tasks takes
 //! everything queued (up to [`MAX_BATCH`]) and reads it with one `MGET`.
 //!
 //! Each caller gets its own reply and decodes it itself, so a corrupted
@@ -23,8 +23,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use redis::{RedisError, Value};
 
-use crate::coalesce::{Coalescer, Reply, unanswered};
+use session_core::coalesce::Coalescer;
+
 use crate::connection::Connector;
+use crate::connection::{Reply, unanswered};
 
 /// The most keys one `MGET` reads.
 pub(crate) const MAX_BATCH: usize = 128;
@@ -44,6 +46,8 @@ impl Loads {
     /// `connector`'s connection and give each batch up to `timeout` (the
     /// store's operation timeout).
     pub(crate) fn new(connector: Arc<Connector>, timeout: Duration) -> Self {
+        // Outside a tokio runtime no sender task can start: then every
+        // load goes out alone.
         let batches = connector.is_single().then(|| {
             let connector = Arc::clone(&connector);
             Coalescer::spawn(
@@ -55,7 +59,9 @@ impl Loads {
                     async move { mget(&connector, timeout, keys).await }
                 },
             )
+            .ok()
         });
+        let batches = batches.flatten();
         Self { connector, batches }
     }
 

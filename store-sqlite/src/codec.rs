@@ -3,11 +3,11 @@
 //! Keys are 32-byte BLOBs, the data map is JSON text, timestamps are
 //! integer milliseconds and the version a (non-negative) INTEGER.
 
-use session_core::{Data, Error, Record, StorageKey, Timestamp};
+use session_core::{Data, Error, Record, StorageKey};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::{BadColumn, BadKey, VersionOutOfRange, map_sqlx};
+use crate::error::{BadKey, VersionOutOfRange, map_sqlx};
 
 /// The largest version a record may carry: SQLite integers are signed 64
 /// bits, and a save must still be able to add one.
@@ -87,25 +87,7 @@ fn decode_fields(key: StorageKey, row: &SqliteRow) -> Result<Record, Error> {
     let version: i64 = row.try_get(3).map_err(decode)?;
     let created_at: i64 = row.try_get(4).map_err(decode)?;
     let expires_at: i64 = row.try_get(5).map_err(decode)?;
-    let data: Data = serde_json::from_str(&data).map_err(|e| Error::decode(key, e))?;
-    let version = u64::try_from(version).map_err(|_| {
-        Error::decode(
-            key,
-            BadColumn {
-                column: "version",
-                value: version,
-                what: "version (it is negative)",
-            },
-        )
-    })?;
-    Ok(Record {
-        key,
-        data,
-        user,
-        created_at: Timestamp::from_millis(created_at),
-        expires_at: Timestamp::from_millis(expires_at),
-        version,
-    })
+    Record::from_columns(key, user, &data, version, created_at, expires_at)
 }
 
 #[cfg(test)]

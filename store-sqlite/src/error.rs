@@ -95,12 +95,3 @@ pub(crate) struct BadKey {
     pub(crate) table: String,
     pub(crate) len: usize,
 }
-
-/// A column of a row holds a value out of range.
-#[derive(Debug, thiserror::Error)]
-#[error("column {column} holds {value}, which is not a valid {what}")]
-pub(crate) struct BadColumn {
-    pub(crate) column: &'static str,
-    pub(crate) value: i64,
-    pub(crate) what: &'static str,
-}

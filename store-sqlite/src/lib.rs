@@ -120,8 +120,8 @@ pub use options::{
     DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,
     Synchronous, TableName,
 };
+pub use session_core::sweeper::{SweepStats, SweeperHandle};
 pub use store::SqliteStore;
-pub use sweeper::{SweepStats, SweeperHandle};
 
 /// The `sqlx` this crate is built on, for [`SqliteStore::from_pool`] and
 /// [`SqliteStore::pool`].

@@ -1,0 +1,102 @@
+//! Mapping driver failures onto [`session_core::Error`].
+
+use session_core::Error;
+
+/// Whether retrying the call that failed with `error` may succeed: the
+/// connection or the server went away, the server is starting or shutting
+/// down, a transaction lost a serialization or deadlock race, or a resource
+/// ran out for a while. A constraint, a syntax error or a value the server
+/// refuses fails the same way again.
+pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| retryable_sqlstate(&code)),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// The SQLSTATE codes (PostgreSQL's appendix A) worth a retry.
+fn retryable_sqlstate(code: &str) -> bool {
+    matches!(
+        code,
+        // serialization_failure, deadlock_detected
+        "40001" | "40P01"
+        // admin_shutdown, crash_shutdown, cannot_connect_now
+        | "57P01" | "57P02" | "57P03"
+        // lock_not_available, query_canceled (a statement timeout)
+        | "55P03" | "57014"
+    ) || code.starts_with("08") // connection exceptions
+        || code.starts_with("53") // insufficient resources (too many connections, disk full)
+}
+
+/// [`Error::Backend`] for a driver failure during `operation`.
+pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
+    let retryable = is_retryable(&error);
+    Error::backend(operation, retryable, error)
+}
+
+/// A record's version does not fit PostgreSQL's `bigint`.
+#[derive(Debug, thiserror::Error)]
+#[error("version {0} is beyond what a bigint can store (at most {max})", max = i64::MAX - 1)]
+pub(crate) struct VersionOutOfRange(pub(crate) u64);
+
+/// A live row's data is not a JSON object; a save leaves it alone.
+#[derive(Debug, thiserror::Error)]
+#[error("the row's data column does not hold a JSON object")]
+pub(crate) struct UnreadableData;
+
+/// The table is not there: it was never migrated.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "table {table} has no session schema (its `{table}_meta` version table is missing): install \
+     it with `PostgresOptions::migrate(true)` or `session_store_postgres::migrate`"
+)]
+pub(crate) struct SchemaMissing {
+    pub(crate) table: String,
+}
+
+/// The schema in the database was written by a newer release.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "table {table} has schema version {found}, newer than the {supported} this release \
+     understands; upgrade session-store-postgres"
+)]
+pub(crate) struct SchemaTooNew {
+    pub(crate) table: String,
+    pub(crate) found: i64,
+    pub(crate) supported: i64,
+}
+
+/// A row that does not hold a valid record, for errors that cannot name a
+/// storage key (the key column itself is unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("a row of table {table} holds an unreadable key ({len} bytes, expected 32)")]
+pub(crate) struct BadKey {
+    pub(crate) table: String,
+    pub(crate) len: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_sqlstates_are_retryable_and_permanent_ones_are_not() {
+        for code in [
+            "40001", "40P01", "57P01", "57P02", "57P03", "08006", "08001", "53300",
+        ] {
+            assert!(retryable_sqlstate(code), "{code}");
+        }
+        // unique_violation, syntax_error, undefined_table, invalid_text_representation
+        for code in ["23505", "42601", "42P01", "22P02"] {
+            assert!(!retryable_sqlstate(code), "{code}");
+        }
+        assert!(is_retryable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_retryable(&sqlx::Error::PoolClosed));
+        assert!(!is_retryable(&sqlx::Error::RowNotFound));
+    }
+}

@@ -1,0 +1,107 @@
+//! A PostgreSQL [`SessionStore`](session_core::SessionStore) on
+//! [`sqlx`], for apps that run on more than one server and keep their
+//! sessions in the database they already have.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use session_store_postgres::PostgresOptions;
+//!
+//! # async fn example() -> Result<(), session_core::Error> {
+//! let store = PostgresOptions::new("postgres://app@localhost/app")
+//!     .migrate(true) // install the table if it is missing
+//!     .connect()
+//!     .await?;
+//! let sweeper = store.spawn_sweeper(Duration::from_secs(300))?;
+//! // hand `store` to a `session_core::SessionManager` ...
+//! # drop(sweeper);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! One table (default `sessions`, any `schema.table` by [`TableName`]):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `key` | `bytea` primary key | the 32-byte [`StorageKey`](session_core::StorageKey), never the cookie's id |
+//! | `user` | `bytea`, nullable | the user id's UTF-8 bytes (`text` cannot hold NUL, which a user id may contain; `convert_from("user", 'UTF8')` reads it), with a partial hash index (any length) for "active sessions" |
+//! | `data` | `json` | the exact text serde_json wrote, so every value loads back equal |
+//! | `version` | `bigint` | the compare-and-set version |
+//! | `created_at`, `expires_at` | `bigint` | milliseconds since the Unix epoch; `expires_at` is indexed for the sweeper |
+//!
+//! A companion table `<table>_meta` records the schema version, so a later
+//! release can migrate. Nothing is created at connect unless asked:
+//! [`PostgresOptions::migrate`] or [`migrate`] installs the table (safe to
+//! run from several servers at once); connecting checks its version.
+//!
+//! # Semantics
+//!
+//! Each operation is one statement, so each is atomic, and every store on
+//! the database (any number of app servers) sees the same sessions:
+//!
+//! - `create` is one `INSERT … ON CONFLICT DO UPDATE … WHERE <expired>`: a
+//!   live row is never overwritten, an expired one is replaced.
+//! - `save` is one compare-and-set `UPDATE … WHERE version = $n AND
+//!   <live>` that also reads, in the same statement, what the key held, so
+//!   a failed save tells [`Conflict`](session_core::Error::Conflict) from
+//!   [`NotFound`](session_core::Error::NotFound) (a save never resurrects a
+//!   deleted session) and never overwrites a row whose data is not a JSON
+//!   object. When the row changed while the save waited for its lock, the
+//!   save runs again (at most 8 times) to learn which.
+//! - Expiry is a comparison with the app server's clock: an expired row is
+//!   absent for every method at once, and removed by
+//!   [`PostgresStore::spawn_sweeper`] in short batches that skip rows
+//!   other transactions hold.
+//! - Errors carry [`is_retryable`](session_core::Error::is_retryable):
+//!   lost connections, a server shutting down or starting, serialization
+//!   failures and deadlocks are retryable; constraint and syntax errors
+//!   are not.
+//!
+//! # Speed
+//!
+//! Under load, round trips and commits are what an operation costs.
+//! Operations that arrive while others of their kind are in flight are
+//! sent together, without any timer: loads as one `SELECT … WHERE key =
+//! ANY($1)`, creates, saves, touches and deletes each as one statement
+//! over `unnest`ed arrays, committed once. A lone operation runs its
+//! one-row statement at once. Each caller keeps its own answer and its
+//! own error.
+//!
+//! # Testing
+//!
+//! With the `testing` feature, the `testing` module finds a server for your tests
+//! (`DATABASE_URL`, else a throwaway cluster from `initdb` and `pg_ctl`,
+//! else a container with the `docker` feature) and gives each test its own
+//! schema.
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+/// The crate's `README.md`, whose code blocks are compiled as doctests so
+/// they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+mod batch;
+mod codec;
+mod error;
+mod options;
+mod schema;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use options::{
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME,
+    InvalidTableName, MAX_NAME_LEN, PostgresOptions, TableName,
+};
+pub use schema::migrate;
+pub use session_core::sweeper::{SweepStats, SweeperHandle};
+/// The driver this store is built on, re-exported so that a pool you
+/// build for [`PostgresStore::from_pool`] is of the same version.
+pub use sqlx;
+pub use store::PostgresStore;

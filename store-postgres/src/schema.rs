@@ -1,0 +1,313 @@
+//! The table layout, its installation ([`migrate`]), the check at connect,
+//! and every statement the store runs.
+//!
+//! Statement texts are built once per store from a validated
+//! [`TableName`]; no other runtime text is ever spliced into SQL. All
+//! values travel as bind parameters, batches as arrays that `unnest`
+//! turns back into rows.
+
+use std::sync::Arc;
+
+use session_core::Error;
+use sqlx::postgres::PgPool;
+use sqlx::{AssertSqlSafe, SqlStr};
+
+use crate::error::{SchemaMissing, SchemaTooNew, map_sqlx};
+use crate::options::TableName;
+
+/// The schema version this release writes and understands.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// The columns a record is read from, in this order (see
+/// [`crate::codec::decode_row`]).
+pub(crate) const RECORD_COLUMNS: &str =
+    "key, \"user\", data::text, version, created_at, expires_at";
+
+/// SQLSTATE `undefined_table`.
+const UNDEFINED_TABLE: &str = "42P01";
+
+/// Every statement of the store, for one table.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) table: TableName,
+    create: Arc<str>,
+    load: Arc<str>,
+    save: Arc<str>,
+    touch: Arc<str>,
+    delete: Arc<str>,
+    list_by_user: Arc<str>,
+    delete_by_user: Arc<str>,
+    sweep: Arc<str>,
+    load_many: Arc<str>,
+    create_many: Arc<str>,
+    save_many: Arc<str>,
+    touch_many: Arc<str>,
+    delete_many: Arc<str>,
+}
+
+fn sql(text: &Arc<str>) -> SqlStr {
+    // Built only from fixed text and a validated `TableName`.
+    sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(Arc::clone(text)))
+}
+
+/// The records of a batch, as rows `v(k, ver, usr, dat, cre, exp)` from
+/// six parallel arrays `$1` to `$6`.
+const RECORDS: &str = "unnest($1::bytea[], $2::int8[], $3::bytea[], $4::text[], $5::int8[], \
+     $6::int8[]) AS v(k, ver, usr, dat, cre, exp)";
+
+impl Statements {
+    pub(crate) fn new(table: TableName) -> Self {
+        let t = table.quoted();
+        // A save's compare-and-set, for one record or many: it writes only
+        // a live row holding the presented version and a JSON object, and
+        // reports, from the same snapshot, what the key held, so a failed
+        // save tells Conflict from NotFound from unreadable data without
+        // another statement. (`json_typeof` reads only the first token.)
+        let save_where = "s.expires_at > $7 AND json_typeof(s.data) = 'object'";
+        Self {
+            // Inserts, or replaces a row that is no longer live; a live row
+            // makes the upsert's WHERE false, so nothing changes (0 rows).
+            create: format!(
+                "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at) \
+                 VALUES ($1, $2, $3::json, $4, $5, $6) \
+                 ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", \
+                 data = EXCLUDED.data, version = EXCLUDED.version, \
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at \
+                 WHERE s.expires_at <= $7"
+            )
+            .into(),
+            load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2")
+                .into(),
+            // One row always: whether it saved, and the stored version and
+            // readability of a live row under the key (NULLs: none).
+            save: format!(
+                "WITH upd AS (UPDATE {t} AS s SET \"user\" = $3, data = $4::json, \
+                 created_at = $5, expires_at = $6, version = s.version + 1 \
+                 WHERE s.key = $1 AND s.version = $2 AND {save_where} RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM upd), s.version, json_typeof(s.data) = 'object' \
+                 FROM (SELECT 1) AS one LEFT JOIN {t} AS s ON s.key = $1 AND s.expires_at > $7"
+            )
+            .into(),
+            touch: format!("UPDATE {t} SET expires_at = $2 WHERE key = $1 AND expires_at > $3")
+                .into(),
+            delete: format!("DELETE FROM {t} WHERE key = $1 RETURNING expires_at").into(),
+            list_by_user: format!(
+                "SELECT {RECORD_COLUMNS} FROM {t} WHERE \"user\" = $1 AND expires_at > $2"
+            )
+            .into(),
+            delete_by_user: format!("DELETE FROM {t} WHERE \"user\" = $1 RETURNING expires_at")
+                .into(),
+            // The outer `expires_at <= $1` is checked again on the newest
+            // version of a row a concurrent touch just moved.
+            sweep: format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED) AND expires_at <= $1"
+            )
+            .into(),
+            // The batched forms (see `crate::batch`): one statement for many
+            // distinct keys; each answers per key.
+            load_many: format!(
+                "SELECT {RECORD_COLUMNS} FROM {t} WHERE key = ANY($1) AND expires_at > $2"
+            )
+            .into(),
+            create_many: format!(
+                "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at) \
+                 SELECT k, usr, dat::json, ver, cre, exp FROM {RECORDS} \
+                 ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", \
+                 data = EXCLUDED.data, version = EXCLUDED.version, \
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at \
+                 WHERE s.expires_at <= $7 RETURNING key"
+            )
+            .into(),
+            save_many: format!(
+                "WITH upd AS (UPDATE {t} AS s SET \"user\" = v.usr, data = v.dat::json, \
+                 created_at = v.cre, expires_at = v.exp, version = s.version + 1 \
+                 FROM {RECORDS} WHERE s.key = v.k AND s.version = v.ver AND {save_where} \
+                 RETURNING s.key) \
+                 SELECT v.k, upd.key IS NOT NULL, s.version, json_typeof(s.data) = 'object' \
+                 FROM {RECORDS} LEFT JOIN upd ON upd.key = v.k \
+                 LEFT JOIN {t} AS s ON s.key = v.k AND s.expires_at > $7"
+            )
+            .into(),
+            touch_many: format!(
+                "UPDATE {t} AS s SET expires_at = v.exp \
+                 FROM unnest($1::bytea[], $2::int8[]) AS v(k, exp) \
+                 WHERE s.key = v.k AND s.expires_at > $3 RETURNING s.key"
+            )
+            .into(),
+            delete_many: format!("DELETE FROM {t} WHERE key = ANY($1) RETURNING key, expires_at")
+                .into(),
+            table,
+        }
+    }
+
+    pub(crate) fn create(&self) -> SqlStr {
+        sql(&self.create)
+    }
+    pub(crate) fn load(&self) -> SqlStr {
+        sql(&self.load)
+    }
+    pub(crate) fn save(&self) -> SqlStr {
+        sql(&self.save)
+    }
+    pub(crate) fn touch(&self) -> SqlStr {
+        sql(&self.touch)
+    }
+    pub(crate) fn delete(&self) -> SqlStr {
+        sql(&self.delete)
+    }
+    pub(crate) fn list_by_user(&self) -> SqlStr {
+        sql(&self.list_by_user)
+    }
+    pub(crate) fn delete_by_user(&self) -> SqlStr {
+        sql(&self.delete_by_user)
+    }
+    pub(crate) fn sweep(&self) -> SqlStr {
+        sql(&self.sweep)
+    }
+    pub(crate) fn load_many(&self) -> SqlStr {
+        sql(&self.load_many)
+    }
+    pub(crate) fn create_many(&self) -> SqlStr {
+        sql(&self.create_many)
+    }
+    pub(crate) fn save_many(&self) -> SqlStr {
+        sql(&self.save_many)
+    }
+    pub(crate) fn touch_many(&self) -> SqlStr {
+        sql(&self.touch_many)
+    }
+    pub(crate) fn delete_many(&self) -> SqlStr {
+        sql(&self.delete_many)
+    }
+}
+
+/// The DDL for `table`, every statement idempotent.
+fn ddl(table: &TableName) -> Vec<String> {
+    let t = table.quoted();
+    let meta = table.quoted_with("_meta");
+    // Index names are not schema-qualified: they live in the table's schema.
+    let name = table.table();
+    let mut ddl = Vec::new();
+    if let Some(schema) = table.schema() {
+        ddl.push(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""));
+    }
+    ddl.extend([
+        format!("CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value bigint NOT NULL)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+             key bytea PRIMARY KEY CHECK (octet_length(key) = 32), \
+             \"user\" bytea, \
+             data json NOT NULL, \
+             version bigint NOT NULL, \
+             created_at bigint NOT NULL, \
+             expires_at bigint NOT NULL)"
+        ),
+        format!("CREATE INDEX IF NOT EXISTS \"{name}_expires_at_idx\" ON {t} (expires_at)"),
+        // A hash index: lookups are by equality only, and it takes user
+        // ids of any length (a B-tree entry must fit a third of a page).
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{name}_user_idx\" ON {t} USING hash (\"user\") \
+             WHERE \"user\" IS NOT NULL"
+        ),
+        format!(
+            "INSERT INTO {meta} (name, value) VALUES ('schema_version', {SCHEMA_VERSION}) \
+             ON CONFLICT (name) DO NOTHING"
+        ),
+    ]);
+    ddl
+}
+
+/// Installs the session table `table` (and its schema, indexes and
+/// version record) where it is missing, and checks the recorded schema
+/// version. Idempotent, and safe to run from several app servers at once:
+/// it holds a transaction-scoped advisory lock named after the table.
+///
+/// ```no_run
+/// use session_store_postgres::{PostgresStore, TableName, migrate};
+///
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), session_core::Error> {
+/// migrate(&pool, &TableName::default()).await?;
+/// let store = PostgresStore::from_pool(pool).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`session_core::Error::Backend`] when a statement fails (for example
+/// for lack of privileges), or when the table's recorded schema version is
+/// newer than this release understands.
+pub async fn migrate(pool: &PgPool, table: &TableName) -> Result<(), Error> {
+    let op = "migrate";
+    let mut tx = pool.begin().await.map_err(|e| map_sqlx(op, e))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("session-store-postgres {table}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx(op, e))?;
+    for statement in ddl(table) {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx(op, e))?;
+    }
+    let found = version_in(&mut tx, table).await?;
+    check_version(op, table, found)?;
+    tx.commit().await.map_err(|e| map_sqlx(op, e))
+}
+
+/// Checks that `table` was installed by a release that this one
+/// understands.
+pub(crate) async fn check(pool: &PgPool, table: &TableName) -> Result<(), Error> {
+    let op = "open";
+    let mut conn = pool.acquire().await.map_err(|e| map_sqlx(op, e))?;
+    let found = version_in(&mut conn, table).await?;
+    check_version(op, table, found)
+}
+
+/// The schema version recorded for `table`.
+async fn version_in(conn: &mut sqlx::PgConnection, table: &TableName) -> Result<i64, Error> {
+    let op = "open";
+    let found: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT value FROM {} WHERE name = 'schema_version'",
+        table.quoted_with("_meta")
+    )))
+    .fetch_optional(conn)
+    .await;
+    match found {
+        Ok(Some(version)) => Ok(version),
+        Ok(None) => Err(Error::backend(
+            op,
+            false,
+            SchemaMissing {
+                table: table.to_string(),
+            },
+        )),
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_TABLE) => {
+            Err(Error::backend(
+                op,
+                false,
+                SchemaMissing {
+                    table: table.to_string(),
+                },
+            ))
+        }
+        Err(e) => Err(map_sqlx(op, e)),
+    }
+}
+
+fn check_version(op: &'static str, table: &TableName, found: i64) -> Result<(), Error> {
+    if found > SCHEMA_VERSION {
+        return Err(Error::backend(
+            op,
+            false,
+            SchemaTooNew {
+                table: table.to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+        ));
+    }
+    Ok(())
+}
