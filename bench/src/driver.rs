@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use session_store_redis::testing::{RedisServer, Server, server_version};
 
-use crate::postgres::{self, PgServer};
+use crate::postgres;
 use crate::proto::{Ready, Reply, Request, Workload};
 use crate::report;
 use crate::systems::BoxError;
@@ -86,16 +86,6 @@ impl Backend {
             Backend::Sqlite => &["ours-sqlite", "ts-sqlite", "raw-sqlite"],
             Backend::Postgres => &["ours-postgres", "ts-postgres", "raw-postgres"],
         }
-    }
-
-    /// The systems of this backend that this build can run: all of
-    /// them, but `ours-postgres` only once our PostgreSQL store is a
-    /// dependency ([`postgres::OURS`]).
-    pub(crate) fn runnable_systems(self) -> impl Iterator<Item = &'static str> {
-        self.systems()
-            .iter()
-            .copied()
-            .filter(|s| *s != "ours-postgres" || postgres::OURS)
     }
 
     /// Whether this backend's systems include one of tower-sessions' sqlx
@@ -576,7 +566,7 @@ fn run_backend(
         .prefix("session-bench-")
         .tempdir()?;
     let mut workers = Vec::new();
-    for system in backend.runnable_systems() {
+    for system in backend.systems() {
         let cmd = worker_command(system, ts_sqlx, urls, dir.path())?;
         workers.push(Worker::spawn(system, cmd)?);
     }
@@ -720,14 +710,14 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
             )?);
             drop(server);
         } else if backend == Backend::Postgres {
-            let server = PgServer::spawn()?;
+            let server = postgres::start_server()?;
             let url = server.url();
-            let described = postgres::describe(url)?;
+            let described = postgres::describe(&url)?;
             eprintln!("  server: {described}");
             postgres_server = Some(described);
             let urls = Urls {
                 redis: None,
-                postgres: Some(url),
+                postgres: Some(&url),
             };
             cells.extend(run_backend(
                 backend,

@@ -501,8 +501,8 @@ error; W2 a fresh, never-used index per operation. Every system of a repetition 
 same seed, hence the same key sequence.
 
 - **ours** (each of our stores, through the `SessionStore` trait only): W3 `load` → decode \
-the stored record (parse the data into a map: JSON for Redis and SQLite, MessagePack in \
-memory); W1 `load`, set `last_seen` and `expires_at` (now + 24 h), `save` = \
+the stored record (parse the data into a map: JSON for Redis, SQLite and PostgreSQL, \
+MessagePack in memory); W1 `load`, set `last_seen` and `expires_at` (now + 24 h), `save` = \
 compare-and-set on the loaded version (encode, per-user index kept in step); W2 `create` of a copy of a template record with a fresh \
 key and user (insert-if-absent, per-user index entry).
   Our stores are being worked on; what they do inside is their own documentation's \
@@ -518,8 +518,8 @@ a pool of at most 4 connections; writes go through the store's single writer, wh
 commits the writes waiting for it together, a few multi-row statements per batch (group \
 commit); concurrent loads are read together, one `SELECT … IN` per batch.
   - PostgreSQL: `PostgresOptions::new(url).table(..).max_connections({pool}).migrate(true)\
-.connect()`: a pool of {pool} connections, the same as tower-sessions' and the raw \
-baseline's; the store installs its own table.
+.connect()`, other options at their defaults: a pool of {pool} connections, the same as \
+tower-sessions' and the raw baseline's; the store installs its own table.
 - **tower-sessions** (`tower_sessions_core::SessionStore` only): W3 `load(&id)`; W1 \
 `load`, insert `last_seen` into the data map, set `expiry_date`, `save(&record)` (last \
 writer wins, no version); W2 `create(&mut record)` of a template copy with a fresh id.
@@ -550,11 +550,11 @@ W2 `SET … NX PX` (1, 2, 1 round trips).
   - SQLite: sqlx 0.9 on the pool of a `SqliteStore` opened on its own file (same table, same \
 settings): W3 `SELECT data`, W1 `SELECT data` + `UPDATE data, expires_at`, W2 plain `INSERT`, \
 each an autocommit statement on a pooled connection.
-  - PostgreSQL: sqlx 0.9, a `PgPool` of {pool} connections, on a table of the SQLite \
-store's shape in PostgreSQL types (`key bytea` primary key, `\"user\" text`, `data text`, \
-`version`, `created_at` and `expires_at` as `bigint`; indexes on `expires_at` and on \
-`\"user\"`): the same statements as for SQLite, each an autocommit statement on a pooled \
-connection.",
+  - PostgreSQL: sqlx 0.9 on the pool of a `PostgresStore` connected like ours to a table \
+of its own (same table shape and indexes, installed and pre-populated by that store; same \
+pool settings, {pool} connections): W3 `SELECT data::text`, W1 `SELECT data::text` + \
+`UPDATE data = $2::json, expires_at`, W2 plain `INSERT`, each an autocommit statement on a \
+pooled connection.",
         MEMORY_STORE_BYTES >> 30,
         format_rate(MOKA_ENTRIES as f64),
         format_rate(MOKA_ENTRIES as f64),
@@ -597,10 +597,11 @@ fn setup_paragraph(r: &Results) -> String {
         let _ = write!(
             out,
             "PostgreSQL: a throwaway cluster the program creates (`initdb`) and starts \
-             (`pg_ctl`) in a temporary directory, listening on a unix socket only, shared by \
-             the three PostgreSQL systems under different tables, stopped and removed at the \
-             end ({server}); every PostgreSQL system, ours, tower-sessions' and the raw one, \
-             gets a pool of the same size, {POSTGRES_POOL} connections. "
+             (`pg_ctl`) in a temporary directory with our store's test harness \
+             (`session_store_postgres::testing::Cluster`), listening on a unix socket only, \
+             shared by the three PostgreSQL systems under different tables, stopped and \
+             removed at the end ({server}); every PostgreSQL system, ours, tower-sessions' \
+             and the raw one, gets a pool of the same size, {POSTGRES_POOL} connections. "
         );
     }
     let _ = write!(

@@ -507,21 +507,10 @@ async fn raw_sqlite(dir: &std::path::Path) -> Result<(Ops, u64), BoxError> {
     ))
 }
 
-/// The raw PostgreSQL baseline's table: the columns and indexes of the
-/// SQLite store's table (`raw_sqlite` works on that one), in PostgreSQL
-/// types, `bytea` key.
-const RAW_PG_SCHEMA: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS bench_raw (key bytea PRIMARY KEY NOT NULL, \
-     \"user\" text, data text NOT NULL, version bigint NOT NULL, \
-     created_at bigint NOT NULL, expires_at bigint NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS bench_raw_expires_at_idx ON bench_raw (expires_at)",
-    "CREATE INDEX IF NOT EXISTS bench_raw_user_idx ON bench_raw (\"user\") \
-     WHERE \"user\" IS NOT NULL",
-];
-const RAW_PG_LOAD: &str = "SELECT data FROM bench_raw WHERE key = $1 AND expires_at > $2";
-const RAW_PG_SAVE: &str = "UPDATE bench_raw SET data = $2, expires_at = $3 WHERE key = $1";
+const RAW_PG_LOAD: &str = "SELECT data::text FROM bench_raw WHERE key = $1 AND expires_at > $2";
+const RAW_PG_SAVE: &str = "UPDATE bench_raw SET data = $2::json, expires_at = $3 WHERE key = $1";
 const RAW_PG_CREATE: &str = "INSERT INTO bench_raw (key, \"user\", data, version, created_at, \
-                             expires_at) VALUES ($1, $2, $3, 0, $4, $5)";
+                             expires_at) VALUES ($1, $2, $3::json, 0, $4, $5)";
 
 /// `Ok(())` when a statement changed exactly one row.
 fn one_row(what: &str, rows: u64) -> Result<(), String> {
@@ -532,46 +521,26 @@ fn one_row(what: &str, rows: u64) -> Result<(), String> {
     }
 }
 
-/// sqlx 0.9 statements on a table of the SQLite store's shape
-/// ([`RAW_PG_SCHEMA`]) through a pool of [`postgres::POOL`] connections,
-/// the size ours and tower-sessions' get: the same work as `raw_sqlite`,
-/// each statement an autocommit statement on a pooled connection.
+/// sqlx 0.9 statements on our store's table (created, and pre-populated,
+/// by our `PostgresStore` with `migrate(true)` + `create`, in table
+/// [`postgres::RAW_TABLE`]), through the pool that store opened: same
+/// connection settings, [`postgres::POOL`] connections. The same work as
+/// `raw_sqlite`, each statement an autocommit statement on a pooled
+/// connection.
 async fn raw_postgres(url: &str) -> Result<(Ops, u64), BoxError> {
     let now = Timestamp::now();
     let (payloads, payload_bytes) = payloads(now)?;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(postgres::POOL)
-        .connect(url)
-        .await?;
-    for statement in RAW_PG_SCHEMA {
-        sqlx::query(statement).execute(&pool).await?;
-    }
+    let owner = postgres::connect(url, postgres::RAW_TABLE).await?;
+    populate(&owner, now).await?;
+    let pool = owner.pool().clone();
+    // No sweeper was started; `owner` only made and filled the table.
+    drop(owner);
     let texts: Arc<Vec<String>> = Arc::new(
         payloads
             .iter()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect(),
     );
-    {
-        let (pool, texts) = (pool.clone(), Arc::clone(&texts));
-        for_each_index(SESSIONS, move |i| {
-            let (pool, texts) = (pool.clone(), Arc::clone(&texts));
-            async move {
-                let text = texts.get(i as usize).ok_or("key index out of range")?;
-                let done = sqlx::query(RAW_PG_CREATE)
-                    .bind(key_of(i).as_bytes().as_slice())
-                    .bind(user_of(i))
-                    .bind(text.as_str())
-                    .bind(now.as_millis())
-                    .bind(now.saturating_add(TTL).as_millis())
-                    .execute(&pool)
-                    .await?;
-                one_row("populate", done.rows_affected())?;
-                Ok(())
-            }
-        })
-        .await?;
-    }
     let expires = || Timestamp::now().saturating_add(TTL).as_millis();
     let (pl, t) = (pool.clone(), Arc::clone(&texts));
     let cycle = op(move |step: Step| {
@@ -620,7 +589,7 @@ async fn raw_postgres(url: &str) -> Result<(Ops, u64), BoxError> {
             let now = Timestamp::now();
             let done = sqlx::query(RAW_PG_CREATE)
                 .bind(key_of(step.index).as_bytes().as_slice())
-                .bind(user_of(step.index))
+                .bind(user_of(step.index).as_bytes())
                 .bind(text.as_str())
                 .bind(now.as_millis())
                 .bind(now.saturating_add(TTL).as_millis())
