@@ -131,8 +131,9 @@ const USAGE: &str = "usage: cargo run --release -p session-bench -- [options]
   --only LIST        backends to run: memory,redis,valkey,sqlite,postgres
                      (default all; valkey needs VALKEY_SERVER or valkey-server
                      on PATH, which scripts/test installs; postgres needs
-                     PostgreSQL's initdb and pg_ctl, on PATH or in
-                     /usr/lib/postgresql/*/bin)
+                     PostgreSQL's initdb and pg_ctl, in PG_BIN, on PATH or
+                     in /usr/lib/postgresql/*/bin, run as user postgres
+                     when root)
   --memory-sessions N  sessions inserted for bytes/session (default 200000;
                      0 skips the memory measurement)
   --out DIR          where results.md and results.svg go (default docs/bench)
