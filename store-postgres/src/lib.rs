@@ -97,7 +97,7 @@ pub mod testing;
 
 pub use options::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME,
-    InvalidTableName, MAX_NAME_LEN, PostgresOptions, TableName,
+    IDLE_PING_AFTER, InvalidTableName, MAX_NAME_LEN, PostgresOptions, TableName,
 };
 pub use schema::migrate;
 pub use session_core::sweeper::{SweepStats, SweeperHandle};
