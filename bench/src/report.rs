@@ -518,8 +518,9 @@ a pool of at most 4 connections; writes go through the store's single writer, wh
 commits the writes waiting for it together, a few multi-row statements per batch (group \
 commit); concurrent loads are read together, one `SELECT … IN` per batch.
   - PostgreSQL: `PostgresOptions::new(url).table(..).max_connections({pool}).migrate(true)\
-.connect()`, other options at their defaults: a pool of {pool} connections, the same as \
-tower-sessions' and the raw baseline's; the store installs its own table.
+.connect()`, other options at their defaults: a pool of {pool} connections, the same size \
+as tower-sessions' and the raw baseline's (a pooled connection is pinged before use only \
+after a second idle); the store installs its own table.
 - **tower-sessions** (`tower_sessions_core::SessionStore` only): W3 `load(&id)`; W1 \
 `load`, insert `last_seen` into the data map, set `expiry_date`, `save(&record)` (last \
 writer wins, no version); W2 `create(&mut record)` of a template copy with a fresh id.
@@ -535,7 +536,10 @@ create `SET … NX EXAT` (1 round trip each).
 `SELECT data … WHERE id AND expiry_date > now` + MessagePack decode; save one upsert \
 (`INSERT … ON CONFLICT(id) DO UPDATE`) on a pooled connection; create `BEGIN`, `INSERT OR \
 ABORT`, `COMMIT`.
-  - PostgreSQL: sqlx 0.8, a `PgPool` of {pool} connections, `PostgresStore::new(pool)` and \
+  - PostgreSQL: sqlx 0.8, a `PgPool` of {pool} connections, otherwise at sqlx's defaults \
+as in tower-sessions' docs (`PgPool::connect`): a ping before every acquire \
+(`test_before_acquire`), one more round trip per pooled statement or transaction (ours \
+pings only a connection idle for a second or more); `PostgresStore::new(pool)` and \
 `migrate()` (table `tower_sessions.session`: `id text` primary key, `data bytea`, \
 `expiry_date timestamptz`); load one `SELECT data … WHERE id AND expiry_date > now` + \
 MessagePack decode; save one upsert (`INSERT … ON CONFLICT (id) DO UPDATE`) on a pooled \
@@ -552,9 +556,9 @@ settings): W3 `SELECT data`, W1 `SELECT data` + `UPDATE data, expires_at`, W2 pl
 each an autocommit statement on a pooled connection.
   - PostgreSQL: sqlx 0.9 on the pool of a `PostgresStore` connected like ours to a table \
 of its own (same table shape and indexes, installed and pre-populated by that store; same \
-pool settings, {pool} connections): W3 `SELECT data::text`, W1 `SELECT data::text` + \
-`UPDATE data = $2::json, expires_at`, W2 plain `INSERT`, each an autocommit statement on a \
-pooled connection.",
+pool settings, {pool} connections, no ping before use under load): W3 `SELECT data::text`, \
+W1 `SELECT data::text` + `UPDATE data = $2::json, expires_at`, W2 plain `INSERT`, each an \
+autocommit statement on a pooled connection.",
         MEMORY_STORE_BYTES >> 30,
         format_rate(MOKA_ENTRIES as f64),
         format_rate(MOKA_ENTRIES as f64),
