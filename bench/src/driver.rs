@@ -1,5 +1,6 @@
-//! The driver: builds the separate tower-sessions SQLite worker, starts
-//! Redis, runs the workers interleaved, and writes the report.
+//! The driver: builds the separate tower-sessions sqlx worker, starts
+//! Redis, Valkey and PostgreSQL, runs the workers interleaved, and writes
+//! the report.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -10,6 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use session_store_redis::testing::{RedisServer, Server, server_version};
 
+use crate::postgres;
 use crate::proto::{Ready, Reply, Request, Workload};
 use crate::report;
 use crate::systems::BoxError;
@@ -32,14 +34,17 @@ pub(crate) enum Backend {
     Valkey,
     /// SQLite.
     Sqlite,
+    /// PostgreSQL.
+    Postgres,
 }
 
 impl Backend {
-    pub(crate) const ALL: [Backend; 4] = [
+    pub(crate) const ALL: [Backend; 5] = [
         Backend::Memory,
         Backend::Redis,
         Backend::Valkey,
         Backend::Sqlite,
+        Backend::Postgres,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -48,6 +53,7 @@ impl Backend {
             Backend::Redis => "redis",
             Backend::Valkey => "valkey",
             Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
         }
     }
 
@@ -57,6 +63,7 @@ impl Backend {
             Backend::Redis => "Redis",
             Backend::Valkey => "Valkey",
             Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
         }
     }
 
@@ -65,7 +72,7 @@ impl Backend {
         match self {
             Backend::Redis => Some(Server::Redis),
             Backend::Valkey => Some(Server::Valkey),
-            Backend::Memory | Backend::Sqlite => None,
+            Backend::Memory | Backend::Sqlite | Backend::Postgres => None,
         }
     }
 
@@ -77,7 +84,15 @@ impl Backend {
             Backend::Redis => &["ours-redis", "ts-redis", "raw-redis"],
             Backend::Valkey => &["ours-valkey", "ts-valkey", "raw-valkey"],
             Backend::Sqlite => &["ours-sqlite", "ts-sqlite", "raw-sqlite"],
+            Backend::Postgres => &["ours-postgres", "ts-postgres", "raw-postgres"],
         }
+    }
+
+    /// Whether this backend's systems include one of tower-sessions' sqlx
+    /// stores, which run in the separate `bench/tower-sessions-sqlx`
+    /// worker.
+    pub(crate) fn needs_ts_sqlx(self) -> bool {
+        matches!(self, Backend::Sqlite | Backend::Postgres)
     }
 }
 
@@ -113,9 +128,12 @@ const USAGE: &str = "usage: cargo run --release -p session-bench -- [options]
   --warmup S         warm-up seconds before each window (default 0.5)
   --seconds S        measured window in seconds (default 1.5)
   --tasks LIST       concurrency levels (default 1,64)
-  --only LIST        backends to run: memory,redis,valkey,sqlite (default all;
-                     valkey needs VALKEY_SERVER or valkey-server on PATH,
-                     which scripts/test installs)
+  --only LIST        backends to run: memory,redis,valkey,sqlite,postgres
+                     (default all; valkey needs VALKEY_SERVER or valkey-server
+                     on PATH, which scripts/test installs; postgres needs
+                     PostgreSQL's initdb and pg_ctl, in PG_BIN, on PATH or
+                     in /usr/lib/postgresql/*/bin, run as user postgres
+                     when root)
   --memory-sessions N  sessions inserted for bytes/session (default 200000;
                      0 skips the memory measurement)
   --out DIR          where results.md and results.svg go (default docs/bench)
@@ -331,6 +349,10 @@ pub(crate) struct Results {
     /// The version of the `valkey-server` the Valkey systems ran on.
     #[serde(default)]
     pub(crate) valkey_version: Option<String>,
+    /// The PostgreSQL server the PostgreSQL systems ran on: its version
+    /// and the settings that decide what a commit costs.
+    #[serde(default)]
+    pub(crate) postgres_server: Option<String>,
     pub(crate) ready: Vec<Ready>,
     pub(crate) memory: Vec<MemoryReply>,
     pub(crate) cells: Vec<Cell>,
@@ -389,12 +411,12 @@ impl Drop for Worker {
     }
 }
 
-/// Builds `bench/tower-sessions-sqlite` and returns its executable.
-fn build_ts_sqlite_worker() -> Result<PathBuf, BoxError> {
-    let manifest = workspace_root().join("bench/tower-sessions-sqlite/Cargo.toml");
+/// Builds `bench/tower-sessions-sqlx` and returns its executable.
+fn build_ts_sqlx_worker() -> Result<PathBuf, BoxError> {
+    let manifest = workspace_root().join("bench/tower-sessions-sqlx/Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
-        "building the tower-sessions SQLite worker ({})",
+        "building the tower-sessions sqlx worker ({})",
         manifest.display()
     );
     let output = Command::new(cargo)
@@ -412,31 +434,51 @@ fn build_ts_sqlite_worker() -> Result<PathBuf, BoxError> {
             continue;
         };
         if msg["reason"] == "compiler-artifact"
-            && msg["target"]["name"] == "ts-sqlite-worker"
+            && msg["target"]["name"] == "ts-sqlx-worker"
             && let Some(exe) = msg["executable"].as_str()
         {
             return Ok(PathBuf::from(exe));
         }
     }
-    Err("cargo built no ts-sqlite-worker executable".into())
+    Err("cargo built no ts-sqlx-worker executable".into())
+}
+
+/// The servers a backend's workers talk to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Urls<'a> {
+    /// `unix:///path/to/redis.sock`, for Redis and Valkey.
+    redis: Option<&'a str>,
+    /// A sqlx `postgres://` URL, for PostgreSQL.
+    postgres: Option<&'a str>,
 }
 
 fn worker_command(
     system: &str,
-    ts_sqlite: Option<&Path>,
-    redis_url: Option<&str>,
+    ts_sqlx: Option<&Path>,
+    urls: Urls<'_>,
     dir: &Path,
 ) -> Result<Command, BoxError> {
-    if system == "ts-sqlite" {
-        let exe = ts_sqlite.ok_or("the tower-sessions SQLite worker was not built")?;
+    if let Some(kind) = system.strip_prefix("ts-")
+        && matches!(kind, "sqlite" | "postgres")
+    {
+        let exe = ts_sqlx.ok_or("the tower-sessions sqlx worker was not built")?;
         let mut cmd = Command::new(exe);
-        cmd.arg("--dir").arg(dir);
+        cmd.arg(kind);
+        if kind == "sqlite" {
+            cmd.arg("--dir").arg(dir);
+        } else {
+            let url = urls.postgres.ok_or("no PostgreSQL server")?;
+            cmd.args(["--url", url, "--pool", &postgres::POOL.to_string()]);
+        }
         return Ok(cmd);
     }
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("worker").arg(system).arg("--dir").arg(dir);
-    if let Some(url) = redis_url {
+    if let Some(url) = urls.redis {
         cmd.args(["--redis-url", url]);
+    }
+    if let Some(url) = urls.postgres {
+        cmd.args(["--pg-url", url]);
     }
     Ok(cmd)
 }
@@ -516,16 +558,17 @@ fn redis_version(url: &str) -> Option<String> {
 fn run_backend(
     backend: Backend,
     config: &Config,
-    ts_sqlite: Option<&Path>,
-    redis_url: Option<&str>,
+    ts_sqlx: Option<&Path>,
+    urls: Urls<'_>,
     ready_out: &mut Vec<Ready>,
 ) -> Result<Vec<Cell>, BoxError> {
+    let redis_url = urls.redis;
     let dir = tempfile::Builder::new()
         .prefix("session-bench-")
         .tempdir()?;
     let mut workers = Vec::new();
     for system in backend.systems() {
-        let cmd = worker_command(system, ts_sqlite, redis_url, dir.path())?;
+        let cmd = worker_command(system, ts_sqlx, urls, dir.path())?;
         workers.push(Worker::spawn(system, cmd)?);
     }
     for w in &mut workers {
@@ -619,8 +662,8 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
         return report::write(&results);
     }
     let started = Instant::now();
-    let ts_sqlite = if config.backends.contains(&Backend::Sqlite) {
-        Some(build_ts_sqlite_worker()?)
+    let ts_sqlx = if config.backends.iter().any(|b| b.needs_ts_sqlx()) {
+        Some(build_ts_sqlx_worker()?)
     } else {
         None
     };
@@ -641,6 +684,7 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
     let mut cells = Vec::new();
     let mut redis_version_seen = None;
     let mut valkey_version_seen = None;
+    let mut postgres_server = None;
     for backend in config.backends.clone() {
         eprintln!("{}:", backend.title());
         if let Some(kind) = backend.server() {
@@ -654,11 +698,33 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
                 Server::Redis => redis_version_seen = redis_version(&url),
                 Server::Valkey => valkey_version_seen = redis_version(&url),
             }
+            let urls = Urls {
+                redis: Some(&url),
+                postgres: None,
+            };
             cells.extend(run_backend(
                 backend,
                 &config,
-                ts_sqlite.as_deref(),
-                Some(&url),
+                ts_sqlx.as_deref(),
+                urls,
+                &mut ready,
+            )?);
+            drop(server);
+        } else if backend == Backend::Postgres {
+            let server = postgres::start_server()?;
+            let url = server.url();
+            let described = postgres::describe(&url)?;
+            eprintln!("  server: {described}");
+            postgres_server = Some(described);
+            let urls = Urls {
+                redis: None,
+                postgres: Some(&url),
+            };
+            cells.extend(run_backend(
+                backend,
+                &config,
+                ts_sqlx.as_deref(),
+                urls,
                 &mut ready,
             )?);
             drop(server);
@@ -666,8 +732,8 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
             cells.extend(run_backend(
                 backend,
                 &config,
-                ts_sqlite.as_deref(),
-                None,
+                ts_sqlx.as_deref(),
+                Urls::default(),
                 &mut ready,
             )?);
         }
@@ -677,6 +743,7 @@ pub(crate) fn run(argv: &[String]) -> Result<(), BoxError> {
         machine,
         redis_version: redis_version_seen,
         valkey_version: valkey_version_seen,
+        postgres_server,
         ready,
         memory,
         cells,

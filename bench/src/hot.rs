@@ -26,7 +26,7 @@
 //! except briefly at a hand-over. The same for every system.
 //!
 //! Not covered: tower-sessions' SQLite store (its worker is the separate
-//! project `bench/tower-sessions-sqlite`) and tower-sessions' memory store.
+//! project `bench/tower-sessions-sqlx`) and tower-sessions' memory store.
 //! Everything runs in this one process (no worker processes), systems one
 //! at a time, repetitions interleaved (order rotated each repetition).
 //! Writes `target/bench/hot-session.md`.

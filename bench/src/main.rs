@@ -14,12 +14,12 @@
 //!
 //! This binary is both the **driver** (no arguments, or flags) and the
 //! **worker** (`session-bench worker SYSTEM ...`, `session-bench memory
-//! SYSTEM N`). tower-sessions' SQLite store needs sqlx 0.8 and ours sqlx
-//! 0.9; both link `sqlite3`, so they cannot share a cargo dependency
-//! graph. Its worker is a separate cargo project,
-//! `bench/tower-sessions-sqlite` (its own workspace and lock file), which
-//! the driver builds with `cargo build --release --locked --manifest-path
-//! ...` and runs like the others.
+//! SYSTEM N`). tower-sessions' SQLite and PostgreSQL stores need sqlx 0.8
+//! and ours sqlx 0.9; both link `sqlite3`, so they cannot share a cargo
+//! dependency graph. Their worker is a separate cargo project,
+//! `bench/tower-sessions-sqlx` (its own workspace and lock file; one
+//! binary for both stores), which the driver builds with `cargo build
+//! --release --locked --manifest-path ...` and runs like the others.
 //!
 //! The driver
 //! 1. measures memory per session: for each in-process store, a fresh
@@ -27,8 +27,10 @@
 //!    set (`VmRSS`) before and after (three processes per store, median);
 //! 2. starts its own `redis-server` (and, for the Valkey rows, a
 //!    `valkey-server`, from `VALKEY_SERVER` or `PATH`) on a unix socket in a temporary
-//!    directory (no TCP, no persistence), killed at the end;
-//! 3. per backend (memory, Redis, SQLite), starts one long-lived worker
+//!    directory (no TCP, no persistence), killed at the end; likewise,
+//!    for the PostgreSQL rows, a throwaway PostgreSQL cluster (`initdb`
+//!    in a temporary directory, a unix socket only);
+//! 3. per backend (memory, Redis, Valkey, SQLite, PostgreSQL), starts one long-lived worker
 //!    process per system; each sets its system up, pre-populates 10,000
 //!    sessions and waits for requests on stdin;
 //! 4. for each workload (W3 load, W1 request cycle, W2 create) and task
@@ -47,6 +49,7 @@
 mod data;
 mod driver;
 mod hot;
+mod postgres;
 mod profile;
 mod proto;
 mod report;
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `worker SYSTEM [--redis-url URL] [--dir DIR]`.
+/// `worker SYSTEM [--redis-url URL] [--pg-url URL] [--dir DIR]`.
 fn worker(args: &[String]) -> Result<(), BoxError> {
     let (system, rest) = args.split_first().ok_or("worker: which system?")?;
     let mut wargs = WorkerArgs::default();
@@ -83,6 +86,7 @@ fn worker(args: &[String]) -> Result<(), BoxError> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--redis-url" => wargs.redis_url = Some(value.clone()),
+            "--pg-url" => wargs.pg_url = Some(value.clone()),
             "--dir" => wargs.dir = Some(value.into()),
             other => return Err(format!("worker: unknown flag {other:?}").into()),
         }

@@ -2,11 +2,11 @@
 //! the measurement loop, key picking, and the tower-sessions payload.
 //!
 //! This file is compiled into both worker binaries: `session-bench` (as a
-//! module) and the separate `bench/tower-sessions-sqlite` project (through
+//! module) and the separate `bench/tower-sessions-sqlx` project (through
 //! `#[path]`), which cannot link the workspace because its sqlx 0.8 and
 //! our sqlx 0.9 both link `sqlite3`. So every system, including
-//! tower-sessions' SQLite store, is measured by this one loop. It needs
-//! only `std`, `tokio`, `serde` and `serde_json`.
+//! tower-sessions' SQLite and PostgreSQL stores, is measured by this one
+//! loop. It needs only `std`, `tokio`, `serde` and `serde_json`.
 //!
 //! # Protocol
 //!
@@ -431,7 +431,7 @@ pub(crate) fn now_ms() -> i64 {
 /// the store implements (the stores are on different versions), `$store`
 /// is the store. Evaluates to `Result<(Ops, average payload bytes), _>`
 /// inside an async fn returning a boxed error. Shared by `session-bench`'s
-/// workers and the separate tower-sessions SQLite worker, so every
+/// workers and the separate tower-sessions sqlx worker, so every
 /// tower-sessions store is driven by the same code.
 macro_rules! ts_ops {
     ($core:ident, $store:expr) => {{

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::driver::{Backend, CLIENT_COMMANDS, Cell, Results, USEC_SUFFIX};
+use crate::postgres::POOL as POSTGRES_POOL;
 use crate::proto::{SESSIONS, Workload};
 use crate::systems::{BoxError, MEMORY_STORE_BYTES, MOKA_ENTRIES};
 
@@ -44,6 +45,12 @@ fn names(system: &str) -> (&'static str, &'static str) {
             "tower-sessions-sqlx-store 0.15 `SqliteStore` (sqlx 0.8)",
         ),
         "raw-sqlite" => ("raw sqlx", "raw: sqlx 0.9 statements"),
+        "ours-postgres" => ("ours", "ours: session-store-postgres `PostgresStore`"),
+        "ts-postgres" => (
+            "ts-postgres",
+            "tower-sessions-sqlx-store 0.15 `PostgresStore` (sqlx 0.8)",
+        ),
+        "raw-postgres" => ("raw sqlx", "raw: sqlx 0.9 statements"),
         _ => ("?", "?"),
     }
 }
@@ -64,6 +71,9 @@ fn chart_name(system: &str) -> &'static str {
         "ours-sqlite" => "ours: SqliteStore",
         "ts-sqlite" => "tower-sessions SqliteStore (sqlx 0.8)",
         "raw-sqlite" => "raw sqlx SELECT/UPDATE",
+        "ours-postgres" => "ours: PostgresStore",
+        "ts-postgres" => "tower-sessions PostgresStore (sqlx 0.8)",
+        "raw-postgres" => "raw sqlx SELECT/UPDATE",
         _ => "?",
     }
 }
@@ -90,6 +100,11 @@ fn ratios(backend: Backend) -> &'static [(&'static str, &'static str)] {
             ("ours-sqlite", "ts-sqlite"),
             ("ours-sqlite", "raw-sqlite"),
             ("ts-sqlite", "raw-sqlite"),
+        ],
+        Backend::Postgres => &[
+            ("ours-postgres", "ts-postgres"),
+            ("ours-postgres", "raw-postgres"),
+            ("ts-postgres", "raw-postgres"),
         ],
     }
 }
@@ -143,27 +158,57 @@ fn memory_bytes(r: &Results, system: &str) -> Option<f64> {
         .map(|m| m.bytes_per_session())
 }
 
-/// The issue-7 targets, each as (text, measured, verdict).
-fn targets(r: &Results) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let verdict = |measured: f64, goal: f64, at_most: bool| {
-        let met = if at_most {
-            measured <= goal
-        } else {
-            measured >= goal
-        };
-        if met {
-            "**met**".to_owned()
-        } else if at_most {
-            format!("missed: {:.0}% over", (measured / goal - 1.0) * 100.0)
-        } else {
-            format!(
-                "missed: {:.0}% short (needs {:.2}× more)",
-                (1.0 - measured / goal) * 100.0,
-                goal / measured.max(f64::MIN_POSITIVE)
-            )
-        }
+/// One row of a targets table: (text, measured, verdict).
+type TargetRow = (String, String, String);
+
+/// `**met**`, or by how much `measured` missed `goal` (an upper bound
+/// when `at_most`, else a lower bound).
+fn verdict(measured: f64, goal: f64, at_most: bool) -> String {
+    let met = if at_most {
+        measured <= goal
+    } else {
+        measured >= goal
     };
+    if met {
+        "**met**".to_owned()
+    } else if at_most {
+        format!("missed: {:.0}% over", (measured / goal - 1.0) * 100.0)
+    } else {
+        format!(
+            "missed: {:.0}% short (needs {:.2}× more)",
+            (1.0 - measured / goal) * 100.0,
+            goal / measured.max(f64::MIN_POSITIVE)
+        )
+    }
+}
+
+/// The target "`n` ≥ `goal` × `d`" on backend `b`, workload `w`, at
+/// `tasks` tasks, when both systems ran there.
+struct RatioTarget<'a> {
+    b: Backend,
+    w: Workload,
+    tasks: usize,
+    n: &'a str,
+    d: &'a str,
+    goal: f64,
+}
+
+impl RatioTarget<'_> {
+    /// The row saying `text`, or `None` when the cell or a system is
+    /// missing from this run.
+    fn row(&self, r: &Results, text: String) -> Option<TargetRow> {
+        let ratio = cell(r, self.b, self.w, self.tasks)?.ratio(self.n, self.d)?;
+        Some((
+            text,
+            format!("{ratio:.2}×"),
+            verdict(ratio, self.goal, false),
+        ))
+    }
+}
+
+/// The issue-7 targets, each as (text, measured, verdict).
+fn targets(r: &Results) -> Vec<TargetRow> {
+    let mut out = Vec::new();
     if let Some(bytes) = memory_bytes(r, "ours-memory") {
         out.push((
             "Memory store: ≤ 650 bytes per session".to_owned(),
@@ -171,48 +216,34 @@ fn targets(r: &Results) -> Vec<(String, String, String)> {
             verdict(bytes, 650.0, true),
         ));
     }
-    type Row = (String, String, String);
-    let ratio_target =
-        |out: &mut Vec<Row>, b: Backend, w: Workload, n: &str, d: &str, goal: f64, text: &str| {
-            if let Some(ratio) = cell(r, b, w, 64).and_then(|c| c.ratio(n, d)) {
-                out.push((
-                    text.to_owned(),
-                    format!("{ratio:.2}×"),
-                    verdict(ratio, goal, false),
-                ));
-            }
-        };
+    let at_64 = |b, w, n, d, goal| RatioTarget {
+        b,
+        w,
+        tasks: 64,
+        n,
+        d,
+        goal,
+    };
     use Workload::{W1, W2, W3};
-    ratio_target(
-        &mut out,
-        Backend::Memory,
-        W1,
-        "ours-memory",
-        "ts-moka",
-        1.5,
-        "Memory store: W1 at 64 tasks ≥ 1.5× tower-sessions' moka store",
+    out.extend(
+        at_64(Backend::Memory, W1, "ours-memory", "ts-moka", 1.5).row(
+            r,
+            "Memory store: W1 at 64 tasks ≥ 1.5× tower-sessions' moka store".to_owned(),
+        ),
     );
     for w in [W1, W3] {
-        ratio_target(
-            &mut out,
-            Backend::Redis,
-            w,
-            "ours-redis",
-            "raw-redis",
-            0.85,
-            &format!("Redis store: {w:?} at 64 tasks ≥ 0.85× raw `redis` GET/SET"),
+        out.extend(
+            at_64(Backend::Redis, w, "ours-redis", "raw-redis", 0.85).row(
+                r,
+                format!("Redis store: {w:?} at 64 tasks ≥ 0.85× raw `redis` GET/SET"),
+            ),
         );
     }
     for w in [W1, W3] {
-        ratio_target(
-            &mut out,
-            Backend::Redis,
-            w,
-            "ours-redis",
-            "ts-redis",
-            1.2,
-            &format!("Redis store: {w:?} at 64 tasks ≥ 1.2× tower-sessions' Redis store"),
-        );
+        out.extend(at_64(Backend::Redis, w, "ours-redis", "ts-redis", 1.2).row(
+            r,
+            format!("Redis store: {w:?} at 64 tasks ≥ 1.2× tower-sessions' Redis store"),
+        ));
         // The raw client is the floor: no store does less work. Say so
         // when the target asks for more than the floor.
         let floor = cell(r, Backend::Redis, w, 64).and_then(|c| c.ratio("ts-redis", "raw-redis"));
@@ -228,15 +259,59 @@ fn targets(r: &Results) -> Vec<(String, String, String)> {
         }
     }
     for w in [W1, W2] {
-        ratio_target(
-            &mut out,
-            Backend::Sqlite,
-            w,
-            "ours-sqlite",
-            "ts-sqlite",
-            2.0,
-            &format!("SQLite store: {w:?} at 64 tasks ≥ 2× tower-sessions' SQLite store"),
+        out.extend(
+            at_64(Backend::Sqlite, w, "ours-sqlite", "ts-sqlite", 2.0).row(
+                r,
+                format!("SQLite store: {w:?} at 64 tasks ≥ 2× tower-sessions' SQLite store"),
+            ),
         );
+    }
+    out
+}
+
+/// The PostgreSQL store's targets: W1 and W2 ≥ 1.5× tower-sessions'
+/// PostgreSQL store and W3 ≥ 1.0× it (at every concurrency measured),
+/// and at 1 task every workload ≥ 0.9× the raw sqlx statements doing the
+/// same work.
+fn postgres_targets(r: &Results) -> Vec<TargetRow> {
+    use Workload::{W1, W2, W3};
+    let mut out = Vec::new();
+    let mut tasks = r.config.tasks.clone();
+    tasks.sort_unstable();
+    tasks.dedup();
+    for (w, goal) in [(W1, 1.5), (W2, 1.5), (W3, 1.0)] {
+        for &t in &tasks {
+            let target = RatioTarget {
+                b: Backend::Postgres,
+                w,
+                tasks: t,
+                n: "ours-postgres",
+                d: "ts-postgres",
+                goal,
+            };
+            out.extend(target.row(
+                r,
+                format!(
+                    "PostgreSQL store: {w:?} at {t} task{} ≥ {goal:.1}× tower-sessions' \
+                     PostgreSQL store",
+                    if t == 1 { "" } else { "s" }
+                ),
+            ));
+        }
+    }
+    for w in [W1, W2, W3] {
+        let target = RatioTarget {
+            b: Backend::Postgres,
+            w,
+            tasks: 1,
+            n: "ours-postgres",
+            d: "raw-postgres",
+            goal: 0.9,
+        };
+        out.extend(target.row(
+            r,
+            format!("PostgreSQL store: {w:?} at 1 task ≥ 0.9× raw sqlx statements"),
+        ));
     }
     out
 }
@@ -272,9 +347,14 @@ fn redis_commands_per_op(c: &Cell, system: &str) -> Option<String> {
 /// targets, with headings at `level` (`"###"`, ...).
 fn tables(r: &Results, level: &str) -> String {
     let mut out = String::new();
-    let t = targets(r);
-    if !t.is_empty() {
-        let _ = writeln!(out, "{level} Issue 7 targets\n");
+    for (heading, t) in [
+        ("Issue 7 targets", targets(r)),
+        ("PostgreSQL store targets", postgres_targets(r)),
+    ] {
+        if t.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{level} {heading}\n");
         let _ = writeln!(out, "| target | measured | verdict |\n|---|---:|---|");
         for (text, measured, verdict) in t {
             let _ = writeln!(out, "| {text} | {measured} | {verdict} |");
@@ -421,8 +501,8 @@ error; W2 a fresh, never-used index per operation. Every system of a repetition 
 same seed, hence the same key sequence.
 
 - **ours** (each of our stores, through the `SessionStore` trait only): W3 `load` → decode \
-the stored record (parse the data into a map: JSON for Redis and SQLite, MessagePack in \
-memory); W1 `load`, set `last_seen` and `expires_at` (now + 24 h), `save` = \
+the stored record (parse the data into a map: JSON for Redis, SQLite and PostgreSQL, \
+MessagePack in memory); W1 `load`, set `last_seen` and `expires_at` (now + 24 h), `save` = \
 compare-and-set on the loaded version (encode, per-user index kept in step); W2 `create` of a copy of a template record with a fresh \
 key and user (insert-if-absent, per-user index entry).
   Our stores are being worked on; what they do inside is their own documentation's \
@@ -437,6 +517,10 @@ multiplexed `ConnectionManager` on the same unix socket.
 a pool of at most 4 connections; writes go through the store's single writer, which \
 commits the writes waiting for it together, a few multi-row statements per batch (group \
 commit); concurrent loads are read together, one `SELECT … IN` per batch.
+  - PostgreSQL: `PostgresOptions::new(url).table(..).max_connections({pool}).migrate(true)\
+.connect()`, other options at their defaults: a pool of {pool} connections, the same size \
+as tower-sessions' and the raw baseline's (a pooled connection is pinged before use only \
+after a second idle); the store installs its own table.
 - **tower-sessions** (`tower_sessions_core::SessionStore` only): W3 `load(&id)`; W1 \
 `load`, insert `last_seen` into the data map, set `expiry_date`, `save(&record)` (last \
 writer wins, no version); W2 `create(&mut record)` of a template copy with a fresh id.
@@ -452,6 +536,15 @@ create `SET … NX EXAT` (1 round trip each).
 `SELECT data … WHERE id AND expiry_date > now` + MessagePack decode; save one upsert \
 (`INSERT … ON CONFLICT(id) DO UPDATE`) on a pooled connection; create `BEGIN`, `INSERT OR \
 ABORT`, `COMMIT`.
+  - PostgreSQL: sqlx 0.8, a `PgPool` of {pool} connections, otherwise at sqlx's defaults \
+as in tower-sessions' docs (`PgPool::connect`): a ping before every acquire \
+(`test_before_acquire`), one more round trip per pooled statement or transaction (ours \
+pings only a connection idle for a second or more); `PostgresStore::new(pool)` and \
+`migrate()` (table `tower_sessions.session`: `id text` primary key, `data bytea`, \
+`expiry_date timestamptz`); load one `SELECT data … WHERE id AND expiry_date > now` + \
+MessagePack decode; save one upsert (`INSERT … ON CONFLICT (id) DO UPDATE`) on a pooled \
+connection; create `BEGIN`, `SELECT exists(…)` on the id, the upsert, `COMMIT` (4 round \
+trips on one connection).
 - **raw** baselines: the same storage work with no session logic — no decode on read, no \
 encode on write (the bytes are encoded once at setup), no version, no user index.
   - moka: `future::Cache<[u8; 32], Arc<[u8]>>` (a cache-wide 24 h time-to-live, bounded \
@@ -460,10 +553,16 @@ at {} entries): W3 `get`, W1 `get` + `insert`, W2 `insert`.
 W2 `SET … NX PX` (1, 2, 1 round trips).
   - SQLite: sqlx 0.9 on the pool of a `SqliteStore` opened on its own file (same table, same \
 settings): W3 `SELECT data`, W1 `SELECT data` + `UPDATE data, expires_at`, W2 plain `INSERT`, \
-each an autocommit statement on a pooled connection.",
+each an autocommit statement on a pooled connection.
+  - PostgreSQL: sqlx 0.9 on the pool of a `PostgresStore` connected like ours to a table \
+of its own (same table shape and indexes, installed and pre-populated by that store; same \
+pool settings, {pool} connections, no ping before use under load): W3 `SELECT data::text`, \
+W1 `SELECT data::text` + `UPDATE data = $2::json, expires_at`, W2 plain `INSERT`, each an \
+autocommit statement on a pooled connection.",
         MEMORY_STORE_BYTES >> 30,
         format_rate(MOKA_ENTRIES as f64),
         format_rate(MOKA_ENTRIES as f64),
+        pool = POSTGRES_POOL,
     )
 }
 
@@ -498,6 +597,17 @@ fn setup_paragraph(r: &Results) -> String {
         "SQLite: one database file per system in a temporary directory, WAL and \
          `synchronous = NORMAL` on both ours and tower-sessions'. ",
     );
+    if let Some(server) = &r.postgres_server {
+        let _ = write!(
+            out,
+            "PostgreSQL: a throwaway cluster the program creates (`initdb`) and starts \
+             (`pg_ctl`) in a temporary directory with our store's test harness \
+             (`session_store_postgres::testing::Cluster`), listening on a unix socket only, \
+             shared by the three PostgreSQL systems under different tables, stopped and \
+             removed at the end ({server}); every PostgreSQL system, ours, tower-sessions' \
+             and the raw one, gets a pool of the same size, {POSTGRES_POOL} connections. "
+        );
+    }
     let _ = write!(
         out,
         "Payload bytes as each system stores them: {}.",
@@ -608,10 +718,11 @@ fn readme_block(r: &Results) -> String {
         "Our stores side by side with [tower-sessions](https://crates.io/crates/tower-sessions)' \
          stores and raw clients doing the same storage work, in one run on one machine, \
          same payload. Regenerate everything below (table, chart, `docs/bench/results.md`) \
-         with one command (it builds the separate tower-sessions SQLite worker and starts \
+         with one command (it builds the separate tower-sessions sqlx worker and starts \
          its own redis-server and valkey-server, the latter from `VALKEY_SERVER` or `PATH`, \
-         as `scripts/test` installs it; about 16 minutes on 2 cores after the first build, \
-         `-- --quick` for a 3-minute smoke run, `-- --help` for the rest):\n\n```sh\n{}\n```\n",
+         as `scripts/test` installs it, and a throwaway PostgreSQL cluster with `initdb` \
+         and `pg_ctl`; about 20 minutes on 2 cores after the first build, `-- --quick` \
+         for a 4-minute smoke run, `-- --help` for the rest):\n\n```sh\n{}\n```\n",
         r.config.command
     );
     let _ = writeln!(
@@ -640,7 +751,7 @@ fn readme_block(r: &Results) -> String {
 fn color(system: &str) -> &'static str {
     match system {
         s if s.starts_with("ours") => "#2563eb",
-        "ts-moka" | "ts-redis" | "ts-sqlite" => "#ea7a1b",
+        "ts-moka" | "ts-redis" | "ts-sqlite" | "ts-postgres" => "#ea7a1b",
         "ts-memory" => "#f5b041",
         _ => "#9ca3af",
     }
@@ -861,6 +972,7 @@ mod tests {
             machine: "test machine".to_owned(),
             redis_version: Some("7.0".to_owned()),
             valkey_version: Some("8.1.8".to_owned()),
+            postgres_server: Some("PostgreSQL 15.14, `fsync` on".to_owned()),
             ready: vec![Ready {
                 system: "ours-memory".to_owned(),
                 sessions: SESSIONS,
@@ -894,6 +1006,24 @@ mod tests {
         );
         assert!(md.contains("missed"), "{md}");
         assert!(md.contains("3 × `boom`"), "{md}");
+        // ours / ts-postgres = 1000 / 2000, at both task counts; ours /
+        // raw = 1000 / 3000 at 1 task only.
+        assert!(
+            md.contains("### PostgreSQL store targets")
+                || md.contains("## PostgreSQL store targets")
+        );
+        assert!(
+            md.contains("| PostgreSQL store: W1 at 64 tasks ≥ 1.5× tower-sessions' PostgreSQL store | 0.50× | missed: 67% short (needs 3.00× more) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| PostgreSQL store: W3 at 1 task ≥ 0.9× raw sqlx statements | 0.33× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("a pool of the same size, 10 connections"),
+            "{md}"
+        );
         let block = readme_block(&r);
         assert!(block.starts_with(README_BEGIN) && block.ends_with(README_END));
         assert!(block.contains("docs/bench/results.svg") && block.contains("```sh"));

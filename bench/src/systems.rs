@@ -1,6 +1,6 @@
 //! The systems `session-bench worker` runs (all but tower-sessions'
-//! SQLite store, which lives in `bench/tower-sessions-sqlite`): setup,
-//! pre-population, and the three operations of each.
+//! SQLite and PostgreSQL stores, which live in `bench/tower-sessions-sqlx`):
+//! setup, pre-population, and the three operations of each.
 //!
 //! Every system does per operation what the README's "Benchmarks" section
 //! and `docs/bench/results.md` say (the text is in `report.rs`, next to
@@ -16,7 +16,8 @@ use session_store_memory::MemoryStore;
 use session_store_redis::RedisStore;
 use session_store_redis::redis::{self, Value};
 use session_store_sqlite::SqliteStore;
-use session_store_sqlite::sqlx;
+
+use crate::postgres;
 
 use crate::proto::{self, Ops, Ready, SESSIONS, Step, TTL, op, ts_data, ts_id};
 
@@ -43,6 +44,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) redis_url: Option<String>,
     /// A directory for the SQLite database files.
     pub(crate) dir: Option<std::path::PathBuf>,
+    /// A sqlx URL of the PostgreSQL server, for the PostgreSQL systems.
+    pub(crate) pg_url: Option<String>,
 }
 
 /// Runs `f(i)` for every `i < n`, [`POPULATE_TASKS`] at a time.
@@ -136,6 +139,14 @@ pub(crate) async fn setup(system: &str, args: &WorkerArgs) -> Result<(Ops, Ready
             let dir = args.dir.as_deref().ok_or("--dir needed")?;
             raw_sqlite(dir).await?
         }
+        "ours-postgres" => {
+            let url = args.pg_url.as_deref().ok_or("--pg-url needed")?;
+            crate::postgres::ours(url).await?
+        }
+        "raw-postgres" => {
+            let url = args.pg_url.as_deref().ok_or("--pg-url needed")?;
+            raw_postgres(url).await?
+        }
         other => return Err(format!("unknown system {other:?}").into()),
     };
     let ready = Ready {
@@ -148,7 +159,7 @@ pub(crate) async fn setup(system: &str, args: &WorkerArgs) -> Result<(Ops, Ready
 }
 
 /// One of our stores, through the `SessionStore` trait only.
-async fn ours<S: SessionStore + Clone>(store: S) -> Result<(Ops, u64), BoxError> {
+pub(crate) async fn ours<S: SessionStore + Clone>(store: S) -> Result<(Ops, u64), BoxError> {
     let now = Timestamp::now();
     let (_, payload_bytes) = payloads(now)?;
     populate(&store, now).await?;
@@ -484,6 +495,108 @@ async fn raw_sqlite(dir: &std::path::Path) -> Result<(Ops, u64), BoxError> {
             } else {
                 Err(format!("insert changed {} rows", done.rows_affected()))
             }
+        }
+    });
+    Ok((
+        Ops {
+            cycle,
+            create,
+            load,
+        },
+        payload_bytes,
+    ))
+}
+
+const RAW_PG_LOAD: &str = "SELECT data::text FROM bench_raw WHERE key = $1 AND expires_at > $2";
+const RAW_PG_SAVE: &str = "UPDATE bench_raw SET data = $2::json, expires_at = $3 WHERE key = $1";
+const RAW_PG_CREATE: &str = "INSERT INTO bench_raw (key, \"user\", data, version, created_at, \
+                             expires_at) VALUES ($1, $2, $3::json, 0, $4, $5)";
+
+/// `Ok(())` when a statement changed exactly one row.
+fn one_row(what: &str, rows: u64) -> Result<(), String> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(format!("{what} changed {rows} rows"))
+    }
+}
+
+/// sqlx 0.9 statements on our store's table (created, and pre-populated,
+/// by our `PostgresStore` with `migrate(true)` + `create`, in table
+/// [`postgres::RAW_TABLE`]), through the pool that store opened: same
+/// connection settings, [`postgres::POOL`] connections. The same work as
+/// `raw_sqlite`, each statement an autocommit statement on a pooled
+/// connection.
+async fn raw_postgres(url: &str) -> Result<(Ops, u64), BoxError> {
+    let now = Timestamp::now();
+    let (payloads, payload_bytes) = payloads(now)?;
+    let owner = postgres::connect(url, postgres::RAW_TABLE).await?;
+    populate(&owner, now).await?;
+    let pool = owner.pool().clone();
+    // No sweeper was started; `owner` only made and filled the table.
+    drop(owner);
+    let texts: Arc<Vec<String>> = Arc::new(
+        payloads
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+    );
+    let expires = || Timestamp::now().saturating_add(TTL).as_millis();
+    let (pl, t) = (pool.clone(), Arc::clone(&texts));
+    let cycle = op(move |step: Step| {
+        let (pool, texts) = (pl.clone(), Arc::clone(&t));
+        async move {
+            let key = key_of(step.index);
+            let data: Option<String> = sqlx::query_scalar(RAW_PG_LOAD)
+                .bind(key.as_bytes().as_slice())
+                .bind(Timestamp::now().as_millis())
+                .fetch_optional(&pool)
+                .await
+                .map_err(|e| format!("select: {e}"))?;
+            data.ok_or("select found nothing")?;
+            let text = texts
+                .get(step.index as usize)
+                .ok_or("key index out of range")?;
+            let done = sqlx::query(RAW_PG_SAVE)
+                .bind(key.as_bytes().as_slice())
+                .bind(text.as_str())
+                .bind(expires())
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("update: {e}"))?;
+            one_row("update", done.rows_affected())
+        }
+    });
+    let pl = pool.clone();
+    let load = op(move |step: Step| {
+        let pool = pl.clone();
+        async move {
+            let data: Option<String> = sqlx::query_scalar(RAW_PG_LOAD)
+                .bind(key_of(step.index).as_bytes().as_slice())
+                .bind(Timestamp::now().as_millis())
+                .fetch_optional(&pool)
+                .await
+                .map_err(|e| format!("select: {e}"))?;
+            data.map(drop)
+                .ok_or_else(|| "select found nothing".to_owned())
+        }
+    });
+    let template = Arc::new(String::from_utf8(payload(&session(SESSIONS, now)?)?)?);
+    let create = op(move |step: Step| {
+        let pool = pool.clone();
+        let text = Arc::clone(&template);
+        async move {
+            let now = Timestamp::now();
+            let done = sqlx::query(RAW_PG_CREATE)
+                .bind(key_of(step.index).as_bytes().as_slice())
+                .bind(user_of(step.index).as_bytes())
+                .bind(text.as_str())
+                .bind(now.as_millis())
+                .bind(now.saturating_add(TTL).as_millis())
+                .execute(&pool)
+                .await
+                .map_err(|e| format!("insert: {e}"))?;
+            one_row("insert", done.rows_affected())
         }
     });
     Ok((

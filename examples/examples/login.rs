@@ -2,7 +2,7 @@
 //! sessions, log out — the seed article's flows, end to end.
 //!
 //! ```text
-//! cargo run -p examples --example login [-- --store memory|sqlite:PATH|redis://HOST:PORT/] [--addr 127.0.0.1:3000] [--secure-cookies]
+//! cargo run -p examples --example login [-- --store memory|sqlite:PATH|redis://HOST:PORT/|postgres://USER@HOST/DB] [--addr 127.0.0.1:3000] [--secure-cookies]
 //! ```
 
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--secure-cookies" => args.secure_cookies = true,
             "-h" | "--help" => {
-                return Err("usage: login [--store memory|sqlite:PATH|redis://...] [--addr HOST:PORT] [--secure-cookies]".into());
+                return Err("usage: login [--store memory|sqlite:PATH|redis://...|postgres://...] [--addr HOST:PORT] [--secure-cookies]".into());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -54,6 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = parse_args()?;
     let store = args.store.open().await?;
+    // Expired sessions are invisible at once; a sweep every five minutes
+    // also removes them physically from the SQL stores (Redis expires
+    // them itself, and the memory store's sweep is its own periodic one).
+    let _sweeper = session_core::sweeper::spawn_sweeper(
+        std::sync::Arc::clone(&store),
+        std::time::Duration::from_secs(300),
+        "demo",
+    )?;
     let manager = SessionManager::from_arc(store);
     let users = Arc::new(Users::demo()?);
     // The demo serves plain HTTP, so `Secure` is off unless asked for
@@ -73,6 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.secure_cookies {
         println!("note: cookies are not `Secure` (plain HTTP); use --secure-cookies behind HTTPS");
     }
-    axum::serve(listener, app).await?;
+    // Connect info: the login throttle counts failures per client address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

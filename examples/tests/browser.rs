@@ -395,3 +395,58 @@ async fn sessions_page_lists_every_device() {
 
     client.close().await.unwrap();
 }
+
+/// Login CSRF: a page on another site (here `http://localhost:<port>`,
+/// another site than the demo's `http://127.0.0.1:<port>`) that
+/// auto-submits a login form to the demo. Chromium sends it with
+/// `Sec-Fetch-Site: cross-site`; the demo's session layer refuses it (403),
+/// so the visitor is not signed in to the attacker's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_form_auto_submitted_from_another_site_is_refused() {
+    let (base, _app) = serve_demo().await;
+    let forged = format!(
+        "<!doctype html><title>win a prize</title>\
+         <form id=forged method=post action=\"{base}/login\">\
+         <input name=username value=alice><input name=password value=wonderland></form>\
+         <script>document.getElementById('forged').submit()</script>"
+    );
+    let evil = Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = forged.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let evil_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, evil).await.unwrap() });
+
+    let driver = ChromeDriver::start().await;
+    let client = driver.browser().await;
+    client
+        .goto(&format!("http://localhost:{evil_port}/"))
+        .await
+        .unwrap();
+    // The form posted to the demo, which answered a bare 403.
+    let url = wait_for_path(&client, "/login").await;
+    assert!(url.starts_with(&base), "{url}");
+    assert!(
+        client.get_named_cookie(COOKIE).await.is_err(),
+        "a refused cross-site login must not set a session cookie"
+    );
+    // Not signed in: the members page sends us to the login form.
+    client.goto(&format!("{base}/members")).await.unwrap();
+    wait_for_path(&client, "/login").await;
+    client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#username"))
+        .await
+        .unwrap();
+    // The same credentials typed into the demo's own form do sign in.
+    log_in(&client, &base, "alice", "wonderland").await;
+    wait_for_path(&client, "/members").await;
+    client.close().await.unwrap();
+}

@@ -406,3 +406,126 @@ mod redis {
 
     flows!(store().await);
 }
+
+mod postgres {
+    use super::*;
+
+    /// A store in a schema of its own on the harness's server
+    /// (`DATABASE_URL`, else a throwaway cluster); the guard drops the
+    /// schema.
+    async fn store() -> (Arc<dyn SessionStore>, Guard) {
+        let test = session_store_postgres::testing::TestStore::new()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (Arc::new(test.store().clone()), Box::new(test))
+    }
+
+    flows!(store().await);
+}
+
+/// A login attempt for `user` from client address `from`, as the server
+/// sees it when served with connect info.
+fn attempt(user: &str, password: &str, from: [u8; 4]) -> Request<Body> {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("username={user}&password={password}")))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            from, 40000,
+        ))));
+    request
+}
+
+#[tokio::test]
+async fn wrong_passwords_for_one_name_get_429_with_retry_after_but_others_still_sign_in() {
+    let app = app(Arc::new(session_store_memory::MemoryStore::default()));
+    let limit = demo::ThrottlePolicy::default().per_user;
+    for i in 0..limit {
+        // From different addresses: the count is the name's.
+        let response = app
+            .clone()
+            .oneshot(attempt("alice", "guess", [198, 51, 100, i as u8]))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    for password in ["guess", "wonderland"] {
+        // Even the right password: checking it would keep the guessing going.
+        let response = app
+            .clone()
+            .oneshot(attempt("Alice", password, [203, 0, 113, 9]))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{password}"
+        );
+        assert!(response.headers().get(header::SET_COOKIE).is_none());
+        let wait: u64 = response.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let window = demo::ThrottlePolicy::default().window.as_secs();
+        assert!(wait > 0 && wait <= window, "Retry-After: {wait}");
+        assert!(text(response).await.contains("Too many wrong passwords"));
+    }
+    // Another user is not locked out.
+    let response = app
+        .clone()
+        .oneshot(attempt("bob", "builder", [198, 51, 100, 1]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn one_address_guessing_many_names_gets_429() {
+    let app = app(Arc::new(session_store_memory::MemoryStore::default()));
+    let limit = demo::ThrottlePolicy::default().per_address;
+    for i in 0..limit {
+        let response = app
+            .clone()
+            .oneshot(attempt(&format!("user{i}"), "guess", [192, 0, 2, 66]))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let response = app
+        .clone()
+        .oneshot(attempt("bob", "builder", [192, 0, 2, 66]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The same user from elsewhere signs in.
+    let response = app
+        .clone()
+        .oneshot(attempt("bob", "builder", [192, 0, 2, 67]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_cross_site_login_form_is_refused_with_403() {
+    let app = app(Arc::new(session_store_memory::MemoryStore::default()));
+    let mut request = attempt("alice", "wonderland", [198, 51, 100, 2]);
+    let headers = request.headers_mut();
+    headers.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    headers.insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    // The same form from the demo's own page signs in.
+    let mut request = attempt("alice", "wonderland", [198, 51, 100, 2]);
+    request
+        .headers_mut()
+        .insert("sec-fetch-site", "same-origin".parse().unwrap());
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}

@@ -50,6 +50,13 @@
 //! # }
 //! ```
 //!
+//! A few cases model a second app server: a second
+//! [`SessionManager`](session_core::SessionManager) on the same sessions
+//! ([`PEER_CASES`]). Under [`suite!`] both managers share the one store;
+//! a store whose instances can share data (two pools on one database) can
+//! run these cases again with a second instance as the peer
+//! ([`Context::with_peer`]), so that two stores race each other.
+//!
 //! A complete small store written by the rules of this suite, on a
 //! `Mutex<HashMap>` and the public API of `session-core` only, with its
 //! one-line conformance test, is the workspace's custom-store example:
@@ -142,10 +149,12 @@ impl fmt::Debug for Namespace {
 pub type PlantUnreadable =
     Arc<dyn Fn(Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// What a case runs against: the store under test and its namespace.
+/// What a case runs against: the store under test and its namespace, and
+/// optionally a peer store (another app server on the same data).
 #[derive(Clone)]
 pub struct Context {
     store: Arc<dyn SessionStore>,
+    peer: Option<Arc<dyn SessionStore>>,
     namespace: Namespace,
     unreadable: Option<PlantUnreadable>,
 }
@@ -155,9 +164,25 @@ impl Context {
     pub fn new(store: Arc<dyn SessionStore>, namespace: Namespace) -> Self {
         Self {
             store,
+            peer: None,
             namespace,
             unreadable: None,
         }
+    }
+
+    /// The same context with a peer: a second store over the same data
+    /// (the same namespace, table, key prefix or file), as another app
+    /// server would open it, with its own connections and its own
+    /// batching. The cases in [`PEER_CASES`] run their second
+    /// [`SessionManager`](session_core::SessionManager) (the "other app
+    /// server") over it, so they check that two stores, not just two
+    /// managers over one store, lose no update and resurrect nothing.
+    ///
+    /// Without a peer, those cases use the store under test for both
+    /// managers.
+    pub fn with_peer(mut self, peer: Arc<dyn SessionStore>) -> Self {
+        self.peer = Some(peer);
+        self
     }
 
     /// The same context, able to plant unreadable records (for the cases
@@ -198,6 +223,13 @@ impl Context {
     /// A shared handle to the store under test (for spawned tasks).
     pub fn store_arc(&self) -> Arc<dyn SessionStore> {
         Arc::clone(&self.store)
+    }
+
+    /// The store another app server uses: the peer given to
+    /// [`Context::with_peer`] if any, else the store under test itself.
+    /// Cases build their second manager over this one.
+    pub fn peer_store_arc(&self) -> Arc<dyn SessionStore> {
+        Arc::clone(self.peer.as_ref().unwrap_or(&self.store))
     }
 
     /// This case's namespace.
@@ -570,6 +602,47 @@ macro_rules! unreadable_cases_const {
         ),*];
     };
 }
+
+macro_rules! peer_case {
+    ($module:ident :: $case:ident) => {
+        Case {
+            name: ::core::stringify!($case),
+            run: |cx| Box::pin(cases::$module::$case(cx)),
+        }
+    };
+}
+
+/// The cases that model a second app server: each builds a second
+/// [`SessionManager`](session_core::SessionManager) over
+/// [`Context::peer_store_arc`]. They are in [`CASES`] too (where the peer
+/// is the store itself); a backend whose stores can share data (two pools
+/// on one database, two clients of one server) runs these again with a
+/// second store given to [`Context::with_peer`], so that the "other app
+/// server" really is another store:
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_store_conformance::{Context, Namespace, PEER_CASES, run};
+/// use session_store_memory::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// for case in PEER_CASES {
+///     let store = MemoryStore::default(); // your store here
+///     let peer = store.clone(); // a second store on the same data
+///     let cx = Context::new(Arc::new(store), Namespace::random()?).with_peer(Arc::new(peer));
+///     run(case, cx).await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub const PEER_CASES: &[Case] = &[
+    peer_case!(lifecycle::lifecycle_two_managers_lose_no_update),
+    peer_case!(lifecycle::lifecycle_many_managers_lose_no_update),
+    peer_case!(lifecycle::lifecycle_commit_after_login_reaches_the_new_session),
+    peer_case!(requests::requests_login_after_logout_elsewhere_is_never_resurrected),
+    peer_case!(requests::requests_random_concurrent_requests_are_explained_by_some_order),
+];
 
 /// The list of cases on unreadable records, fed to both
 /// [`UNREADABLE_CASES`] and [`suite!`].

@@ -11,7 +11,10 @@
 //!   already in the batch runs alone after it, in arrival order, so
 //!   operations on one key still take effect one after the other.
 //! - When a batch statement fails, each of its operations runs alone, so
-//!   one operation's failure never becomes another's.
+//!   one operation's failure never becomes another's; unless the failure
+//!   says the server or the connection is unavailable: then every
+//!   operation of the batch gets it at once (each running alone would only
+//!   wait out the acquire timeout again).
 //! - Keys are sorted, so two batches (two stores on one database) that
 //!   update some of the same rows take their row locks in the same order.
 
@@ -25,7 +28,7 @@ use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgRow};
 
 use crate::codec::{Row, decode_row};
-use crate::error::map_sqlx;
+use crate::error::{SharedFailure, is_retryable, is_unavailable, map_sqlx};
 use crate::schema::Statements;
 
 /// The most operations one statement carries.
@@ -148,6 +151,18 @@ async fn run_batch<K: Kind>(shared: &Shared, items: Vec<K::Item>) -> Vec<Result<
             for (&i, out) in firsts.iter().zip(outs) {
                 answers[i] = Some(out);
             }
+        }
+        Err(e) if is_unavailable(&e) => {
+            // The server or the connection is unavailable: every operation
+            // of the batch, later ones on the same keys included, would
+            // wait for a connection and fail the same way. They all get
+            // this failure now, rather than each waiting it out alone.
+            let retryable = is_retryable(&e);
+            let failure = SharedFailure(Arc::new(e));
+            return items
+                .iter()
+                .map(|_| Err(Error::backend(K::OPERATION, retryable, failure.clone())))
+                .collect();
         }
         failed => {
             if let Err(e) = failed {

@@ -1,5 +1,8 @@
 //! Mapping driver failures onto [`session_core::Error`].
 
+use std::fmt;
+use std::sync::Arc;
+
 use session_core::Error;
 
 /// Whether retrying the call that failed with `error` may succeed: the
@@ -31,6 +34,44 @@ fn retryable_sqlstate(code: &str) -> bool {
         | "55P03" | "57014"
     ) || code.starts_with("08") // connection exceptions
         || code.starts_with("53") // insufficient resources (too many connections, disk full)
+}
+
+/// Whether `error` says the server or the connection is unavailable (as
+/// opposed to one statement failing): no pooled connection within the
+/// acquire timeout, a lost or refused connection, a server shutting down,
+/// starting or out of connections. Every operation sent now would fail
+/// the same way.
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P0") || code.starts_with("53")
+        }),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// One driver failure that answers several operations (every operation of
+/// a batch that found the server unavailable): each gets its own
+/// [`Error`] whose source is this same failure.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedFailure(pub(crate) Arc<sqlx::Error>);
+
+impl fmt::Display for SharedFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SharedFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 /// [`Error::Backend`] for a driver failure during `operation`.

@@ -34,6 +34,13 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// a request fails while the client still waits.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a pooled connection may sit idle before it is pinged when
+/// next acquired. sqlx pings on every acquire by default, which costs each
+/// operation a second round trip; under load connections are never idle
+/// that long, and after a quiet spell (when the server may have restarted)
+/// the ping still weeds out dead ones.
+pub const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// A validated table name, optionally schema-qualified (`sessions`,
 /// `auth.sessions`): each part an ASCII letter or underscore, then ASCII
 /// letters, digits or underscores, at most [`MAX_NAME_LEN`] bytes.
@@ -248,7 +255,8 @@ impl PostgresOptions {
         self
     }
 
-    /// Connects the pool, migrates if asked to, checks the table's schema
+    /// Connects the pool (connections idle for [`IDLE_PING_AFTER`] or more
+    /// are pinged before use, others not), migrates if asked to, checks the table's schema
     /// version, and starts the store.
     ///
     /// # Errors
@@ -262,6 +270,15 @@ impl PostgresOptions {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(|e| map_sqlx(op, e))?;

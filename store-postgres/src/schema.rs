@@ -78,14 +78,20 @@ impl Statements {
             .into(),
             load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2")
                 .into(),
-            // One row always: whether it saved, and the stored version and
-            // readability of a live row under the key (NULLs: none).
+            // One row always: whether it saved, and, when it did not, the
+            // stored version and readability of a live row under the key
+            // (NULLs: none). The probe is gated on the update finding
+            // nothing (a one-time filter), so a save that succeeds reads
+            // the row once.
             save: format!(
                 "WITH upd AS (UPDATE {t} AS s SET \"user\" = $3, data = $4::json, \
                  created_at = $5, expires_at = $6, version = s.version + 1 \
                  WHERE s.key = $1 AND s.version = $2 AND {save_where} RETURNING 1) \
-                 SELECT EXISTS (SELECT 1 FROM upd), s.version, json_typeof(s.data) = 'object' \
-                 FROM (SELECT 1) AS one LEFT JOIN {t} AS s ON s.key = $1 AND s.expires_at > $7"
+                 SELECT EXISTS (SELECT 1 FROM upd), p.version, p.readable \
+                 FROM (SELECT 1) AS one LEFT JOIN (SELECT s.version, \
+                 json_typeof(s.data) = 'object' AS readable FROM {t} AS s \
+                 WHERE s.key = $1 AND s.expires_at > $7 AND NOT EXISTS (SELECT 1 FROM upd)) \
+                 AS p ON true"
             )
             .into(),
             touch: format!("UPDATE {t} SET expires_at = $2 WHERE key = $1 AND expires_at > $3")

@@ -15,20 +15,15 @@ use session_store_postgres::{PostgresOptions, PostgresStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// A store on a cluster of the test's own that logs every statement.
+/// A store on a cluster of the test's own that logs every statement. The
+/// setting travels with each connection's start-up packet (`options`), so
+/// every connection logs from its first statement on.
 async fn setup() -> (PostgresStore, Cluster) {
     let cluster = Cluster::start().unwrap_or_else(|e| panic!("{e}"));
-    let store = PostgresOptions::new(cluster.url())
+    let url = format!("{}&options=-c%20log_statement%3Dall", cluster.url());
+    let store = PostgresOptions::new(url)
         .migrate(true)
         .connect()
-        .await
-        .unwrap();
-    sqlx::query("ALTER SYSTEM SET log_statement = 'all'")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query("SELECT pg_reload_conf()")
-        .execute(store.pool())
         .await
         .unwrap();
     (store, cluster)

@@ -10,7 +10,7 @@ use crate::SqliteStore;
 
 impl SqliteStore {
     /// Spawns a task on the current tokio runtime that calls
-    /// [`delete_expired`](SessionStore::delete_expired) now and then every
+    /// [`delete_expired`](session_core::SessionStore::delete_expired) now and then every
     /// `period` (at least 1 ms), until the returned handle is stopped or
     /// dropped.
     ///

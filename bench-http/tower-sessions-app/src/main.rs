@@ -112,7 +112,7 @@ fn app<S: SessionStore + Clone>(store: S) -> Router {
 
 async fn sqlite(dir: &std::path::Path) -> Result<Router, BoxError> {
     // The same durability and pool size as our `SqliteStore::open`
-    // defaults (as in bench/tower-sessions-sqlite).
+    // defaults (as in bench/tower-sessions-sqlx).
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(dir.join("tower-sessions-http.db"))
         .create_if_missing(true)

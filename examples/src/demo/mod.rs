@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /` | redirects to `/members` when signed in, else to `/login` |
 //! | `GET /login` | the login form |
-//! | `POST /login` | form fields `username`, `password`; on success binds the user, **rotates the session id**, and redirects (303) to `/members`; wrong credentials answer 401 with the form |
+//! | `POST /login` | form fields `username`, `password`; on success binds the user, **rotates the session id**, and redirects (303) to `/members`; wrong credentials answer 401 with the form; too many wrong passwords for one user name or from one address answer 429 with `Retry-After` ([`throttle`]) |
 //! | `GET /members` | the members page; without a live session, a redirect (303) to `/login` |
 //! | `GET /sessions` | the signed-in user's active sessions (device, created, last seen) |
 //! | `POST /sessions/revoke` | form field `key`: log out that one session of yours |
@@ -15,16 +15,23 @@
 //! | `POST /logout-others` | logs out every other session of the user, keeps this one |
 //! | `POST /logout-everywhere` | logs out every session of the user, this one too |
 //!
-//! Passwords are kept only as Argon2 hashes ([`Users`]).
+//! Passwords are kept only as Argon2 hashes ([`Users`]). Cross-site
+//! form posts (a forged login, say) are refused with 403 by
+//! `session_tower::CrossSiteGuard`, which `SessionLayer` applies by
+//! default.
 
 mod html;
+pub mod throttle;
 mod users;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -32,6 +39,7 @@ use serde::Deserialize;
 use session_core::{Error, SessionManager, SessionStore, StorageKey, Timestamp};
 use session_tower::{CookieConfig, Session, SessionError, SessionLayer};
 
+pub use throttle::{LoginThrottle, ThrottlePolicy};
 pub use users::{DEMO_USERS, Users};
 
 /// Which store the demo keeps its sessions in.
@@ -43,10 +51,14 @@ pub enum StoreChoice {
     Sqlite(PathBuf),
     /// A Redis server at this URL (`redis://…`, `rediss://…`, `unix://…`).
     Redis(String),
+    /// A PostgreSQL database at this URL (`postgres://…`,
+    /// `postgresql://…`); the sessions table is installed if missing.
+    Postgres(String),
 }
 
 impl StoreChoice {
-    /// Parses `--store` values: `memory`, `sqlite:PATH`, or a Redis URL.
+    /// Parses `--store` values: `memory`, `sqlite:PATH`, a Redis URL or a
+    /// PostgreSQL URL.
     ///
     /// ```
     /// use examples::demo::StoreChoice;
@@ -54,6 +66,10 @@ impl StoreChoice {
     /// assert_eq!(StoreChoice::parse("memory"), Ok(StoreChoice::Memory));
     /// assert_eq!(StoreChoice::parse("sqlite:/tmp/s.db"), Ok(StoreChoice::Sqlite("/tmp/s.db".into())));
     /// assert!(StoreChoice::parse("redis://127.0.0.1:6379/").is_ok());
+    /// assert_eq!(
+    ///     StoreChoice::parse("postgres://postgres@localhost/test"),
+    ///     Ok(StoreChoice::Postgres("postgres://postgres@localhost/test".into()))
+    /// );
     /// assert!(StoreChoice::parse("mongodb://x").is_err());
     /// ```
     ///
@@ -74,9 +90,15 @@ impl StoreChoice {
             .any(|scheme| text.starts_with(scheme))
         {
             Ok(Self::Redis(text.to_owned()))
+        } else if ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+        {
+            Ok(Self::Postgres(text.to_owned()))
         } else {
             Err(format!(
-                "unknown store {text:?}: use `memory`, `sqlite:PATH` or a redis:// URL"
+                "unknown store {text:?}: use `memory`, `sqlite:PATH`, a redis:// URL or a \
+                 postgres:// URL"
             ))
         }
     }
@@ -96,6 +118,12 @@ impl StoreChoice {
                     .connect()
                     .await?,
             ),
+            Self::Postgres(url) => Arc::new(
+                session_store_postgres::PostgresOptions::new(url.as_str())
+                    .migrate(true)
+                    .connect()
+                    .await?,
+            ),
         })
     }
 }
@@ -104,11 +132,25 @@ impl StoreChoice {
 struct App {
     manager: SessionManager,
     users: Arc<Users>,
+    throttle: Arc<LoginThrottle>,
 }
 
 /// The demo's router over `manager`, with sessions cookies as `cookie`
-/// says.
+/// says, and login throttling by the default [`ThrottlePolicy`].
 pub fn router(manager: SessionManager, users: Arc<Users>, cookie: CookieConfig) -> Router {
+    router_with_throttle(manager, users, cookie, Arc::new(LoginThrottle::default()))
+}
+
+/// Like [`router`], with the login throttle `throttle`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that failed
+/// logins are counted per client address too (without, only per user
+/// name).
+pub fn router_with_throttle(
+    manager: SessionManager,
+    users: Arc<Users>,
+    cookie: CookieConfig,
+    throttle: Arc<LoginThrottle>,
+) -> Router {
     let layer = SessionLayer::new(manager.clone()).with_cookie(cookie);
     Router::new()
         .route("/", get(index))
@@ -120,7 +162,11 @@ pub fn router(manager: SessionManager, users: Arc<Users>, cookie: CookieConfig) 
         .route("/logout-others", post(logout_others))
         .route("/logout-everywhere", post(logout_everywhere))
         .layer(layer)
-        .with_state(App { manager, users })
+        .with_state(App {
+            manager,
+            users,
+            throttle,
+        })
 }
 
 type Page = Result<Response, SessionError>;
@@ -148,16 +194,55 @@ struct Credentials {
     password: String,
 }
 
+/// The client's address, when the server was started with connect info
+/// (behind a reverse proxy this is the proxy's: count by a trusted
+/// forwarded header there instead).
+struct ClientAddr(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 async fn login(
     State(app): State<App>,
+    ClientAddr(address): ClientAddr,
     session: Session,
     headers: HeaderMap,
     Form(form): Form<Credentials>,
 ) -> Page {
+    // Checked before the (deliberately slow) password hash runs.
+    if let Err(wait) = app.throttle.check(&form.username, address, Instant::now()) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let minutes = secs.div_ceil(60);
+        let page = html::login(
+            None,
+            Some(&format!(
+                "Too many wrong passwords. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            )),
+        );
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            Html(page),
+        )
+            .into_response());
+    }
     if !app.users.verify(&form.username, &form.password).await {
+        app.throttle.failed(&form.username, address, Instant::now());
         let page = html::login(None, Some("Wrong user name or password."));
         return Ok((StatusCode::UNAUTHORIZED, Html(page)).into_response());
     }
+    app.throttle.succeeded(&form.username);
     // Bind the user and move to a fresh id: a session id planted before
     // login (fixation) is worthless afterwards.
     session.login(form.username.clone()).await?;

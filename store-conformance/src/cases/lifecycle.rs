@@ -50,8 +50,13 @@ const OPS: [&str; 8] = [
 
 impl Probe {
     fn new(cx: &Context) -> Arc<Self> {
+        Self::over(cx.store_arc())
+    }
+
+    /// A probe over `inner` (the store under test, or its peer).
+    fn over(inner: Arc<dyn SessionStore>) -> Arc<Self> {
         Arc::new(Self {
-            inner: cx.store_arc(),
+            inner,
             calls: Default::default(),
             conflicts: AtomicU64::new(0),
             fail_create: AtomicBool::new(false),
@@ -475,17 +480,23 @@ pub async fn lifecycle_unknown_id_gets_a_fresh_id(cx: Context) -> Outcome {
 /// own key and commit together, three rounds. Every commit is `Ok(Set)`
 /// with the session's own id, and every key lands. With one manager the
 /// store sees at most two saves per request (its commits are folded
-/// together; retrying each conflict alone would make O(N²) saves).
+/// together; retrying each conflict alone would make O(N²) saves). With
+/// several, every other manager (another app server) runs over the peer
+/// store ([`Context::peer_store_arc`]).
 async fn hot_session(cx: &Context, managers: usize, per_manager: usize) -> Outcome {
-    let probe = Probe::new(cx);
-    let store: Arc<dyn SessionStore> = Arc::clone(&probe) as Arc<dyn SessionStore>;
+    let probes = [Probe::new(cx), Probe::over(cx.peer_store_arc())];
     let managers: Vec<SessionManager> = (0..managers)
-        .map(|_| SessionManager::from_arc(Arc::clone(&store)))
+        .map(|m| {
+            let store: Arc<dyn SessionStore> = Arc::clone(&probes[m % 2]) as Arc<dyn SessionStore>;
+            SessionManager::from_arc(store)
+        })
         .collect();
     let (cookie, record) = seed(cx, Duration::from_secs(5), IDLE).await?;
     let total = managers.len() * per_manager;
     for round in 0..3 {
-        probe.reset();
+        for probe in &probes {
+            probe.reset();
+        }
         let barrier = Arc::new(tokio::sync::Barrier::new(total));
         let mut tasks = Vec::new();
         for (m, manager) in managers.iter().enumerate() {
@@ -516,7 +527,10 @@ async fn hot_session(cx: &Context, managers: usize, per_manager: usize) -> Outco
         }
         // Across managers, conflicts are real and retried; inside one, the
         // commits must be folded together.
-        let saves = probe.calls[2].load(Ordering::SeqCst);
+        let saves: u64 = probes
+            .iter()
+            .map(|probe| probe.calls[2].load(Ordering::SeqCst))
+            .sum();
         if managers.len() == 1 && saves > 2 * total as u64 {
             return Err(Failure::new(
                 format!("{total} concurrent commits of one session"),
@@ -552,15 +566,16 @@ pub async fn lifecycle_256_concurrent_requests_lose_no_update(cx: Context) -> Ou
     hot_session(&cx, 1, 256).await
 }
 
-/// Two app servers (two managers over one store), 32 requests each on one
-/// session, lose nothing: conflicts between them are retried.
+/// Two app servers (two managers, the second over the peer store), 32
+/// requests each on one session, lose nothing: conflicts between them are
+/// retried.
 pub async fn lifecycle_two_managers_lose_no_update(cx: Context) -> Outcome {
     hot_session(&cx, 2, 32).await
 }
 
-/// 32 app servers with 2 requests each on one session lose nothing: a
-/// commit that keeps losing to other processes retries for a time
-/// budget, not a small number of times.
+/// 32 app servers (every other one over the peer store) with 2 requests
+/// each on one session lose nothing: a commit that keeps losing to other
+/// processes retries for a time budget, not a small number of times.
 pub async fn lifecycle_many_managers_lose_no_update(cx: Context) -> Outcome {
     hot_session(&cx, 32, 2).await
 }
@@ -703,13 +718,14 @@ pub async fn lifecycle_login_keeps_a_change_committed_before_it(cx: Context) -> 
 }
 
 /// A request that loaded the session before a login and commits after it
-/// (in the same manager, or in another app server) gets `Ok(Unchanged)`:
+/// (in the same manager, or in another app server: a manager over the
+/// peer store) gets `Ok(Unchanged)`:
 /// its change lands in the logged-in session, and its response neither
 /// clears the cookie nor sets the old id (either would log the browser
 /// out) nor reveals the new one.
 pub async fn lifecycle_commit_after_login_reaches_the_new_session(cx: Context) -> Outcome {
     let manager = SessionManager::from_arc(cx.store_arc());
-    let elsewhere = SessionManager::from_arc(cx.store_arc());
+    let elsewhere = SessionManager::from_arc(cx.peer_store_arc());
     for (label, late_manager) in [("same manager", &manager), ("another manager", &elsewhere)] {
         let user = cx.user("lea");
         let (cookie, _) = seed(&cx, Duration::from_secs(5), IDLE).await?;

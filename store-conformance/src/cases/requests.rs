@@ -3,11 +3,12 @@
 //!
 //! A seeded *script* drives each round: a session is created, then waves
 //! of concurrent requests run against it, some through a second manager
-//! over the same store (another app server). Each request loads the
-//! session by a cookie (usually its newest id, sometimes an id it had
-//! before a login), then inserts keys of its own, removes keys inserted
-//! by earlier waves, logs in (which moves the session to a new id) or
-//! logs out, and commits.
+//! over the peer store ([`Context::peer_store_arc`]: another app server on
+//! the same data, or the same store when no peer is given). Each request
+//! loads the session by a cookie (usually its newest id, sometimes an id
+//! it had before a login), then inserts keys of its own, removes keys
+//! inserted by earlier waves, logs in (which moves the session to a new
+//! id) or logs out, and commits.
 //!
 //! After each wave the case looks for an order of the wave's requests
 //! that explains everything observed: every request's cookie action and
@@ -904,7 +905,8 @@ impl Attempt<'_> {
 }
 
 /// Runs `script` once, on a fresh session with fresh user names (and two
-/// fresh managers); returns the first wave no order explains, and why.
+/// fresh managers, the second over the peer store); returns the first
+/// wave no order explains, and why.
 async fn attempt(
     cx: &Context,
     script: &Script,
@@ -916,7 +918,7 @@ async fn attempt(
         cx,
         managers: [
             SessionManager::from_arc(cx.store_arc()),
-            SessionManager::from_arc(cx.store_arc()),
+            SessionManager::from_arc(cx.peer_store_arc()),
         ],
         users: [cx.user(&format!("a{n}u0")), cx.user(&format!("a{n}u1"))],
     };
@@ -996,8 +998,9 @@ async fn shrink(
 
 /// Rounds of seeded random scripts: waves of concurrent requests on one
 /// session (inserts of their own keys, removals of earlier waves' keys,
-/// logins, an occasional logout), over two managers sharing the store,
-/// with the default [`SessionConfig`](session_core::SessionConfig). Every
+/// logins, an occasional logout), over two managers (the second over the
+/// peer store), with the default
+/// [`SessionConfig`](session_core::SessionConfig). Every
 /// wave must be explained by some order of its requests that respects
 /// real time: each request's cookie action, the record under the newest
 /// id, nothing under older ids, the users' listed sessions. So no
@@ -1041,11 +1044,12 @@ pub async fn requests_random_concurrent_requests_are_explained_by_some_order(
 
 /// A login request that loaded the session before another request logged
 /// it out, and commits after that logout (through the same manager, or
-/// another app server), cannot bring the session back under a new id:
-/// its commit answers `Clear`, and the user has no session.
+/// another app server: a manager over the peer store), cannot bring the
+/// session back under a new id: its commit answers `Clear`, and the user
+/// has no session.
 pub async fn requests_login_after_logout_elsewhere_is_never_resurrected(cx: Context) -> Outcome {
     let manager = SessionManager::from_arc(cx.store_arc());
-    let elsewhere = SessionManager::from_arc(cx.store_arc());
+    let elsewhere = SessionManager::from_arc(cx.peer_store_arc());
     for (label, late_manager) in [("same manager", &manager), ("another manager", &elsewhere)] {
         let user = cx.user(if label == "same manager" {
             "sam"
