@@ -34,8 +34,12 @@ async fn login(session: Session) -> Result<&'static str, SessionError> {
 }
 
 async fn counter(session: Session) -> Result<String, SessionError> {
-    let n = session.get::<u64>("counter").await?.unwrap_or(0) + 1;
-    session.insert("counter", n).await?;
+    // `update`, not `get` + `insert`: the increment is recomputed on the
+    // freshest record when a concurrent request committed first, so the hot
+    // session's shared counter loses nothing.
+    let n = session
+        .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await?;
     Ok(n.to_string())
 }
 

@@ -639,6 +639,7 @@ macro_rules! peer_case {
 pub const PEER_CASES: &[Case] = &[
     peer_case!(lifecycle::lifecycle_two_managers_lose_no_update),
     peer_case!(lifecycle::lifecycle_many_managers_lose_no_update),
+    peer_case!(lifecycle::lifecycle_concurrent_updates_lose_no_increment),
     peer_case!(lifecycle::lifecycle_commit_after_login_reaches_the_new_session),
     peer_case!(requests::requests_login_after_logout_elsewhere_is_never_resurrected),
     peer_case!(requests::requests_random_concurrent_requests_are_explained_by_some_order),
@@ -740,6 +741,7 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_256_concurrent_requests_lose_no_update,
             lifecycle::lifecycle_two_managers_lose_no_update,
             lifecycle::lifecycle_many_managers_lose_no_update,
+            lifecycle::lifecycle_concurrent_updates_lose_no_increment,
             lifecycle::lifecycle_commit_outlasts_a_burst_of_conflicts,
             lifecycle::lifecycle_too_large_change_fails_only_its_request,
             lifecycle::lifecycle_login_keeps_a_change_committed_before_it,

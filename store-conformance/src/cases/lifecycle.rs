@@ -580,6 +580,56 @@ pub async fn lifecycle_many_managers_lose_no_update(cx: Context) -> Outcome {
     hot_session(&cx, 32, 2).await
 }
 
+/// Read-modify-write with [`Session::update`](session_core::Session::update)
+/// loses no increment: 64 requests on one session, over two app servers
+/// (the second over the peer store), each read the counter at once and
+/// add one; afterwards it is 64. (A `get` then `insert` would replay the
+/// value each request computed from its stale read, and lose most.)
+pub async fn lifecycle_concurrent_updates_lose_no_increment(cx: Context) -> Outcome {
+    let managers = [
+        SessionManager::from_arc(cx.store_arc()),
+        SessionManager::from_arc(cx.peer_store_arc()),
+    ];
+    let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
+    let total = 64;
+    let barrier = Arc::new(tokio::sync::Barrier::new(total));
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        let (manager, cookie, barrier) = (
+            managers[i % 2].clone(),
+            cookie.clone(),
+            Arc::clone(&barrier),
+        );
+        tasks.push(tokio::spawn(async move {
+            let session = manager.load(Some(&cookie));
+            session.get_value("seeded").await?; // everyone reads first
+            barrier.wait().await;
+            session
+                .update("counter", |n: Option<u64>| n.unwrap_or(0) + 1)
+                .await?;
+            manager.commit(&session).await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await {
+            Ok(Ok(CookieAction::Set { value, .. })) if value == cookie => {}
+            other => {
+                return Err(Failure::new(
+                    format!("commit of concurrent increment {i} of {total}"),
+                    "Ok(Set) with the session's own id",
+                    format!("{other:?}"),
+                ));
+            }
+        }
+    }
+    let stored = load(&cx, &record.key).await?;
+    ensure_eq(
+        "the counter after 64 concurrent increments",
+        Some(Some(json!(total))),
+        stored.map(|r| r.data.get("counter").cloned()),
+    )
+}
+
 /// A commit that keeps losing to another process (30 conflicts in a row)
 /// still lands with the default configuration: conflicts are retried for a
 /// time budget, not a small number of times. With a short budget and a
