@@ -159,8 +159,8 @@ pub(crate) fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "*shared counter*: every connection sends `GET /counter` (the handler reads `counter`, \
-         adds 1, inserts it), then `GET /read`. *own keys*: connection `c` sends `GET /hit/{{c}}` \
+        "*shared counter*: every connection sends `GET /counter` (the handler adds 1 to `counter`: \
+         ours with `Session::update`, tower-sessions with `get` then `insert`), then `GET /read`. *own keys*: connection `c` sends `GET /hit/{{c}}` \
          (reads and increments its own `hit-{{c}}` in the same session; no other request writes \
          that key), then `GET /hits` sums them. Applied ÷ 2xx is 1.0 when no increment was lost.\n"
     );

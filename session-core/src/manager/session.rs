@@ -75,10 +75,13 @@ pub(super) enum Rotation {
     Cycle,
 }
 
-/// A read-modify-write of one key: the new value from the current one
-/// (`None`: leave the key as it is, for a current value of another type).
+/// The new value of a key from its current one (`None`: leave the key as
+/// it is, for a current value of another type).
+type UpdateFn = dyn Fn(Option<&Value>) -> Option<Value> + Send + Sync;
+
+/// A read-modify-write of one key.
 #[derive(Clone)]
-pub(super) struct Updater(Arc<dyn Fn(Option<&Value>) -> Option<Value> + Send + Sync>);
+pub(super) struct Updater(Arc<UpdateFn>);
 
 impl fmt::Debug for Updater {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
