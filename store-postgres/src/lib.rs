@@ -101,12 +101,13 @@ mod error;
 mod options;
 mod schema;
 mod store;
+mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use options::{
-    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME,
-    IDLE_PING_AFTER, InvalidTableName, MAX_NAME_LEN, PostgresOptions, TableName,
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_BATCH, IDLE_PING_AFTER,
+    PostgresOptions,
 };
 pub use schema::migrate;
 pub use session_core::sweeper::{SweepStats, SweeperHandle};
@@ -114,3 +115,4 @@ pub use session_core::sweeper::{SweepStats, SweeperHandle};
 /// build for [`PostgresStore::from_pool`] is of the same version.
 pub use sqlx;
 pub use store::PostgresStore;
+pub use table::{DEFAULT_TABLE_NAME, InvalidTableName, MAX_NAME_LEN, TableName};

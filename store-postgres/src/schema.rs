@@ -13,7 +13,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, SqlStr};
 
 use crate::error::{SchemaMissing, SchemaTooNew, map_sqlx};
-use crate::options::TableName;
+use crate::table::TableName;
 
 /// The schema version this release writes and understands.
 pub(crate) const SCHEMA_VERSION: i64 = 1;

@@ -13,8 +13,9 @@ use crate::batch::{
 };
 use crate::codec::{Row, decode_row};
 use crate::error::{UnreadableData, map_sqlx};
-use crate::options::{DEFAULT_SWEEP_BATCH, PostgresOptions, TableName};
+use crate::options::{DEFAULT_SWEEP_BATCH, PostgresOptions};
 use crate::schema::{self, Statements};
+use crate::table::TableName;
 
 /// How often a save runs again after a concurrent write changed its row
 /// while it waited (see [`SaveOutcome::Changed`]) before it gives up with
