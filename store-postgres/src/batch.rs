@@ -252,8 +252,8 @@ impl Kind for Load {
             .fetch_optional(&shared.pool)
             .await
             .map_err(|e| map_sqlx(Self::OPERATION, e))?;
-        let table = shared.sql.table.to_string();
-        row.map(|row| decode_row(Self::OPERATION, &table, &row))
+        let table = &shared.sql.table;
+        row.map(|row| decode_row(Self::OPERATION, table, &row))
             .transpose()
     }
 
@@ -271,13 +271,13 @@ impl Kind for Load {
         for row in rows {
             found.insert(key_at(&row, 0)?, row);
         }
-        let table = shared.sql.table.to_string();
+        let table = &shared.sql.table;
         Ok(keys
             .iter()
             .map(|key| {
                 found
                     .get(*key)
-                    .map(|row| decode_row(Self::OPERATION, &table, row))
+                    .map(|row| decode_row(Self::OPERATION, table, row))
                     .transpose()
             })
             .collect())

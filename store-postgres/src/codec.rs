@@ -12,6 +12,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use crate::error::{BadKey, VersionOutOfRange, map_sqlx};
+use crate::table::TableName;
 
 /// The largest version a record may carry: `bigint` is signed 64 bits,
 /// and a save must still be able to add one.
@@ -62,7 +63,7 @@ impl Row {
 /// its key; the row itself is not touched.
 pub(crate) fn decode_row(
     operation: &'static str,
-    table: &str,
+    table: &TableName,
     row: &PgRow,
 ) -> Result<Record, Error> {
     let key_bytes: &[u8] = row.try_get(0).map_err(|e| map_sqlx(operation, e))?;
@@ -71,7 +72,7 @@ pub(crate) fn decode_row(
             operation,
             false,
             BadKey {
-                table: table.to_owned(),
+                table: table.to_string(),
                 len: key_bytes.len(),
             },
         )

@@ -244,10 +244,10 @@ impl SessionStore for PostgresStore {
             .fetch_all(&shared.pool)
             .await
             .map_err(|e| map_sqlx(op, e))?;
-        let table = shared.sql.table.to_string();
+        let table = &shared.sql.table;
         let mut found = UserSessions::default();
         for row in &rows {
-            match decode_row(op, &table, row) {
+            match decode_row(op, table, row) {
                 Ok(record) => found.records.push(record),
                 // One damaged row does not hide the others, nor itself.
                 Err(Error::Decode { key, .. }) => found.unreadable.push(key),
