@@ -48,6 +48,9 @@ fn every_public_case_function_is_listed() {
         include_str!("../src/cases/expired.rs"),
         include_str!("../src/cases/data.rs"),
         include_str!("../src/cases/lifecycle.rs"),
+        include_str!("../src/cases/rotation.rs"),
+        include_str!("../src/cases/cookies.rs"),
+        include_str!("../src/cases/logout.rs"),
         include_str!("../src/cases/random.rs"),
         include_str!("../src/cases/requests.rs"),
     ];
