@@ -129,8 +129,8 @@ impl SessionManager {
     }
 
     /// The session for a request carrying several cookies of the
-    /// session's name (`values`, in the order the browser sent them): the
-    /// first that names a live session is used.
+    /// session's name (`values`, in the order the browser sent them, as
+    /// text or raw bytes): the first that names a live session is used.
     ///
     /// A browser sends two cookies of one name when a sibling subdomain or
     /// a script planted one for the parent domain or another path beside
@@ -142,7 +142,7 @@ impl SessionManager {
     /// only when it looked at every one of them (so the cookie it clears
     /// cannot be a live one), never for one a rotation moved away from.
     /// Makes no store call itself.
-    pub fn load_any<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> Session {
+    pub fn load_any<V: AsRef<[u8]>>(&self, values: impl IntoIterator<Item = V>) -> Session {
         Session::new(self.clone(), Incoming::from_values(values))
     }
 

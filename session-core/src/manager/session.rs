@@ -55,7 +55,7 @@ pub(super) struct Incoming {
 impl Incoming {
     /// Sorts cookie values: malformed ones are dropped (no store call
     /// ever sees them), well-formed ones kept in order, up to the limit.
-    pub(super) fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(super) fn from_values<V: AsRef<[u8]>>(values: impl IntoIterator<Item = V>) -> Self {
         let mut incoming = Self {
             ids: Vec::new(),
             sent: false,
@@ -63,7 +63,10 @@ impl Incoming {
         };
         for value in values {
             incoming.sent = true;
-            let Ok(id) = SessionId::parse(value) else {
+            let Some(id) = std::str::from_utf8(value.as_ref())
+                .ok()
+                .and_then(|text| SessionId::parse(text).ok())
+            else {
                 continue;
             };
             if incoming.ids.contains(&id) {
