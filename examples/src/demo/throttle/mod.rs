@@ -56,9 +56,16 @@
 //! request scans the table.
 //!
 //! The counts live in the app, not in the session store: a session store
-//! is not a rate limiter, and a guesser has no session to count in. Behind
-//! a reverse proxy every client has the proxy's address; count by a
-//! forwarded header that only the proxy can set instead.
+//! is not a rate limiter, and a guesser has no session to count in.
+//!
+//! Clients are told apart by address only. Behind one shared address (a
+//! company's NAT, say) a guesser who tries *your* name uses up the tries
+//! of your pair too, as the server cannot tell the two of you apart; the
+//! rule protects you from guessers at other addresses. Behind a reverse
+//! proxy every client has the proxy's address, so count by a forwarded
+//! header that only the proxy can set instead (the app must then ignore
+//! that header when it does not come from the proxy). Served without
+//! connect info, the demo counts every client as one address.
 
 mod table;
 
