@@ -11,6 +11,12 @@
 //! The permits travel with the hash into its blocking thread, so a
 //! request cancelled mid-hash (the client went away) still holds its
 //! place until the hash is done: the bound is on hashes, not on requests.
+//!
+//! The gate is first come, first served: one client sending logins as
+//! fast as it can may fill it, and others then get 503 until it stops.
+//! That costs availability, never an account (nothing is counted against
+//! them); sharing it fairly needs a bound per client, here or in a
+//! reverse proxy's connection limits.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
