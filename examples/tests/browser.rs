@@ -37,7 +37,8 @@ use tower::ServiceExt;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
 const INSTALL: &str = "apt-get install -y chromium chromium-driver";
-const COOKIE: &str = "session";
+/// The session cookie's name with the default (Secure) `CookieConfig`.
+const COOKIE: &str = "__Host-session";
 /// How long any one wait (driver start-up, an element, a navigation) may take.
 const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -18,7 +18,8 @@ use session_core::{Record, SessionId, SessionManager, SessionStore, StorageKey, 
 use session_tower::CookieConfig;
 use tower::ServiceExt;
 
-const COOKIE: &str = "session";
+/// The session cookie's name with the default (Secure) `CookieConfig`.
+const COOKIE: &str = "__Host-session";
 
 /// Hashing the demo users is deliberately slow: do it once per binary.
 fn users() -> Arc<Users> {
@@ -221,7 +222,7 @@ async fn logout_deletes_the_record_and_clears_the_cookie(store: Arc<dyn SessionS
     let response = browser.post("/logout", "").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cleared = set_cookie(&response);
-    assert!(cleared.starts_with("session=;"), "{cleared}");
+    assert!(cleared.starts_with(&format!("{COOKIE}=;")), "{cleared}");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     assert_eq!(
         store.load(&key).await.unwrap(),
