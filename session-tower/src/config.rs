@@ -217,32 +217,83 @@ impl CookieConfig {
 /// skipped, and so is an empty name (it never equals a valid name). A
 /// value in one balanced pair of double quotes loses them (RFC 6265
 /// `cookie-value`).
-pub(crate) fn cookie_values<'a>(
-    headers: &'a [http::HeaderValue],
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .iter()
-        .flat_map(|h| h.as_bytes().split(|b| *b == b';'))
-        .filter_map(move |pair| {
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            let (key, value) = (&pair[..eq], &pair[eq + 1..]);
-            (trim(key) == name.as_bytes()).then(|| unquote(trim(value)))
-        })
+pub(crate) fn cookie_values<'a, H>(headers: H, name: &'a str) -> CookieValues<'a, H::IntoIter>
+where
+    H: IntoIterator<Item = &'a http::HeaderValue>,
+{
+    CookieValues {
+        headers: headers.into_iter(),
+        rest: &[],
+        name: name.as_bytes(),
+    }
+}
+
+/// The iterator of [`cookie_values`]: a plain scan of each header's bytes
+/// for `;`, then of each pair for its first `=` (no per-byte closures:
+/// this runs on every request that uses its session).
+pub(crate) struct CookieValues<'a, I> {
+    headers: I,
+    /// What is left of the header being scanned.
+    rest: &'a [u8],
+    name: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a http::HeaderValue>> Iterator for CookieValues<'a, I> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if self.rest.is_empty() {
+                self.rest = self.headers.next()?.as_bytes();
+                continue;
+            }
+            let pair = match find(self.rest, b';') {
+                Some(end) => {
+                    let (pair, rest) = self.rest.split_at(end);
+                    self.rest = rest.get(1..).unwrap_or_default();
+                    pair
+                }
+                None => std::mem::take(&mut self.rest),
+            };
+            if let Some(eq) = find(pair, b'=') {
+                let (key, value) = pair.split_at(eq);
+                if trim(key) == self.name {
+                    return Some(unquote(trim(value.get(1..).unwrap_or_default())));
+                }
+            }
+        }
+    }
+}
+
+/// The first position of `byte` in `bytes`, eight bytes at a time (a
+/// bit trick that tells whether a word holds the byte), then one by one.
+fn find(bytes: &[u8], byte: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(byte);
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word) ^ pattern;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        start += 8;
+    }
+    let tail = bytes.get(start..)?;
+    tail.iter().position(|b| *b == byte).map(|i| start + i)
 }
 
 /// `bytes` without the spaces and tabs around it.
-fn trim(bytes: &[u8]) -> &[u8] {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t');
-    let start = bytes
-        .iter()
-        .position(|b| !is_space(b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !is_space(b))
-        .map_or(start, |i| i + 1);
-    bytes.get(start..end).unwrap_or_default()
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// A [`CookieConfig`] with the attributes of its `Set-Cookie` value
@@ -374,6 +425,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn find_finds_the_first_byte_wherever_it_is() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes = vec![b'a'; len];
+                if at < len {
+                    bytes[at] = b';';
+                    if at + 3 < len {
+                        bytes[at + 3] = b';';
+                    }
+                }
+                let want = (at < len).then_some(at);
+                assert_eq!(super::find(&bytes, b';'), want, "{len} {at}");
+            }
+        }
+        assert_eq!(super::find(&[0xff, 0x3b, 0x3b], b';'), Some(1));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::RenderedCookie;
+use crate::session::CookieHeaders;
 use crate::{CookieConfig, CrossSiteGuard, Session};
 
 /// Adds a [`Session`] to every request and commits it after the inner
@@ -165,13 +166,11 @@ where
         // The session is made lazily, on the handler's first use (see
         // `Session`): here the `Cookie` headers are only kept (clones
         // share the request's bytes).
-        let cookies = request
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .cloned()
-            .collect();
-        let session = Session::new(self.manager.clone(), cookies, Arc::clone(&self.cookie));
+        let session = Session::new(
+            self.manager.clone(),
+            CookieHeaders::of(request.headers()),
+            Arc::clone(&self.cookie),
+        );
         request.extensions_mut().insert(session.clone());
         let cookie = Arc::clone(&self.cookie);
         Box::pin(async move {

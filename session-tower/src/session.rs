@@ -34,7 +34,7 @@ struct Inner {
     manager: SessionManager,
     /// The request's `Cookie` headers (clones share the request's bytes),
     /// scanned for the session cookie on first use.
-    cookies: Vec<HeaderValue>,
+    cookies: CookieHeaders,
     /// The session cookie's name.
     cookie: Arc<RenderedCookie>,
     session: OnceLock<session_core::Session>,
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("manager", &self.manager)
-            .field("cookie_headers", &self.cookies.len())
+            .field("cookie_headers", &self.cookies.iter().count())
             .field("session", &self.session.get())
             .finish()
     }
@@ -55,7 +55,7 @@ impl Session {
     /// A session for a request with `cookies` (its `Cookie` header values).
     pub(crate) fn new(
         manager: SessionManager,
-        cookies: Vec<HeaderValue>,
+        cookies: CookieHeaders,
         cookie: Arc<RenderedCookie>,
     ) -> Self {
         Self {
@@ -88,8 +88,32 @@ impl Deref for Session {
             let name = self.inner.cookie.config().name();
             self.inner
                 .manager
-                .load_any(cookie_values(&self.inner.cookies, name))
+                .load_any(cookie_values(self.inner.cookies.iter(), name))
         })
+    }
+}
+
+/// A request's `Cookie` headers: one under HTTP/1.1 (kept inline, no
+/// allocation), possibly several under HTTP/2, which may split cookies
+/// into one header each.
+#[derive(Default)]
+pub(crate) struct CookieHeaders {
+    first: Option<HeaderValue>,
+    more: Vec<HeaderValue>,
+}
+
+impl CookieHeaders {
+    /// The `Cookie` headers of `headers` (clones share their bytes).
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+        let mut all = headers.get_all(http::header::COOKIE).iter();
+        Self {
+            first: all.next().cloned(),
+            more: all.cloned().collect(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &HeaderValue> {
+        self.first.iter().chain(&self.more)
     }
 }
 
@@ -151,7 +175,7 @@ mod tests {
     use session_core::{SessionId, SessionManager};
     use session_store_memory::MemoryStore;
 
-    use super::Session;
+    use super::{CookieHeaders, Session};
     use crate::CookieConfig;
     use crate::config::RenderedCookie;
 
@@ -163,9 +187,11 @@ mod tests {
         let header = HeaderValue::from_str(&header).map_err(|e| {
             session_core::Error::backend("test", false, std::io::Error::other(e.to_string()))
         })?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::COOKIE, header);
         let session = Session::new(
             SessionManager::new(MemoryStore::default()),
-            vec![header],
+            CookieHeaders::of(&headers),
             cookie,
         );
         let before = format!("{session:?}");

@@ -349,11 +349,14 @@ impl SessionManager {
         let key = match &state.phase {
             Phase::Loaded(loaded) => loaded.stored.as_ref().map(|r| r.key),
             Phase::Gone | Phase::Moved => None,
-            Phase::Unloaded => match session.inner.incoming.ids.as_slice() {
-                [] => None,
-                [id] => Some(id.storage_key()),
-                _ => session.live_key().await?,
-            },
+            Phase::Unloaded => {
+                let ids = &session.inner.incoming.ids;
+                match ids.len() {
+                    0 => None,
+                    1 => ids.iter().next().map(SessionId::storage_key),
+                    _ => session.live_key().await?,
+                }
+            }
         };
         state.ops.clear();
         state.rotation = None;

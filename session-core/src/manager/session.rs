@@ -43,8 +43,9 @@ impl fmt::Debug for Session {
 pub(super) struct Incoming {
     /// The well-formed ids among the request's cookies of the session's
     /// name, in the order sent, without repeats, at most
-    /// [`SessionManager::MAX_COOKIE_CANDIDATES`].
-    pub(super) ids: Vec<SessionId>,
+    /// [`SessionManager::MAX_COOKIE_CANDIDATES`] (kept inline: a request
+    /// with a cookie allocates nothing for it).
+    pub(super) ids: Ids,
     /// Whether the request carried any cookie of the session's name.
     pub(super) sent: bool,
     /// Whether every such cookie was looked at: malformed, or among
@@ -57,28 +58,55 @@ impl Incoming {
     /// ever sees them), well-formed ones kept in order, up to the limit.
     pub(super) fn from_values<V: AsRef<[u8]>>(values: impl IntoIterator<Item = V>) -> Self {
         let mut incoming = Self {
-            ids: Vec::new(),
+            ids: Ids::default(),
             sent: false,
             complete: true,
         };
         for value in values {
             incoming.sent = true;
-            let Some(id) = std::str::from_utf8(value.as_ref())
-                .ok()
-                .and_then(|text| SessionId::parse(text).ok())
-            else {
+            let Ok(id) = SessionId::parse_bytes(value.as_ref()) else {
                 continue;
             };
-            if incoming.ids.contains(&id) {
+            if incoming.ids.iter().any(|known| *known == id) {
                 continue;
             }
-            if incoming.ids.len() == SessionManager::MAX_COOKIE_CANDIDATES {
+            if !incoming.ids.push(id) {
                 incoming.complete = false;
                 break;
             }
-            incoming.ids.push(id);
         }
         incoming
+    }
+}
+
+/// Up to [`SessionManager::MAX_COOKIE_CANDIDATES`] ids, inline.
+#[derive(Default)]
+pub(super) struct Ids {
+    ids: [Option<SessionId>; SessionManager::MAX_COOKIE_CANDIDATES],
+    len: usize,
+}
+
+impl Ids {
+    /// Adds `id`; `false` (and nothing added) when full.
+    fn push(&mut self, id: SessionId) -> bool {
+        match self.ids.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(id);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &SessionId> + '_ {
+        self.ids.iter().take(self.len).flatten()
+    }
+
+    /// How many there are.
+    pub(super) fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -243,7 +271,7 @@ impl Session {
     async fn find(&self) -> Result<Option<Found>, Error> {
         let manager = &self.inner.manager;
         let ids = &self.inner.incoming.ids;
-        for id in ids {
+        for id in ids.iter() {
             let key = id.storage_key();
             if let Some(record) = traced("load", Some(&key), manager.store().load(&key))
                 .await?
@@ -252,7 +280,7 @@ impl Session {
                 return Ok(Some(Found::Live(id.clone(), record)));
             }
         }
-        for id in ids {
+        for id in ids.iter() {
             let marker = moved::marker_key(&id.storage_key());
             if traced("load", Some(&marker), manager.store().load(&marker))
                 .await?
