@@ -430,11 +430,7 @@ async fn a_login_form_auto_submitted_from_another_site_is_refused() {
             async move { axum::response::Html(page) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let evil_port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, evil).await.unwrap() });
+    let evil_port = serve_elsewhere(evil).await;
 
     let driver = ChromeDriver::start().await;
     let client = driver.browser().await;
@@ -464,6 +460,17 @@ async fn a_login_form_auto_submitted_from_another_site_is_refused() {
     client.close().await.unwrap();
 }
 
+/// Serves `site` on another port of loopback, as another site (another
+/// origin than the demo's), and returns the port.
+async fn serve_elsewhere(site: Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, site).await.unwrap() });
+    port
+}
+
 /// Clickjacking: a page on another site frames the demo's login form
 /// (and, as a control, a page of its own). The demo's
 /// `Content-Security-Policy: frame-ancestors 'none'` makes Chromium refuse
@@ -488,11 +495,7 @@ async fn another_site_cannot_frame_the_login_form() {
             "/control",
             axum::routing::get(|| async { axum::response::Html("<p id=control>framed</p>") }),
         );
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let evil_port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, evil).await.unwrap() });
+    let evil_port = serve_elsewhere(evil).await;
 
     let driver = ChromeDriver::start().await;
     let client = driver.browser().await;
