@@ -148,6 +148,52 @@
 //! apart here), and judges neither liveness by the client's clock nor the
 //! user's index, so the script stays, the same on both servers.
 //!
+//! # TLS
+//!
+//! With the feature `tls-rustls`, a `rediss://` URL connects over TLS,
+//! through the `redis` crate's rustls support with the ring provider. The
+//! server's certificate must chain to the roots compiled in (Mozilla's,
+//! `webpki-roots`; the machine's own store is not read) and name the
+//! URL's host or IP address. `RedisStoreBuilder::tls_ca_pem` trusts a
+//! private CA instead (and only it), and
+//! `RedisStoreBuilder::tls_client_cert_pem` presents a client
+//! certificate for mutual TLS; on a cluster they apply to every node, and
+//! every node's URL must be `rediss://`.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls-rustls")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use session_store_redis::RedisStore;
+//!
+//! let store = RedisStore::builder("rediss://redis.internal:6380/")
+//!     .tls_ca_pem(std::fs::read("/etc/redis/ca.pem")?)
+//!     .connect()
+//!     .await?;
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A failed handshake (a server certificate another CA signed, expired,
+//! or made for another name; a client certificate the server refuses) is
+//! [`Error::Backend`] that is **not** retryable (the same certificates
+//! fail the same way), with a `TlsError::Handshake` as its source naming
+//! what rustls reported. A PEM that holds no usable certificate or key,
+//! or TLS options given for a `redis://` URL, are refused by `connect`
+//! before any connection, the same way. On a cluster the driver reports a
+//! failed first connection as text only, so after a failed `connect` the
+//! store asks the first node again on a connection of its own to tell a
+//! refused handshake from a node that is down; a cluster whose
+//! certificates stop being accepted later (rotated under a running store)
+//! shows as the driver reports it. Without the feature, `connect` refuses
+//! a `rediss://` URL (not retryable).
+//!
+//! rustls needs a process-wide crypto provider: if the process has not
+//! installed one when a TLS store connects, the store installs ring's as
+//! the process default (rustls cannot pick one by itself when an
+//! application also compiles in its default, aws-lc-rs). An application
+//! that installs its own first keeps it.
+//!
 //! # Testing against a real server
 //!
 //! The crate's tests need Redis: `REDIS_URL` if set, else a throwaway
@@ -156,7 +202,9 @@
 //! Valkey: `VALKEY_URL` if set, else a throwaway server from the
 //! `valkey-server` that `VALKEY_SERVER` names, else `valkey-server` from
 //! `PATH`; without one the Valkey tests fail, saying how to get it. See
-//! the crate's `README.md`.
+//! the crate's `README.md`. The TLS tests (`tests/tls.rs`, feature
+//! `tls-rustls`) start their own TLS-only `redis-server` and cluster
+//! (`testing::tls`, feature `testing`), Redis only.
 //!
 //! [`Error::Decode`]: session_core::Error::Decode
 //! [`Error::Backend`]: session_core::Error::Backend
@@ -181,6 +229,8 @@ mod scripts;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tls-rustls")]
+mod tls;
 
 pub use codec::CodecError;
 pub use connection::{
@@ -188,6 +238,8 @@ pub use connection::{
     RedisStoreBuilder, TimedOut,
 };
 pub use store::RedisStore;
+#[cfg(feature = "tls-rustls")]
+pub use tls::{PemProblem, TlsError};
 
 /// The `redis` crate this store is built on, for raw access with the same
 /// version (for example to inspect keys in tests).

@@ -76,7 +76,10 @@ pub async fn cluster_store(ns: Namespace) -> Result<RedisStore, String> {
 
 /// Cuts the last byte (the data's closing brace) off `name`'s value,
 /// keeping its expiry: what a damaged or foreign write would leave.
-async fn truncate<C: redis::aio::ConnectionLike>(conn: &mut C, name: &str) -> Result<(), String> {
+pub async fn truncate<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    name: &str,
+) -> Result<(), String> {
     let mut value: Vec<u8> = redis::cmd("GET")
         .arg(name)
         .query_async(conn)
