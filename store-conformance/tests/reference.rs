@@ -15,8 +15,9 @@ async fn store(_: Namespace) -> Result<Reference, std::convert::Infallible> {
 async fn plant(
     store: std::sync::Arc<Reference>,
     record: session_core::Record,
+    damage: session_store_conformance::Damage,
 ) -> Result<(), String> {
-    store.plant_unreadable(&record);
+    store.plant_unreadable(&record, damage);
     Ok(())
 }
 
