@@ -18,12 +18,14 @@
 //!
 //! - A session is ONE string under `{prefix}s:{storage key in hex}`: a
 //!   fixed-width ASCII header, the user's name, then the data as a JSON
-//!   object. The header is `S1` (the format), the expiry and the creation
-//!   time in ms (each a sign and 19 digits), the version (20 digits), `u`
-//!   or `-` (bound to a user or not) and the user's length in bytes (10
-//!   digits), 73 bytes in all; for example
-//!   `S1+0000001767225600000+0000001767222000000` `00000000000000000003`
-//!   `u0000000005alice{"theme":"dark"}` (without the spaces). The key
+//!   object. The header is `S2` (the format), the expiry in ms (a sign
+//!   and 19 digits), a digest (16 hex digits, below), the creation time
+//!   (like the expiry), the version (20 digits), `u` or `-` (bound to a
+//!   user or not) and the user's length in bytes (10 digits), 89 bytes in
+//!   all; for example `S2+0000001767225600000` `9f1c0b6e2a4d8e31`
+//!   `+0000001767222000000` `00000000000000000003`
+//!   `u0000000005alice{"theme":"dark"}` (without the spaces; that digest
+//!   is made up). The key
 //!   expires natively at the record's expiry (`PXAT`, millisecond
 //!   precision), so [`delete_expired`](session_core::SessionStore::delete_expired)
 //!   has nothing to do and returns 0.
@@ -34,6 +36,36 @@
 //!   non-ASCII text, maps to its own key and never to a cluster hash tag.
 //!
 //! Only storage keys (hashes of session ids) ever reach Redis, never ids.
+//!
+//! # What this store cannot read, it never overwrites
+//!
+//! The digest is the first 64 bits (16 hex digits) of the SHA-1 of
+//! everything after it: the creation time, the version, the user and the
+//! data. Every `create` and `save` writes it; every load checks it on
+//! the client, and the save script checks it on the server (Lua's
+//! `redis.sha1hex`, on Redis 7 and Valkey 8.1 alike) before it judges
+//! the version. A value whose digest does not match was not written by
+//! this store (a person or a tool editing it, a bug writing into it):
+//! a load is [`Error::Decode`] naming the key (source
+//! [`CodecError::DigestMismatch`]) and leaves it in place, a save at any
+//! version is the same `Decode` and writes nothing, `list_by_user`
+//! reports it by key, and `delete` and `delete_by_user` remove it. So
+//! "unreadable" means the same to a load and to a save, wherever the
+//! damage is, even damage that leaves the data a well-framed JSON object
+//! (`{"n":1e400}`: a number serde_json refuses). The expiry lies outside
+//! the digest, so `touch` rewrites it in place (`SETRANGE`) and the
+//! digest stays valid. The digest is no defence against someone who can
+//! write to the server: SHA-1 is public, and they could store any session
+//! they like.
+//!
+//! Values of the previous format, `S1` (the same header without the
+//! digest, 73 bytes), are still read, by loads and by every script, and a
+//! save rewrites them as `S2`: sessions stored before the upgrade keep
+//! working and nobody is logged out. Until its next save, an `S1` value
+//! is judged as before, by its framing alone (`{` … `}`): damage inside
+//! its data that keeps the framing is `Decode` on load but not seen by a
+//! save. Sessions end by their absolute timeout at the latest, so that
+//! window closes on its own; nothing is ever written as `S1`.
 //!
 //! # Operations
 //!
@@ -52,21 +84,23 @@
 //!   (nothing is ever overwritten) and one expired by the client's clock
 //!   is replaced.
 //! - `load`: one `GET`. A value that is not a session string (another
-//!   Redis type, another format, a malformed header, user or JSON) is
-//!   [`Error::Decode`] naming the storage key and stays where it is.
+//!   Redis type, another format, a malformed header, user or JSON, a
+//!   digest that does not match) is [`Error::Decode`] naming the storage
+//!   key and stays where it is.
 //! - `save`: compare-and-set on the version; absent or expired is
 //!   `NotFound` (nothing is recreated), another version is `Conflict`.
 //!   The script checks before it writes: it reads the stored value
-//!   (`GET`), judges it (format, liveness, version and user, the data's
-//!   framing) and writes only when the save succeeds (one `SET … PXAT`,
+//!   (`GET`), judges it (format, liveness, digest, version and user, the
+//!   data's framing) and writes only when the save succeeds (one `SET … PXAT`,
 //!   or a `DEL` for an expiry already past). A save that fails (or has to
 //!   "bind first", below) writes nothing at all: the stored value and
 //!   its expiry stay exactly as they were, even when the value is not a
 //!   session, and replicas, the AOF and keyspace notifications see no
 //!   write.
 //! - `touch`: rewrites the expiry in the header (`SETRANGE`) and the key's
-//!   (`PEXPIREAT`), guarded by liveness; never recreates; a time in the
-//!   past removes the record at once.
+//!   (`PEXPIREAT`), guarded by liveness (the expiry is outside the
+//!   digest); never recreates; a time in the past removes the record at
+//!   once.
 //! - `delete`: `true` only when a live record was removed. Deleting reads
 //!   only the header and the user of a record, so a session whose data is
 //!   corrupt can still be logged out; a value that is not a session at all
@@ -146,7 +180,15 @@
 //! the old value back, data included. `IFEQ` also answers nil both for an
 //! absent key and for another value (`NotFound` and `Conflict` are told
 //! apart here), and judges neither liveness by the client's clock nor the
-//! user's index, so the script stays, the same on both servers.
+//! user's index. Nor does it fit damage: it compares the stored bytes
+//! with bytes the client sends, so the client would have to send back the
+//! very value it loaded (a save is handed the new record only, not what
+//! was read), and a value changed since would be refused with the same
+//! nil as a conflict, not as `Decode`; the script instead recomputes the
+//! digest of what is stored and says which it is. Redis 8.4's value
+//! digests (`DIGEST`, `SET … IFDEQ`) would spare sending the value back,
+//! but not the rest, and neither Redis 7 nor Valkey 8.1 has them. So the
+//! script stays, the same on both servers.
 //!
 //! # TLS
 //!
@@ -207,6 +249,7 @@
 //! (`testing::tls`, feature `testing`), Redis only.
 //!
 //! [`Error::Decode`]: session_core::Error::Decode
+//! [`CodecError::DigestMismatch`]: crate::CodecError::DigestMismatch
 //! [`Error::Backend`]: session_core::Error::Backend
 //! [`Error::is_retryable`]: session_core::Error::is_retryable
 #![deny(missing_docs)]

@@ -13,7 +13,7 @@ use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::loads::Loads;
 use crate::scripts::{
-    ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE, eval, evalsha,
+    ABSENT, BIND_FIRST, DAMAGED, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE, eval, evalsha,
 };
 
 mod index;
@@ -357,6 +357,7 @@ impl RedisStore {
             ABSENT => return Err(Error::NotFound),
             DONE_OR_CONFLICT => return Err(Error::Conflict),
             UNREADABLE => return Err(Error::decode(record.key, CodecError::NotASession)),
+            DAMAGED => return Err(Error::decode(record.key, CodecError::DigestMismatch)),
             other => return Err(unexpected(record.key, other)),
         }
         // The former user's index keeps its entry until a read of that

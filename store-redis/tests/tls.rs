@@ -24,7 +24,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use session_core::{Error, Record, SessionId, SessionStore, Timestamp};
-use session_store_conformance::Namespace;
+use session_store_conformance::{Damage, Namespace};
 use session_store_redis::testing::tls::{TlsFiles, TlsServer};
 use session_store_redis::{PemProblem, RedisStore, TlsError, redis};
 
@@ -165,14 +165,14 @@ fn raw_client(url: &str) -> redis::Client {
 }
 
 /// The suite's `unreadable` capability over TLS: the record as the store
-/// writes it, then its data cut short.
-async fn plant_tls(store: Arc<RedisStore>, record: Record) -> Result<(), String> {
+/// writes it, then damaged as `damage` says (see `common::damage`).
+async fn plant_tls(store: Arc<RedisStore>, record: Record, damage: Damage) -> Result<(), String> {
     store.create(&record).await.map_err(|e| e.to_string())?;
     let mut conn = raw_client(&shared_tls_url()?)
         .get_multiplexed_async_connection()
         .await
         .map_err(|e| e.to_string())?;
-    common::truncate(&mut conn, &store.session_key(&record.key)).await
+    common::damage(&mut conn, &store.session_key(&record.key), &record, damage).await
 }
 
 mod conformance {
@@ -465,7 +465,11 @@ async fn tls_cluster_store(ns: Namespace) -> Result<RedisStore, String> {
 
 /// The suite's `unreadable` capability on the TLS cluster.
 #[cfg(feature = "cluster")]
-async fn plant_tls_cluster(store: Arc<RedisStore>, record: Record) -> Result<(), String> {
+async fn plant_tls_cluster(
+    store: Arc<RedisStore>,
+    record: Record,
+    damage: Damage,
+) -> Result<(), String> {
     store.create(&record).await.map_err(|e| e.to_string())?;
     let client = redis::cluster::ClusterClient::builder(shared_tls_cluster()?)
         .certs(redis::TlsCertificates {
@@ -478,7 +482,7 @@ async fn plant_tls_cluster(store: Arc<RedisStore>, record: Record) -> Result<(),
         .get_async_connection()
         .await
         .map_err(|e| e.to_string())?;
-    common::truncate(&mut conn, &store.session_key(&record.key)).await
+    common::damage(&mut conn, &store.session_key(&record.key), &record, damage).await
 }
 
 #[cfg(feature = "cluster")]
