@@ -15,10 +15,10 @@
 //! user's length at 80-89, the user at 90 onwards. The previous format,
 //! `S1`, has no digest and the same fields 16 bytes earlier: the scripts
 //! read both, with `h` (16 or 0) added to every offset past the expiry.
-//! The key's own expiry is set to the record's (`PXAT`). Every script also receives the caller's clock
-//! (`now`, ms) and treats `expires <= now` as absent, so "live" means
-//! exactly `now < expires_at` even in the millisecond Redis has not
-//! expired the key yet.
+//! The key's own expiry is set to the record's (`PXAT`). Every script
+//! also receives the caller's clock (`now`, ms) and treats `expires <=
+//! now` as absent, so "live" means exactly `now < expires_at` even in the
+//! millisecond Redis has not expired the key yet.
 //!
 //! A key holding another Redis type makes `GET` fail with `WRONGTYPE`;
 //! the scripts call it through `redis.pcall` and report such a value, like
@@ -102,18 +102,20 @@ return 1
 ";
 
 /// The compare-and-set of one session, as the Lua function `save(k, want,
-/// e, v, indexed)` (the arguments of [`SAVE`] after `now`), after the
-/// locals `sub` and `now`; [`SAVE`] calls it once, [`SAVE_MANY`] once per
-/// key.
+/// e, v, indexed, seen)` (the arguments of [`SAVE`] after `now`), after
+/// the locals `sub`, `sha1hex` and `now`; [`SAVE`] calls it once,
+/// [`SAVE_MANY`] once per key.
 macro_rules! save_fn {
     () => {
         concat!(
             function_prologue!(),
-            "local function save(k, want, e, v, indexed)\n",
+            "local function save(k, want, e, v, indexed, seen)\n",
             read_session!(),
             r"
 if oe <= now then return 0 end
-if h == 16 and sub(old, 23, 38) ~= sub(sha1hex(sub(old, 39)), 1, 16) then return 5 end
+if h == 16 and old ~= seen and sub(old, 23, 38) ~= sub(sha1hex(sub(old, 39)), 1, 16) then
+  return 5
+end
 local live = tonumber(e) > now
 local at = 43 + h
 if live and sub(old, at, at - 1 + #want) == want
@@ -145,8 +147,10 @@ end
 ///
 /// `KEYS[1]` session key. `ARGV`: now, the expectation (the version read,
 /// 20 digits as stored, then the new record's user marker, length and
-/// name, as stored), new expires (ms), new value, and `1` when the client
-/// has already added the session to its new user's index (else `0`).
+/// name, as stored), new expires (ms), new value, the stored value as a
+/// load of this client last found it sound (or an empty string: see
+/// `seen` below), and `1` when the client has already added the session
+/// to its new user's index (else `0`).
 ///
 /// A stored value that is not what this store wrote is unreadable, and a
 /// save never overwrites it, at any version: in format `S2`, one whose
@@ -157,13 +161,18 @@ end
 /// as a load checks it, so a save and a load call the same values
 /// unreadable. (Only a value of the previous format, `S1`, without a
 /// digest, is judged by its framing alone, until its first save rewrites
-/// it as `S2`.)
+/// it as `S2`.) Hashing the value is the dearest part of the script, so
+/// it is skipped when the stored value is byte for byte `seen`: the value
+/// a load of this client found sound (digest and data) and kept for this
+/// save (see `verified`); Lua strings are interned, so that comparison is
+/// one pointer comparison. Any other value (a touch, a save or damage
+/// since that load, or no `seen`) has its digest checked.
 ///
 /// Check first, write only what stays. The script reads the stored value
 /// (`GET`) and judges it (format `S2` or `S1`, live by the caller's
 /// clock, the digest, the expected version and user, the data's
-/// framing) before it writes
-/// anything; then it writes once, and only a write it keeps: the new
+/// framing) before it writes anything; then it writes once, and only a
+/// write it keeps: the new
 /// value (`SET … PXAT`) when the save succeeds, or a `DEL` when the
 /// saved record's expiry is already past. Whenever the save does not
 /// happen (absent, expired, another version, unreadable, not a session
@@ -185,7 +194,7 @@ end
 /// the guarded prune of a later read (rule 2 in `store/index.rs`).
 const SAVE: &str = concat!(
     save_fn!(),
-    "return save(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+    "return save(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[5])\n"
 );
 
 /// `save` of many sessions at once (on a single server): [`SAVE`] for
@@ -193,8 +202,8 @@ const SAVE: &str = concat!(
 /// the cost of one command.
 ///
 /// `KEYS` the session keys. `ARGV`: now, then for each key in order the
-/// expectation, expires and value that [`SAVE`] takes (never "already
-/// indexed": that is a second call, sent alone). Returns one reply per key,
+/// expectation, expires, value and `seen` that [`SAVE`] takes (never
+/// "already indexed": that is a second call, sent alone). Returns one reply per key,
 /// in order, each what [`SAVE`] would have returned for it. The same key
 /// may appear more than once: its saves run in order, as they would one
 /// after the other.
@@ -203,8 +212,8 @@ const SAVE_MANY: &str = concat!(
     r"
 local replies = {}
 for i = 1, #KEYS do
-  local a = 3 * i - 1
-  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], '0')
+  local a = 4 * i - 2
+  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], '0', ARGV[a + 3])
 end
 return replies
 "

@@ -281,9 +281,9 @@ async fn concurrent_creates_touches_and_deletes_each_get_their_own_outcome(kind:
 /// The batched save (`SAVE_MANY`) judges damage as the lone one does:
 /// saves over sessions whose data was changed under the digest (still a
 /// well-framed JSON object, the digest as the store computed it for the
-/// real data) are each `Decode` naming their key, at the stored version
-/// and at others, and leave the value as it was; the intact sessions in
-/// the same batches are saved.
+/// real data) since a load found them sound are each `Decode` naming
+/// their key, at the stored version and at others, and leave the value as
+/// it was; the intact sessions in the same batches are saved.
 async fn batched_saves_never_overwrite_damaged_data(kind: Server) {
     let (store, mut raw, _server) = setup(kind).await;
     let mut intact = Vec::new();
@@ -292,6 +292,12 @@ async fn batched_saves_never_overwrite_damaged_data(kind: Server) {
         let mut record = record(i);
         record.user = Some("dd".into());
         store.create(&record).await.unwrap();
+        // Loaded while sound: the first save of each sends back the bytes
+        // this load found sound.
+        assert_eq!(
+            store.load(&record.key).await.unwrap().as_ref(),
+            Some(&record)
+        );
         if i % 2 == 0 {
             intact.push(record);
         } else {

@@ -728,7 +728,9 @@ async fn a_save_onto_a_foreign_string_leaves_it_and_its_expiry(server: Server) {
 /// key's own expiry is the header's or not: data cut short, and data that
 /// is still a well-framed JSON object but not what the store wrote (a
 /// number serde_json refuses, the digest left as the store computed it
-/// for the real data), at the stored version and at others.
+/// for the real data), at the stored version and at others, also when
+/// the damage came after a load of the same store found the session
+/// sound (that save sends back the bytes the load saw).
 async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched(server: Server) {
     let (store, mut raw) = setup(server).await;
     let later = Some(Timestamp::now().saturating_add(2 * HOUR).as_millis());
@@ -760,6 +762,9 @@ async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched(server: Serv
         let mut r = record(Some("bea"));
         r.data.insert("k".into(), serde_json::json!("v"));
         store.create(&r).await.unwrap();
+        // Loaded while sound: the first save below sends back the bytes
+        // this load found sound, which no longer match.
+        assert_eq!(store.load(&r.key).await.unwrap().as_ref(), Some(&r));
         let key = store.session_key(&r.key);
         let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
         let mut set = client::cmd("SET");
@@ -863,6 +868,48 @@ async fn s1_sessions_still_work_and_their_next_save_writes_s2(server: Server) {
     assert!(store.delete(&deleted.0).await.unwrap());
     assert_eq!(store.load(&deleted.0).await.unwrap(), None);
     assert_eq!(store.delete_by_user("olga").await.unwrap(), 2);
+}
+
+/// A save sends back the bytes its load found sound, and the script
+/// skips the digest only while the stored value is exactly those bytes:
+/// after a touch (another expiry in the header) the digest is checked and
+/// the save succeeds; after a save by another store instance, the save
+/// conflicts; saving twice from one load, the second conflicts.
+async fn a_save_after_a_touch_or_another_save_is_judged_on_what_is_stored(server: Server) {
+    let (store, _raw) = setup(server).await;
+    let other = RedisStore::builder(server.shared_url().unwrap())
+        .prefix(store.prefix())
+        .connect()
+        .await
+        .unwrap();
+    let mut r = record(Some("tia"));
+    r.data.insert("n".into(), serde_json::json!(1));
+    store.create(&r).await.unwrap();
+
+    let mut loaded = store.load(&r.key).await.unwrap().unwrap();
+    let later = loaded.expires_at.saturating_add(HOUR);
+    assert!(other.touch(&r.key, later).await.unwrap());
+    loaded.data.insert("n".into(), serde_json::json!(2));
+    loaded.version = store.save(&loaded).await.unwrap();
+    assert_eq!(loaded.version, 1);
+    // (The save sets the expiry its record carries.)
+    assert_eq!(other.load(&r.key).await.unwrap().as_ref(), Some(&loaded));
+
+    let mut stale = store.load(&r.key).await.unwrap().unwrap();
+    let mut winner = other.load(&r.key).await.unwrap().unwrap();
+    winner.data.insert("n".into(), serde_json::json!(3));
+    winner.version = other.save(&winner).await.unwrap();
+    stale.data.insert("n".into(), serde_json::json!(4));
+    assert!(matches!(store.save(&stale).await, Err(Error::Conflict)));
+
+    let mut twice = store.load(&r.key).await.unwrap().unwrap();
+    twice.data.insert("n".into(), serde_json::json!(5));
+    assert_eq!(store.save(&twice).await.unwrap(), 3);
+    assert!(matches!(store.save(&twice).await, Err(Error::Conflict)));
+    assert_eq!(
+        store.load(&r.key).await.unwrap().unwrap().data.get("n"),
+        Some(&serde_json::json!(5))
+    );
 }
 
 /// A save onto a session expired by its header (still held by Redis: its
@@ -1179,5 +1226,6 @@ per_server!(
     a_save_onto_a_session_with_broken_data_leaves_it_untouched,
     a_save_onto_an_expired_or_absent_session_writes_nothing,
     s1_sessions_still_work_and_their_next_save_writes_s2,
+    a_save_after_a_touch_or_another_save_is_judged_on_what_is_stored,
     a_move_back_is_not_undone_by_the_first_moves_late_commands,
 );
