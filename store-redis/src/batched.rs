@@ -80,6 +80,9 @@ pub(crate) struct SaveCall {
     pub(crate) expires_at: i64,
     /// The new value.
     pub(crate) value: Vec<u8>,
+    /// The stored value as a load found it sound, kept for this save
+    /// (empty when none: see `verified`).
+    pub(crate) seen: Vec<u8>,
 }
 
 impl SaveCall {
@@ -117,12 +120,14 @@ impl Call for SaveCall {
     fn now(&self) -> i64 {
         self.now
     }
-    /// The expectation, expiry, value; the many-key form passes "not
-    /// indexed" itself (a batched save is never a second call).
+    /// The expectation, expiry, value and the value seen; the many-key
+    /// form passes "not indexed" itself (a batched save is never a second
+    /// call).
     fn push_args(&self, cmd: &mut Cmd) {
         cmd.arg(self.expected.as_slice())
             .arg(self.expires_at)
-            .arg(self.value.as_slice());
+            .arg(self.value.as_slice())
+            .arg(self.seen.as_slice());
     }
 }
 

@@ -6,16 +6,15 @@
 //!
 //! | bytes (0-based) | Lua `string.sub` | field |
 //! |---|---|---|
-//! | bytes (0-based) | Lua `string.sub` | field |
-//! |---|---|---|
-//! | `0..2` | `1, 2` | format tag `S1` |
+//! | `0..2` | `1, 2` | format tag `S2` |
 //! | `2..22` | `3, 22` | expires (ms), sign and 19 digits |
-//! | `22..42` | `23, 42` | created (ms), sign and 19 digits |
-//! | `42..62` | `43, 62` | version, 20 decimal digits, zero-padded |
-//! | `62` | `63, 63` | `u` when bound to a user, `-` when not |
-//! | `63..73` | `64, 73` | the user's length in bytes, 10 digits (0 when unbound) |
-//! | `73..73+n` | `74, 73+n` | the user's name (UTF-8) |
-//! | `73+n..` | | the data, a JSON object |
+//! | `22..38` | `23, 38` | digest: the first 16 hex digits (lowercase) of the SHA-1 of bytes `38..` |
+//! | `38..58` | `39, 58` | created (ms), sign and 19 digits |
+//! | `58..78` | `59, 78` | version, 20 decimal digits, zero-padded |
+//! | `78` | `79, 79` | `u` when bound to a user, `-` when not |
+//! | `79..89` | `80, 89` | the user's length in bytes, 10 digits (0 when unbound) |
+//! | `89..89+n` | `90, 89+n` | the user's name (UTF-8) |
+//! | `89+n..` | | the data, a JSON object |
 //!
 //! Fixed widths let the Lua scripts read the expiry (`tonumber`), the
 //! version and the user with `string.sub` alone, and let `touch` rewrite
@@ -23,8 +22,38 @@
 //! user marker, the user's length and the user are contiguous, so that
 //! `save` checks "same version, same user" (its common case) with one
 //! comparison against [`cas_expectation`].
+//!
+//! # The digest
+//!
+//! The digest covers everything after it (created, version, user, data),
+//! and only the expiry and the tag lie outside it, so `touch` rewrites the
+//! expiry in place without touching the digest. It is written by every
+//! create and save, and checked by every load here and by the save script
+//! on the server (`redis.sha1hex`, the one hash a script can compute
+//! natively, on Redis and Valkey alike), before anything else is judged:
+//! a value whose digest does not match is not what this store wrote, and
+//! is unreadable to both, the same way ([`CodecError::DigestMismatch`]).
+//! So damage anywhere in the covered bytes, even damage that keeps the
+//! data a well-framed JSON object, is `Decode` on load and is never
+//! overwritten by a save. The digest catches damage (a tool or a person
+//! editing a value, a bug writing into it), not an attacker who can write
+//! to the server: SHA-1 is public, and such a writer can store any
+//! session it likes. 64 bits of it are kept: a changed value passes with
+//! odds of 2⁻⁶⁴.
+//!
+//! # The previous format, `S1`
+//!
+//! Values written before the digest (tag `S1`: the same fields without
+//! the digest, the created field at byte 22, 73 bytes of header) are
+//! still read, by the client and by every script: a load decodes them as
+//! before, and their next save rewrites them as `S2`. Until then, only
+//! their framing is checked by a save (the data must start with `{` and
+//! end with `}`), as before; sessions end by their absolute timeout at
+//! the latest, so after that long after the upgrade every stored session
+//! carries a digest. Nothing new is ever written as `S1`.
 
 use session_core::{Data, Record, StorageKey, Timestamp};
+use sha1::Digest as _;
 
 /// Why a stored value is not a readable session. Carried as the source of
 /// [`session_core::Error::Decode`].
@@ -37,9 +66,16 @@ pub enum CodecError {
     WrongType,
     /// The value is not a session in this store's format: too short, or
     /// without its format tag (the server-side scripts report every
-    /// unreadable value this way).
+    /// unreadable value this way, but for a digest that does not match).
     #[error("the stored value is not a session in this store's format")]
     NotASession,
+    /// The value's digest does not match what follows it: the value was
+    /// changed after this store wrote it (damage, or a write behind the
+    /// store's back). Loads and saves both refuse it.
+    #[error(
+        "the stored session does not match its digest: it was changed after this store wrote it"
+    )]
+    DigestMismatch,
     /// A part of the stored session is present but cannot be parsed.
     #[error("the stored session's {field} is malformed")]
     BadField {
@@ -68,23 +104,31 @@ fn bad(field: &'static str, why: &'static str) -> CodecError {
 }
 
 /// The format tag every session value starts with.
-const TAG: &[u8; 2] = b"S1";
-/// Offset of the expires field (sign and 19 digits); `touch` rewrites it
-/// in place.
+const TAG: &[u8; 2] = b"S2";
+/// The tag of the previous format (no digest), still read.
+const TAG_S1: &[u8; 2] = b"S1";
+/// Offset of the expires field (sign and 19 digits), in both formats;
+/// `touch` rewrites it in place.
 pub(crate) const EXPIRES_AT: usize = 2;
 const TIME_LEN: usize = 20;
-/// Offset of the created field (sign and 19 digits).
-const CREATED_AT: usize = 22;
-/// Offset and width of the version field.
-const VERSION_AT: usize = 42;
+/// Offset and width of the digest (hex digits).
+const DIGEST_AT: usize = 22;
+const DIGEST_LEN: usize = 16;
+/// Where the fields after the expiry start in `S1`, which has no digest.
+const AFTER_EXPIRES_S1: usize = 22;
+/// Where the digested bytes start: the created field.
+const CREATED_AT: usize = DIGEST_AT + DIGEST_LEN;
+/// Offsets (from [`CREATED_AT`], the same in both formats) and widths of
+/// the fields after the created field.
+const VERSION_OFF: usize = TIME_LEN;
 const VERSION_LEN: usize = 20;
-/// Offset of the user marker (`u` or `-`).
-const USER_TAG_AT: usize = 62;
-/// Offset and width of the user's length.
-const USER_LEN_AT: usize = 63;
+const USER_TAG_OFF: usize = VERSION_OFF + VERSION_LEN;
+const USER_LEN_OFF: usize = USER_TAG_OFF + 1;
 const USER_LEN_LEN: usize = 10;
+/// Length of the fields from the created field to the user's name.
+const FIELDS_LEN: usize = USER_LEN_OFF + USER_LEN_LEN;
 /// Length of the fixed header; the user's name starts here.
-pub(crate) const HEADER_LEN: usize = 73;
+pub(crate) const HEADER_LEN: usize = CREATED_AT + FIELDS_LEN;
 
 /// The widest user name the header can describe (10 decimal digits).
 const MAX_USER_LEN: usize = 9_999_999_999;
@@ -125,12 +169,25 @@ fn put_time(out: &mut Vec<u8>, t: Timestamp) {
     put_digits(out, ms.unsigned_abs(), TIME_LEN - 1);
 }
 
-/// What `save` expects to find stored from byte [`VERSION_AT`] on: the
-/// version the record was read at, then the user marker, length and name
-/// of `encoded` (the record as it will be stored). Equal means "same
+/// The digest of `covered` (the bytes from [`CREATED_AT`] on) as stored:
+/// the first 16 hex digits, lowercase, of its SHA-1, as the scripts'
+/// `string.sub(redis.sha1hex(covered), 1, 16)`.
+fn digest(covered: &[u8]) -> [u8; DIGEST_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let sum = sha1::Sha1::digest(covered);
+    let mut out = [0u8; DIGEST_LEN];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(sum.iter()) {
+        pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+    }
+    out
+}
+
+/// What `save` expects to find stored from the version on: the version
+/// the record was read at, then the user marker, length and name of
+/// `encoded` (the record as it will be stored). Equal means "same
 /// version, same user".
 pub(crate) fn cas_expectation(expected_version: u64, encoded: &[u8]) -> Vec<u8> {
-    let user_part = encoded.get(VERSION_AT + VERSION_LEN..).unwrap_or_default();
+    let user_part = encoded.get(CREATED_AT + USER_TAG_OFF..).unwrap_or_default();
     let user_len = user_part
         .get(1..1 + USER_LEN_LEN)
         .and_then(|digits| parse_digits(digits, "user").ok())
@@ -153,7 +210,8 @@ pub(crate) fn expires_text(expires_at: Timestamp) -> Vec<u8> {
 }
 
 /// Encodes `record` as stored, with `version` in place of
-/// `record.version` (a save stores the bumped version).
+/// `record.version` (a save stores the bumped version), its digest
+/// included.
 pub(crate) fn encode(record: &Record, version: u64) -> Result<Vec<u8>, EncodeError> {
     let user = record.user.as_deref().map(str::as_bytes);
     let user_len = user.map_or(0, <[u8]>::len);
@@ -164,6 +222,7 @@ pub(crate) fn encode(record: &Record, version: u64) -> Result<Vec<u8>, EncodeErr
     let mut out = Vec::with_capacity(HEADER_LEN + user_len + 256);
     out.extend_from_slice(TAG);
     put_time(&mut out, record.expires_at);
+    out.resize(CREATED_AT, b'0');
     put_time(&mut out, record.created_at);
     put_digits(&mut out, version, VERSION_LEN);
     out.push(if user.is_some() { b'u' } else { b'-' });
@@ -172,6 +231,10 @@ pub(crate) fn encode(record: &Record, version: u64) -> Result<Vec<u8>, EncodeErr
         out.extend_from_slice(user);
     }
     serde_json::to_writer(&mut out, &record.data)?;
+    let sum = digest(out.get(CREATED_AT..).unwrap_or_default());
+    if let Some(slot) = out.get_mut(DIGEST_AT..CREATED_AT) {
+        slot.copy_from_slice(&sum);
+    }
     Ok(out)
 }
 
@@ -213,25 +276,41 @@ pub(crate) struct Header<'a> {
     pub(crate) user: Option<&'a str>,
     /// The JSON data, not yet parsed.
     pub(crate) data: &'a [u8],
+    /// For an `S2` value: the stored digest and the bytes it covers,
+    /// checked by [`Header::into_record`].
+    sealed: Option<(&'a [u8], &'a [u8])>,
 }
 
-/// Parses the header of a stored value (cheap: no allocation).
+/// Parses the header of a stored value, `S2` or `S1` (cheap: no
+/// allocation, no digest yet; the expiry can be judged first, as the
+/// scripts do).
 pub(crate) fn decode_header(value: &[u8]) -> Result<Header<'_>, CodecError> {
-    if value.len() < HEADER_LEN || !value.starts_with(TAG) {
+    let (fields_at, sealed) = match value.get(..2) {
+        Some(tag) if tag == TAG => (
+            CREATED_AT,
+            value
+                .get(DIGEST_AT..CREATED_AT)
+                .zip(value.get(CREATED_AT..)),
+        ),
+        Some(tag) if tag == TAG_S1 => (AFTER_EXPIRES_S1, None),
+        _ => return Err(CodecError::NotASession),
+    };
+    let header_len = fields_at + FIELDS_LEN;
+    if value.len() < header_len {
         return Err(CodecError::NotASession);
     }
     let field = |at: usize, len: usize| value.get(at..at + len).unwrap_or_default();
-    let version = parse_digits(field(VERSION_AT, VERSION_LEN), "version")?;
-    let created_at = parse_time(field(CREATED_AT, TIME_LEN), "created")?;
+    let version = parse_digits(field(fields_at + VERSION_OFF, VERSION_LEN), "version")?;
+    let created_at = parse_time(field(fields_at, TIME_LEN), "created")?;
     let expires_at = parse_time(field(EXPIRES_AT, TIME_LEN), "expires")?;
-    let user_len = parse_digits(field(USER_LEN_AT, USER_LEN_LEN), "user")?;
+    let user_len = parse_digits(field(fields_at + USER_LEN_OFF, USER_LEN_LEN), "user")?;
     let user_end = usize::try_from(user_len)
         .ok()
-        .and_then(|n| HEADER_LEN.checked_add(n))
+        .and_then(|n| header_len.checked_add(n))
         .filter(|&end| end <= value.len())
         .ok_or_else(|| bad("user", "a length within the value"))?;
-    let user_bytes = value.get(HEADER_LEN..user_end).unwrap_or_default();
-    let user = match value.get(USER_TAG_AT) {
+    let user_bytes = value.get(header_len..user_end).unwrap_or_default();
+    let user = match value.get(fields_at + USER_TAG_OFF) {
         Some(b'u') => Some(
             std::str::from_utf8(user_bytes).map_err(|e| CodecError::BadField {
                 field: "user",
@@ -247,12 +326,19 @@ pub(crate) fn decode_header(value: &[u8]) -> Result<Header<'_>, CodecError> {
         expires_at,
         user,
         data: value.get(user_end..).unwrap_or_default(),
+        sealed,
     })
 }
 
 impl Header<'_> {
-    /// Builds the record: parses the data.
+    /// Builds the record: checks an `S2` value's digest (a mismatch is
+    /// [`CodecError::DigestMismatch`]), then parses the data.
     pub(crate) fn into_record(self, key: StorageKey) -> Result<Record, CodecError> {
+        if let Some((stored, covered)) = self.sealed
+            && stored != digest(covered)
+        {
+            return Err(CodecError::DigestMismatch);
+        }
         let data: Data = serde_json::from_slice(self.data).map_err(|e| CodecError::BadField {
             field: "data",
             source: Box::new(e),
@@ -350,23 +436,46 @@ mod tests {
         ] {
             let mut r = record(user, created, expires);
             let bytes = encode(&r, version).unwrap();
-            assert_eq!(&bytes[..2], b"S1");
+            assert_eq!(&bytes[..2], b"S2");
             assert_eq!(
                 &bytes[EXPIRES_AT..EXPIRES_AT + 20],
                 expires_text(r.expires_at).as_slice()
             );
-            assert_eq!(&bytes[42..62], format!("{version:020}").as_bytes());
+            assert_eq!(&bytes[58..78], format!("{version:020}").as_bytes());
             let want = cas_expectation(9, &bytes);
             assert_eq!(&want[..20], b"00000000000000000009");
-            assert_eq!(&want[20..], &bytes[62..73 + user.map_or(0, str::len)]);
+            assert_eq!(&want[20..], &bytes[78..89 + user.map_or(0, str::len)]);
             r.version = version;
             assert_eq!(decode(r.key, &bytes).unwrap(), r);
         }
         let bytes = encode(&record(Some("ann"), 5, 6), 7).unwrap();
+        let covered = "+000000000000000000500000000000000000007u0000000003ann{\"a\":[1,\"x\"]}";
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            "S1+0000000000000000006+000000000000000000500000000000000000007u0000000003ann{\"a\":[1,\"x\"]}"
+            format!("S2+0000000000000000006{}{covered}", sha1_prefix(covered))
         );
+    }
+
+    /// The first 16 hex digits of the SHA-1 of `text`, computed apart
+    /// from the codec (what `redis.sha1hex` would say, cut to 16).
+    fn sha1_prefix(text: &str) -> String {
+        let sum = sha1::Sha1::digest(text.as_bytes());
+        sum.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_digest_is_sha1_as_the_scripts_compute_it() {
+        // SHA-1("abc") = a9993e364706816aba3e25717850c26c9cd0d89d, as
+        // `redis.sha1hex('abc')` answers on Redis 7 and Valkey 8.1.
+        assert_eq!(&digest(b"abc"), b"a9993e364706816a");
+    }
+
+    /// `value` with its digest recomputed over what it now holds (so a
+    /// test can reach the field checks behind the digest).
+    fn resealed(mut value: Vec<u8>) -> Vec<u8> {
+        let sum = digest(&value[CREATED_AT..]);
+        value[DIGEST_AT..CREATED_AT].copy_from_slice(&sum);
+        value
     }
 
     #[test]
@@ -376,7 +485,7 @@ mod tests {
         let with = |at: usize, bytes: &[u8]| {
             let mut v = good.clone();
             v[at..at + bytes.len()].copy_from_slice(bytes);
-            v
+            resealed(v)
         };
         let field = |v: &[u8]| match decode(key, v) {
             Err(CodecError::BadField { field, .. }) => field,
@@ -391,19 +500,78 @@ mod tests {
             Err(CodecError::NotASession)
         ));
         assert!(matches!(
-            decode(key, &with(0, b"S2")),
+            decode(key, &with(0, b"S3")),
             Err(CodecError::NotASession)
         ));
-        assert_eq!(field(&with(45, b"x")), "version");
-        assert_eq!(field(&with(42, b"99999999999999999999")), "version");
-        assert_eq!(field(&with(22, b"*")), "created");
+        assert_eq!(field(&with(61, b"x")), "version");
+        assert_eq!(field(&with(58, b"99999999999999999999")), "version");
+        assert_eq!(field(&with(38, b"*")), "created");
         assert_eq!(field(&with(3, b"+")), "expires");
         assert_eq!(field(&with(2, b"0")), "expires");
-        assert_eq!(field(&with(62, b"-")), "user");
-        assert_eq!(field(&with(62, b"x")), "user");
-        assert_eq!(field(&with(63, b"0000000099")), "user");
-        assert_eq!(field(&with(73, b"\xff")), "user");
-        assert_eq!(field(&with(76, b"[")), "data");
-        assert_eq!(field(&good[..good.len() - 1]), "data");
+        assert_eq!(field(&with(78, b"-")), "user");
+        assert_eq!(field(&with(78, b"x")), "user");
+        assert_eq!(field(&with(79, b"0000000099")), "user");
+        assert_eq!(field(&with(89, b"\xff")), "user");
+        assert_eq!(field(&with(92, b"[")), "data");
+        assert_eq!(field(&resealed(good[..good.len() - 1].to_vec())), "data");
+    }
+
+    /// Any change to the bytes the digest covers, or to the digest, is
+    /// `DigestMismatch`, even one that leaves a well-formed record (a
+    /// value serde refuses inside intact framing, another version, another
+    /// user); the expiry is outside the digest (`touch` rewrites it).
+    #[test]
+    fn damage_under_the_digest_is_a_mismatch() {
+        let key = StorageKey::from_bytes([7; 32]);
+        let r = record(Some("bob"), 10, 20);
+        let good = encode(&r, 3).unwrap();
+        let data_at = good.len() - br#"{"a":[1,"x"]}"#.len();
+        let mut huge = good[..data_at].to_vec();
+        huge.extend_from_slice(br#"{"a":[1e400,"x"]}"#);
+        let mut other = good.clone();
+        other[77] = b'4';
+        let mut renamed = good.clone();
+        renamed[89] = b'r';
+        let mut digest_changed = good.clone();
+        digest_changed[22] = if good[22] == b'0' { b'1' } else { b'0' };
+        for (what, value) in [
+            ("a number beyond f64 inside the data", huge),
+            ("another version", other),
+            ("another user of the same length", renamed),
+            ("a changed digest", digest_changed),
+        ] {
+            assert!(
+                matches!(decode(key, &value), Err(CodecError::DigestMismatch)),
+                "{what}: {:?}",
+                decode(key, &value)
+            );
+        }
+        let mut touched = good.clone();
+        touched[EXPIRES_AT..EXPIRES_AT + 20]
+            .copy_from_slice(&expires_text(Timestamp::from_millis(99)));
+        let mut want = r.clone();
+        want.version = 3;
+        want.expires_at = Timestamp::from_millis(99);
+        assert_eq!(decode(key, &touched).unwrap(), want);
+    }
+
+    /// The previous format, without a digest, is still read.
+    #[test]
+    fn s1_values_are_still_read() {
+        let key = StorageKey::from_bytes([7; 32]);
+        let s1 = "S1+0000000000000000006+000000000000000000500000000000000000007u0000000003ann{\"a\":[1,\"x\"]}";
+        let mut want = record(Some("ann"), 5, 6);
+        want.version = 7;
+        assert_eq!(decode(key, s1.as_bytes()).unwrap(), want);
+        let field = |v: &str| match decode(key, v.as_bytes()) {
+            Err(CodecError::BadField { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(&s1.replace("ann{", "ann[")), "data");
+        assert_eq!(field(&s1.replace("u0000000003", "u0000000099")), "user");
+        assert!(matches!(
+            decode(key, &s1.as_bytes()[..72]),
+            Err(CodecError::NotASession)
+        ));
     }
 }

@@ -185,6 +185,8 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     pub(crate) operation_timeout: Duration,
+    #[cfg(feature = "tls-rustls")]
+    tls: crate::tls::TlsOptions,
 }
 
 /// Never prints the URLs: they may hold a password.
@@ -195,13 +197,15 @@ impl std::fmt::Debug for RedisStoreBuilder {
             #[cfg(feature = "cluster")]
             Target::Cluster(_) => "cluster",
         };
-        f.debug_struct("RedisStoreBuilder")
-            .field("mode", &mode)
+        let mut f = f.debug_struct("RedisStoreBuilder");
+        f.field("mode", &mode)
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .finish_non_exhaustive()
+            .field("operation_timeout", &self.operation_timeout);
+        #[cfg(feature = "tls-rustls")]
+        f.field("tls", &self.tls.describe());
+        f.finish_non_exhaustive()
     }
 }
 
@@ -222,6 +226,8 @@ impl RedisStoreBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            #[cfg(feature = "tls-rustls")]
+            tls: crate::tls::TlsOptions::default(),
         }
     }
 
@@ -258,6 +264,38 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trusts the CA certificates in `pem` (one or more PEM `CERTIFICATE`
+    /// blocks), and only them, for the server's certificate, instead of
+    /// the root certificates compiled in (Mozilla's, `webpki-roots`): for
+    /// a server whose certificate a private CA signed. Needs a
+    /// `rediss://` URL (every node's, on a cluster). The PEM is checked by
+    /// [`connect`](Self::connect).
+    ///
+    /// Feature `tls-rustls`.
+    #[cfg(feature = "tls-rustls")]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Presents a client certificate (mutual TLS, for a server started
+    /// with `tls-auth-clients yes`): `cert_chain` holds the certificate
+    /// and any intermediates (PEM), `key` its private key (PEM: PKCS#8,
+    /// PKCS#1 or SEC1). The key is kept in memory for reconnections and
+    /// never printed. Needs a `rediss://` URL. Checked by
+    /// [`connect`](Self::connect).
+    ///
+    /// Feature `tls-rustls`.
+    #[cfg(feature = "tls-rustls")]
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((cert_chain.into(), key.into()));
+        self
+    }
+
     /// Connects and returns the store. The first connection is established
     /// here (so a wrong address fails now); later losses of the connection
     /// are repaired in the background.
@@ -266,6 +304,11 @@ impl RedisStoreBuilder {
     ///
     /// [`Error::Backend`] with operation `"connect"` when the URL is invalid
     /// (not retryable) or the server cannot be reached in time (retryable).
+    /// With TLS (feature `tls-rustls`), a PEM that holds no usable
+    /// certificate or key, TLS options for a URL that is not `rediss://`,
+    /// and a failed handshake (a server certificate the CA did not sign,
+    /// or for another name; a client certificate the server refuses) are
+    /// not retryable, with a `TlsError` as the source.
     pub async fn connect(self) -> Result<RedisStore, Error> {
         let conn = match tokio::time::timeout(self.operation_timeout, self.open()).await {
             Ok(conn) => conn?,
@@ -277,8 +320,7 @@ impl RedisStoreBuilder {
     async fn open(&self) -> Result<Connector, Error> {
         match &self.target {
             Target::Single(url) => {
-                let client =
-                    redis::Client::open(url.as_str()).map_err(|e| backend("connect", e))?;
+                let client = self.single_client(url)?;
                 // No response timeout: see `Single`.
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
@@ -297,22 +339,118 @@ impl RedisStoreBuilder {
             }
             #[cfg(feature = "cluster")]
             Target::Cluster(nodes) => {
-                let client =
+                let builder =
                     redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
                         .connection_timeout(self.connect_timeout)
                         .response_timeout(self.response_timeout)
                         .overall_response_timeout(Some(self.operation_timeout))
-                        .retries(3)
-                        .build()
-                        .map_err(|e| backend("connect", e))?;
-                let conn = client
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| backend("connect", e))?;
-                Ok(Connector::Cluster(conn))
+                        .retries(3);
+                #[cfg(feature = "tls-rustls")]
+                let builder = self.cluster_tls(nodes, builder)?;
+                let client = builder.build().map_err(|e| backend("connect", e))?;
+                match client.get_async_connection().await {
+                    Ok(conn) => Ok(Connector::Cluster(conn)),
+                    #[cfg(feature = "tls-rustls")]
+                    Err(e) => Err(match self.tls_refusal(nodes).await {
+                        Some(refused) => refused,
+                        None => backend("connect", e),
+                    }),
+                    #[cfg(not(feature = "tls-rustls"))]
+                    Err(e) => Err(backend("connect", e)),
+                }
             }
         }
     }
+}
+
+impl RedisStoreBuilder {
+    /// The client of a single server, with the TLS options if any.
+    fn single_client(&self, url: &str) -> Result<redis::Client, Error> {
+        let client = redis::Client::open(url).map_err(|e| backend("connect", e))?;
+        #[cfg(feature = "tls-rustls")]
+        {
+            let is_tls = crate::tls::is_tls(client.get_connection_info());
+            if is_tls {
+                crate::tls::ensure_crypto_provider();
+            }
+            if let Some(certificates) = self.tls.certificates().map_err(tls_config)? {
+                if !is_tls {
+                    return Err(tls_config(crate::tls::TlsError::NotTls));
+                }
+                return redis::Client::build_with_tls(
+                    client.get_connection_info().clone(),
+                    certificates,
+                )
+                .map_err(|e| Error::backend("connect", false, e));
+            }
+        }
+        Ok(client)
+    }
+
+    /// The cluster client's builder with the TLS options if any.
+    #[cfg(all(feature = "tls-rustls", feature = "cluster"))]
+    fn cluster_tls(
+        &self,
+        nodes: &[String],
+        builder: redis::cluster::ClusterClientBuilder,
+    ) -> Result<redis::cluster::ClusterClientBuilder, Error> {
+        use redis::IntoConnectionInfo as _;
+        let mut all_tls = true;
+        for node in nodes {
+            let info = node
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| backend("connect", e))?;
+            if crate::tls::is_tls(&info) {
+                crate::tls::ensure_crypto_provider();
+            } else {
+                all_tls = false;
+            }
+        }
+        match self.tls.certificates().map_err(tls_config)? {
+            None => Ok(builder),
+            Some(_) if !all_tls => Err(tls_config(crate::tls::TlsError::NotTls)),
+            Some(certificates) => Ok(builder.certs(certificates)),
+        }
+    }
+}
+
+#[cfg(all(feature = "tls-rustls", feature = "cluster"))]
+impl RedisStoreBuilder {
+    /// Why a cluster could not be reached, when TLS refused it: the
+    /// cluster client reports a failed first connection as text alone, so
+    /// the first TLS node is asked again on a connection of its own (with
+    /// the same certificates), whose error tells a refused handshake from
+    /// a node that is down. Only after a failed connect; `None` when that
+    /// connection gets through, or fails otherwise.
+    async fn tls_refusal(&self, nodes: &[String]) -> Option<Error> {
+        use redis::IntoConnectionInfo as _;
+        let node = nodes.iter().find(|node| {
+            node.as_str()
+                .into_connection_info()
+                .is_ok_and(|info| crate::tls::is_tls(&info))
+        })?;
+        let client = self.single_client(node).ok()?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let error = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            // A server refusing a client certificate may say so only at
+            // the first command (TLS 1.3).
+            Ok(mut conn) => redis::cmd("PING").exec_async(&mut conn).await.err()?,
+            Err(e) => e,
+        };
+        crate::tls::handshake_failure(&error).map(|_| backend("connect", error))
+    }
+}
+
+/// A TLS option that cannot work: never retryable.
+#[cfg(feature = "tls-rustls")]
+fn tls_config(error: crate::tls::TlsError) -> Error {
+    Error::backend("connect", false, error)
 }
 
 /// A store call that did not finish within the operation timeout.
@@ -329,6 +467,17 @@ pub(crate) fn timed_out(operation: &'static str, after: Duration) -> Error {
 /// that is resharding, failing over or down, and a server still loading
 /// its data are retryable; script, type and configuration errors are not.
 pub(crate) fn backend(operation: &'static str, err: RedisError) -> Error {
+    #[cfg(feature = "tls-rustls")]
+    if let Some(reason) = crate::tls::handshake_failure(&err) {
+        return Error::backend(
+            operation,
+            false,
+            crate::tls::TlsError::Handshake {
+                reason,
+                source: err,
+            },
+        );
+    }
     let retryable = is_retryable(&err);
     Error::backend(operation, retryable, err)
 }
@@ -376,6 +525,18 @@ mod tests {
         let shown = format!("{builder:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("session:"), "{shown}");
+    }
+
+    #[cfg(feature = "tls-rustls")]
+    #[test]
+    fn builder_debug_hides_the_tls_key() {
+        let builder = RedisStoreBuilder::single("rediss://example.invalid/".into())
+            .tls_ca_pem("CA-PEM")
+            .tls_client_cert_pem("CHAIN-PEM", "SECRET-KEY");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("SECRET-KEY"), "{shown}");
+        assert!(!shown.contains("PEM"), "{shown}");
+        assert!(shown.contains("private CA, client certificate"), "{shown}");
     }
 
     #[test]

@@ -18,12 +18,14 @@
 //!
 //! - A session is ONE string under `{prefix}s:{storage key in hex}`: a
 //!   fixed-width ASCII header, the user's name, then the data as a JSON
-//!   object. The header is `S1` (the format), the expiry and the creation
-//!   time in ms (each a sign and 19 digits), the version (20 digits), `u`
-//!   or `-` (bound to a user or not) and the user's length in bytes (10
-//!   digits), 73 bytes in all; for example
-//!   `S1+0000001767225600000+0000001767222000000` `00000000000000000003`
-//!   `u0000000005alice{"theme":"dark"}` (without the spaces). The key
+//!   object. The header is `S2` (the format), the expiry in ms (a sign
+//!   and 19 digits), a digest (16 hex digits, below), the creation time
+//!   (like the expiry), the version (20 digits), `u` or `-` (bound to a
+//!   user or not) and the user's length in bytes (10 digits), 89 bytes in
+//!   all; for example `S2+0000001767225600000` `9f1c0b6e2a4d8e31`
+//!   `+0000001767222000000` `00000000000000000003`
+//!   `u0000000005alice{"theme":"dark"}` (without the spaces; that digest
+//!   is made up). The key
 //!   expires natively at the record's expiry (`PXAT`, millisecond
 //!   precision), so [`delete_expired`](session_core::SessionStore::delete_expired)
 //!   has nothing to do and returns 0.
@@ -34,6 +36,50 @@
 //!   non-ASCII text, maps to its own key and never to a cluster hash tag.
 //!
 //! Only storage keys (hashes of session ids) ever reach Redis, never ids.
+//!
+//! # What this store cannot read, it never overwrites
+//!
+//! The digest is the first 64 bits (16 hex digits) of the SHA-1 of
+//! everything after it: the creation time, the version, the user and the
+//! data. Every `create` and `save` writes it; every load checks it on
+//! the client, and the save script checks it on the server (Lua's
+//! `redis.sha1hex`, on Redis 7 and Valkey 8.1 alike) before it judges
+//! the version. A value whose digest does not match was not written by
+//! this store (a person or a tool editing it, a bug writing into it):
+//! a load is [`Error::Decode`] naming the key (source
+//! [`CodecError::DigestMismatch`]) and leaves it in place, a save at any
+//! version is the same `Decode` and writes nothing, `list_by_user`
+//! reports it by key, and `delete` and `delete_by_user` remove it. So
+//! "unreadable" means the same to a load and to a save, wherever the
+//! damage is, even damage that leaves the data a well-framed JSON object
+//! (`{"n":1e400}`: a number serde_json refuses). The expiry lies outside
+//! the digest, so `touch` rewrites it in place (`SETRANGE`) and the
+//! digest stays valid. The digest is no defence against someone who can
+//! write to the server: SHA-1 is public, and they could store any session
+//! they like.
+//!
+//! Hashing the stored value is the dearest part of a save on the server
+//! (about 14,000 instructions for a 300-byte session on Redis 7, beside
+//! some 58,000 for the rest of the script), and a session is usually
+//! saved by the process that has just loaded it, whose load checked those
+//! very bytes. So each load keeps the bytes it found sound, for a while,
+//! and the save of that session sends them back: while the stored value
+//! is still exactly those bytes, the script knows it is sound without
+//! hashing it (one comparison of interned Lua strings); any other value
+//! (touched, saved or damaged since, or nothing kept) has its digest
+//! checked. What is kept is bounded: at most 2 MiB of session values per
+//! store (values over 16 KiB are not kept), in two generations per shard
+//! that replace each other as they fill; a save takes its session's
+//! bytes out.
+//!
+//! Values of the previous format, `S1` (the same header without the
+//! digest, 73 bytes), are still read, by loads and by every script, and a
+//! save rewrites them as `S2`: sessions stored before the upgrade keep
+//! working and nobody is logged out. Until its next save, an `S1` value
+//! is judged as before, by its framing alone (`{` … `}`): damage inside
+//! its data that keeps the framing is `Decode` on load but not seen by a
+//! save. Sessions end by their absolute timeout at the latest, so that
+//! window closes on its own; nothing is ever written as `S1`.
 //!
 //! # Operations
 //!
@@ -52,21 +98,23 @@
 //!   (nothing is ever overwritten) and one expired by the client's clock
 //!   is replaced.
 //! - `load`: one `GET`. A value that is not a session string (another
-//!   Redis type, another format, a malformed header, user or JSON) is
-//!   [`Error::Decode`] naming the storage key and stays where it is.
+//!   Redis type, another format, a malformed header, user or JSON, a
+//!   digest that does not match) is [`Error::Decode`] naming the storage
+//!   key and stays where it is.
 //! - `save`: compare-and-set on the version; absent or expired is
 //!   `NotFound` (nothing is recreated), another version is `Conflict`.
 //!   The script checks before it writes: it reads the stored value
-//!   (`GET`), judges it (format, liveness, version and user, the data's
-//!   framing) and writes only when the save succeeds (one `SET … PXAT`,
+//!   (`GET`), judges it (format, liveness, digest, version and user, the
+//!   data's framing) and writes only when the save succeeds (one `SET … PXAT`,
 //!   or a `DEL` for an expiry already past). A save that fails (or has to
 //!   "bind first", below) writes nothing at all: the stored value and
 //!   its expiry stay exactly as they were, even when the value is not a
 //!   session, and replicas, the AOF and keyspace notifications see no
 //!   write.
 //! - `touch`: rewrites the expiry in the header (`SETRANGE`) and the key's
-//!   (`PEXPIREAT`), guarded by liveness; never recreates; a time in the
-//!   past removes the record at once.
+//!   (`PEXPIREAT`), guarded by liveness (the expiry is outside the
+//!   digest); never recreates; a time in the past removes the record at
+//!   once.
 //! - `delete`: `true` only when a live record was removed. Deleting reads
 //!   only the header and the user of a record, so a session whose data is
 //!   corrupt can still be logged out; a value that is not a session at all
@@ -146,7 +194,61 @@
 //! the old value back, data included. `IFEQ` also answers nil both for an
 //! absent key and for another value (`NotFound` and `Conflict` are told
 //! apart here), and judges neither liveness by the client's clock nor the
-//! user's index, so the script stays, the same on both servers.
+//! user's index. Nor does it fit damage: it compares the stored bytes
+//! with bytes the client sends, so the client would have to send back the
+//! very value it loaded (a save is handed the new record only, not what
+//! was read), and a value changed since would be refused with the same
+//! nil as a conflict, not as `Decode`; the script instead recomputes the
+//! digest of what is stored and says which it is. Redis 8.4's value
+//! digests (`DIGEST`, `SET … IFDEQ`) would spare sending the value back,
+//! but not the rest, and neither Redis 7 nor Valkey 8.1 has them. So the
+//! script stays, the same on both servers.
+//!
+//! # TLS
+//!
+//! With the feature `tls-rustls`, a `rediss://` URL connects over TLS,
+//! through the `redis` crate's rustls support with the ring provider. The
+//! server's certificate must chain to the roots compiled in (Mozilla's,
+//! `webpki-roots`; the machine's own store is not read) and name the
+//! URL's host or IP address. `RedisStoreBuilder::tls_ca_pem` trusts a
+//! private CA instead (and only it), and
+//! `RedisStoreBuilder::tls_client_cert_pem` presents a client
+//! certificate for mutual TLS; on a cluster they apply to every node, and
+//! every node's URL must be `rediss://`.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls-rustls")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use session_store_redis::RedisStore;
+//!
+//! let store = RedisStore::builder("rediss://redis.internal:6380/")
+//!     .tls_ca_pem(std::fs::read("/etc/redis/ca.pem")?)
+//!     .connect()
+//!     .await?;
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A failed handshake (a server certificate another CA signed, expired,
+//! or made for another name; a client certificate the server refuses) is
+//! [`Error::Backend`] that is **not** retryable (the same certificates
+//! fail the same way), with a `TlsError::Handshake` as its source naming
+//! what rustls reported. A PEM that holds no usable certificate or key,
+//! or TLS options given for a `redis://` URL, are refused by `connect`
+//! before any connection, the same way. On a cluster the driver reports a
+//! failed first connection as text only, so after a failed `connect` the
+//! store asks the first node again on a connection of its own to tell a
+//! refused handshake from a node that is down; a cluster whose
+//! certificates stop being accepted later (rotated under a running store)
+//! shows as the driver reports it. Without the feature, `connect` refuses
+//! a `rediss://` URL (not retryable).
+//!
+//! rustls needs a process-wide crypto provider: if the process has not
+//! installed one when a TLS store connects, the store installs ring's as
+//! the process default (rustls cannot pick one by itself when an
+//! application also compiles in its default, aws-lc-rs). An application
+//! that installs its own first keeps it.
 //!
 //! # Testing against a real server
 //!
@@ -156,9 +258,12 @@
 //! Valkey: `VALKEY_URL` if set, else a throwaway server from the
 //! `valkey-server` that `VALKEY_SERVER` names, else `valkey-server` from
 //! `PATH`; without one the Valkey tests fail, saying how to get it. See
-//! the crate's `README.md`.
+//! the crate's `README.md`. The TLS tests (`tests/tls.rs`, feature
+//! `tls-rustls`) start their own TLS-only `redis-server` and cluster
+//! (`testing::tls`, feature `testing`), Redis only.
 //!
 //! [`Error::Decode`]: session_core::Error::Decode
+//! [`CodecError::DigestMismatch`]: crate::CodecError::DigestMismatch
 //! [`Error::Backend`]: session_core::Error::Backend
 //! [`Error::is_retryable`]: session_core::Error::is_retryable
 #![deny(missing_docs)]
@@ -181,6 +286,9 @@ mod scripts;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tls-rustls")]
+mod tls;
+mod verified;
 
 pub use codec::CodecError;
 pub use connection::{
@@ -188,6 +296,8 @@ pub use connection::{
     RedisStoreBuilder, TimedOut,
 };
 pub use store::RedisStore;
+#[cfg(feature = "tls-rustls")]
+pub use tls::{PemProblem, TlsError};
 
 /// The `redis` crate this store is built on, for raw access with the same
 /// version (for example to inspect keys in tests).

@@ -9,13 +9,16 @@
 //!
 //! A session is one string (see `codec` for the layout): a fixed-width
 //! header, the user, the JSON data. The scripts read it with
-//! `string.sub` only: `S1` at 1-2, the expiry at 3-22 (`tonumber`), the
-//! version as text at 43-62, the user marker (`u`/`-`) at 63, the user's
-//! length at 64-73, the user at 74 onwards. The key's own expiry is set to
-//! the record's (`PXAT`). Every script also receives the caller's clock
-//! (`now`, ms) and treats `expires <= now` as absent, so "live" means
-//! exactly `now < expires_at` even in the millisecond Redis has not
-//! expired the key yet.
+//! `string.sub` only: the tag at 1-2, the expiry at 3-22 (`tonumber`),
+//! then, in format `S2`, the digest at 23-38 (of bytes 39 onwards), and
+//! the version as text at 59-78, the user marker (`u`/`-`) at 79, the
+//! user's length at 80-89, the user at 90 onwards. The previous format,
+//! `S1`, has no digest and the same fields 16 bytes earlier: the scripts
+//! read both, with `h` (16 or 0) added to every offset past the expiry.
+//! The key's own expiry is set to the record's (`PXAT`). Every script
+//! also receives the caller's clock (`now`, ms) and treats `expires <=
+//! now` as absent, so "live" means exactly `now < expires_at` even in the
+//! millisecond Redis has not expired the key yet.
 //!
 //! A key holding another Redis type makes `GET` fail with `WRONGTYPE`;
 //! the scripts call it through `redis.pcall` and report such a value, like
@@ -24,7 +27,8 @@
 //! Replies are a status, or `{status, user}` naming the user a session
 //! was bound to (see each script): `0` absent, `1` done / conflict (per
 //! script), `2` saved, `3` the stored value is not a readable session
-//! (left untouched), `4` bind first.
+//! (left untouched), `4` bind first, `5` the stored session does not
+//! match its digest (left untouched).
 
 use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
@@ -36,19 +40,24 @@ macro_rules! function_prologue {
     () => {
         r"
 local sub = string.sub
+local sha1hex = redis.sha1hex
 local now = tonumber(ARGV[1])
 "
     };
 }
 
-/// Reads the stored value of `KEYS[1]` into `old` and its expiry into
-/// `oe`; returns `0` when absent and `3` when unreadable.
+/// Reads the stored value of `k` into `old`, its expiry into `oe` and
+/// the shift of its fields past the expiry into `h` (16 for `S2`, 0 for
+/// `S1`); returns `0` when absent and `3` when unreadable.
 macro_rules! read_session {
     () => {
         r"
 local old = redis.pcall('GET', k)
 if not old then return 0 end
-if type(old) ~= 'string' or sub(old, 1, 2) ~= 'S1' then return 3 end
+if type(old) ~= 'string' then return 3 end
+local h
+local tag = sub(old, 1, 2)
+if tag == 'S2' then h = 16 elseif tag == 'S1' then h = 0 else return 3 end
 local oe = tonumber(sub(old, 3, 22))
 if oe == nil then return 3 end
 "
@@ -60,8 +69,8 @@ if oe == nil then return 3 end
 macro_rules! read_user {
     () => {
         r"
-local n = tonumber(sub(old, 64, 73))
-if n == nil or #old < 73 + n then return 3 end
+local n = tonumber(sub(old, 64 + h, 73 + h))
+if n == nil or #old < 73 + h + n then return 3 end
 "
     };
 }
@@ -79,7 +88,9 @@ local e = tonumber(ARGV[2])
 if e > now and redis.call('SET', k, ARGV[3], 'NX', 'PXAT', ARGV[2]) then return 1 end
 local old = redis.pcall('GET', k)
 if not old then return 1 end
-if type(old) ~= 'string' or string.sub(old, 1, 2) ~= 'S1' then return 0 end
+if type(old) ~= 'string' then return 0 end
+local tag = string.sub(old, 1, 2)
+if tag ~= 'S2' and tag ~= 'S1' then return 0 end
 local oe = tonumber(string.sub(old, 3, 22))
 if oe == nil or oe > now then return 0 end
 if e <= now then
@@ -91,28 +102,32 @@ return 1
 ";
 
 /// The compare-and-set of one session, as the Lua function `save(k, want,
-/// e, v, indexed)` (the arguments of [`SAVE`] after `now`), after the
-/// locals `sub` and `now`; [`SAVE`] calls it once, [`SAVE_MANY`] once per
-/// key.
+/// e, v, indexed, seen)` (the arguments of [`SAVE`] after `now`), after
+/// the locals `sub`, `sha1hex` and `now`; [`SAVE`] calls it once,
+/// [`SAVE_MANY`] once per key.
 macro_rules! save_fn {
     () => {
         concat!(
             function_prologue!(),
-            "local function save(k, want, e, v, indexed)\n",
+            "local function save(k, want, e, v, indexed, seen)\n",
             read_session!(),
             r"
 if oe <= now then return 0 end
+if h == 16 and old ~= seen and sub(old, 23, 38) ~= sub(sha1hex(sub(old, 39)), 1, 16) then
+  return 5
+end
 local live = tonumber(e) > now
-if live and sub(old, 43, 42 + #want) == want
-  and sub(old, 43 + #want, 43 + #want) == '{' and sub(old, -1) == '}' then
+local at = 43 + h
+if live and sub(old, at, at - 1 + #want) == want
+  and sub(old, at + #want, at + #want) == '{' and sub(old, -1) == '}' then
   redis.call('SET', k, v, 'PXAT', e)
   return 2
 end
 ",
             read_user!(),
             r"
-if sub(old, 74 + n, 74 + n) ~= '{' or sub(old, -1) ~= '}' then return 3 end
-if sub(old, 43, 62) ~= sub(want, 1, 20) then return 1 end
+if sub(old, 74 + h + n, 74 + h + n) ~= '{' or sub(old, -1) ~= '}' then return 3 end
+if sub(old, at, at + 19) ~= sub(want, 1, 20) then return 1 end
 if not live then
   redis.call('DEL', k)
 elseif sub(want, 21, 21) == 'u' and indexed ~= '1' then
@@ -120,7 +135,7 @@ elseif sub(want, 21, 21) == 'u' and indexed ~= '1' then
 else
   redis.call('SET', k, v, 'PXAT', e)
 end
-if sub(old, 63, 63) == 'u' then return {2, sub(old, 74, 73 + n)} end
+if sub(old, 63 + h, 63 + h) == 'u' then return {2, sub(old, 74 + h, 73 + h + n)} end
 return 2
 end
 "
@@ -132,17 +147,32 @@ end
 ///
 /// `KEYS[1]` session key. `ARGV`: now, the expectation (the version read,
 /// 20 digits as stored, then the new record's user marker, length and
-/// name, as stored), new expires (ms), new value, and `1` when the client
-/// has already added the session to its new user's index (else `0`).
+/// name, as stored), new expires (ms), new value, the stored value as a
+/// load of this client last found it sound (or an empty string: see
+/// `seen` below), and `1` when the client has already added the session
+/// to its new user's index (else `0`).
 ///
-/// A stored value whose data is not framed as a JSON object (`{` … `}`:
-/// truncated, or written by something else) is unreadable, and a save
-/// never overwrites it; the check costs two `string.sub`s, not a parse.
+/// A stored value that is not what this store wrote is unreadable, and a
+/// save never overwrites it, at any version: in format `S2`, one whose
+/// digest (`redis.sha1hex` of everything after it, cut to 16 hex digits)
+/// does not match, wherever the damage is (even damage that keeps the
+/// data a well-framed JSON object); in both formats, one whose data is
+/// not framed as a JSON object (`{` … `}`). The digest is checked first,
+/// as a load checks it, so a save and a load call the same values
+/// unreadable. (Only a value of the previous format, `S1`, without a
+/// digest, is judged by its framing alone, until its first save rewrites
+/// it as `S2`.) Hashing the value is the dearest part of the script, so
+/// it is skipped when the stored value is byte for byte `seen`: the value
+/// a load of this client found sound (digest and data) and kept for this
+/// save (see `verified`); Lua strings are interned, so that comparison is
+/// one pointer comparison. Any other value (a touch, a save or damage
+/// since that load, or no `seen`) has its digest checked.
 ///
 /// Check first, write only what stays. The script reads the stored value
-/// (`GET`) and judges it (format `S1`, live by the caller's clock, the
-/// expected version and user, the data's framing) before it writes
-/// anything; then it writes once, and only a write it keeps: the new
+/// (`GET`) and judges it (format `S2` or `S1`, live by the caller's
+/// clock, the digest, the expected version and user, the data's
+/// framing) before it writes anything; then it writes once, and only a
+/// write it keeps: the new
 /// value (`SET … PXAT`) when the save succeeds, or a `DEL` when the
 /// saved record's expiry is already past. Whenever the save does not
 /// happen (absent, expired, another version, unreadable, not a session
@@ -155,15 +185,16 @@ end
 /// knowing it.)
 ///
 /// Returns `0` absent or expired, `1` version conflict, `3` unreadable,
-/// `4` "bind first": the session would be bound to another user, whose
-/// index the client must update before the session is written (call
+/// `5` the digest does not match (unreadable too), `4` "bind first": the
+/// session would be bound to another user, whose index the client must
+/// update before the session is written (call
 /// again with the last argument `1`), and `2` saved, or `{2, old user}`
 /// when the session left that user (bound to another one, or deleted by
 /// an expiry in the past). The client leaves that user's index entry to
 /// the guarded prune of a later read (rule 2 in `store/index.rs`).
 const SAVE: &str = concat!(
     save_fn!(),
-    "return save(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+    "return save(KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[5])\n"
 );
 
 /// `save` of many sessions at once (on a single server): [`SAVE`] for
@@ -171,8 +202,8 @@ const SAVE: &str = concat!(
 /// the cost of one command.
 ///
 /// `KEYS` the session keys. `ARGV`: now, then for each key in order the
-/// expectation, expires and value that [`SAVE`] takes (never "already
-/// indexed": that is a second call, sent alone). Returns one reply per key,
+/// expectation, expires, value and `seen` that [`SAVE`] takes (never
+/// "already indexed": that is a second call, sent alone). Returns one reply per key,
 /// in order, each what [`SAVE`] would have returned for it. The same key
 /// may appear more than once: its saves run in order, as they would one
 /// after the other.
@@ -181,8 +212,8 @@ const SAVE_MANY: &str = concat!(
     r"
 local replies = {}
 for i = 1, #KEYS do
-  local a = 3 * i - 1
-  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], '0')
+  local a = 4 * i - 2
+  replies[i] = save(KEYS[i], ARGV[a], ARGV[a + 1], ARGV[a + 2], '0', ARGV[a + 3])
 end
 return replies
 "
@@ -206,7 +237,7 @@ end
             read_user!(),
             r"
 redis.call('DEL', k)
-if sub(old, 63, 63) == 'u' then return {1, sub(old, 74, 73 + n)} end
+if sub(old, 63 + h, 63 + h) == 'u' then return {1, sub(old, 74 + h, 73 + h + n)} end
 return 1
 end
 "
@@ -247,7 +278,7 @@ macro_rules! delete_fn {
             read_user!(),
             r"
 local u = false
-if sub(old, 63, 63) == 'u' then u = sub(old, 74, 73 + n) end
+if sub(old, 63 + h, 63 + h) == 'u' then u = sub(old, 74 + h, 73 + h + n) end
 if only and u ~= only then return 0 end
 redis.call('DEL', k)
 local status = 1
@@ -350,6 +381,8 @@ pub(crate) const UNREADABLE: i64 = 3;
 /// Status: `save` would bind the session to another user; add it to that
 /// user's index first, then call again.
 pub(crate) const BIND_FIRST: i64 = 4;
+/// Status: the stored session does not match its digest (unreadable).
+pub(crate) const DAMAGED: i64 = 5;
 
 /// Whether `err` is `NOSCRIPT`: the server does not have the script.
 pub(crate) fn is_no_script(err: &RedisError) -> bool {

@@ -13,8 +13,9 @@ use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
 use crate::loads::Loads;
 use crate::scripts::{
-    ABSENT, BIND_FIRST, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE, eval, evalsha,
+    ABSENT, BIND_FIRST, DAMAGED, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE, eval, evalsha,
 };
+use crate::verified::Verified;
 
 mod index;
 
@@ -57,6 +58,8 @@ pub struct RedisStore {
     writes: Arc<Writes>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
+    /// Values loads found sound, for the saves that follow them.
+    verified: Arc<Verified>,
     operation_timeout: Duration,
 }
 
@@ -162,6 +165,7 @@ impl RedisStore {
             writes: Arc::new(writes),
             prefix: builder.prefix.into(),
             scripts,
+            verified: Arc::new(Verified::new()),
             operation_timeout: builder.operation_timeout,
         }
     }
@@ -232,21 +236,22 @@ impl RedisStore {
             Err(e) if is_wrong_type(&e) => return Err(Error::decode(key, CodecError::WrongType)),
             Err(e) => return Err(backend(operation, e)),
         };
-        let bytes = match &value {
+        let bytes = match value {
             Value::Nil => return Ok(None),
             Value::BulkString(bytes) => bytes,
             other => {
                 return Err(Error::decode(key, CodecError::Reply(format!("{other:?}"))));
             }
         };
-        let header = codec::decode_header(bytes).map_err(|e| Error::decode(key, e))?;
+        let header = codec::decode_header(&bytes).map_err(|e| Error::decode(key, e))?;
         if header.expires_at <= Timestamp::now() {
             return Ok(None);
         }
-        header
-            .into_record(key)
-            .map(Some)
-            .map_err(|e| Error::decode(key, e))
+        let record = header.into_record(key).map_err(|e| Error::decode(key, e))?;
+        // Found sound: a save of this session can skip the digest check
+        // while the stored value stays these very bytes.
+        self.verified.remember(key, bytes);
+        Ok(Some(record))
     }
 
     async fn do_create(&self, record: &Record) -> Result<(), Error> {
@@ -305,12 +310,14 @@ impl RedisStore {
     }
 
     /// The save script's arguments for `record` saved as `new_version`,
-    /// now.
+    /// now; `seen`: the stored value as a load found it sound (empty when
+    /// none).
     fn save_call(
         &self,
         operation: &'static str,
         record: &Record,
         new_version: u64,
+        seen: Vec<u8>,
     ) -> Result<SaveCall, Error> {
         let value =
             codec::encode(record, new_version).map_err(|e| Error::backend(operation, false, e))?;
@@ -320,6 +327,7 @@ impl RedisStore {
             expected: codec::cas_expectation(record.version, &value),
             expires_at: record.expires_at.as_millis(),
             value,
+            seen,
         })
     }
 
@@ -332,7 +340,8 @@ impl RedisStore {
         // The common case, the user unchanged, is this one call. When the
         // session is bound to another user, the script writes nothing and
         // asks for the new user's index entry first.
-        let call = self.save_call(OP, record, new_version)?;
+        let seen = self.verified.take(&record.key).unwrap_or_default();
+        let call = self.save_call(OP, record, new_version, seen)?;
         let value = self
             .writes
             .saves
@@ -342,8 +351,10 @@ impl RedisStore {
         if reply.status == BIND_FIRST
             && let Some(user) = &record.user
         {
+            // The first call took the value seen: this one checks the
+            // digest.
             let call = self
-                .save_call(OP, record, new_version)?
+                .save_call(OP, record, new_version, Vec::new())?
                 .with_index(&self.scripts, true);
             let hex = record.key.to_hex();
             let script = Some(&self.scripts.save);
@@ -357,6 +368,7 @@ impl RedisStore {
             ABSENT => return Err(Error::NotFound),
             DONE_OR_CONFLICT => return Err(Error::Conflict),
             UNREADABLE => return Err(Error::decode(record.key, CodecError::NotASession)),
+            DAMAGED => return Err(Error::decode(record.key, CodecError::DigestMismatch)),
             other => return Err(unexpected(record.key, other)),
         }
         // The former user's index keeps its entry until a read of that

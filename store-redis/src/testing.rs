@@ -19,7 +19,8 @@
 //! `session-store-redis testing: the Valkey tests run against Valkey 8.1.8
 //! (spawned /path/to/valkey-server (VALKEY_SERVER)) at unix:///tmp/…`.
 //! [`shared_cluster`] starts a 3-master Redis cluster on free loopback
-//! ports (Redis only).
+//! ports (Redis only). [`tls`] starts Redis servers (and a cluster) that
+//! speak only TLS, from certificates you provide.
 //!
 //! The Docker path (Redis only) is shaped by environment variables:
 //!
@@ -55,6 +56,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub mod tls;
 
 /// How the tests can find Redis, for error messages.
 pub const HOW_TO_GET_REDIS: &str = "the Redis tests need a server: set REDIS_URL \

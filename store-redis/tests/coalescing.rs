@@ -79,6 +79,7 @@ per_server!(
     concurrent_loads_are_batched_and_each_gets_its_own_answer,
     concurrent_saves_are_batched_and_each_gets_its_own_outcome,
     concurrent_creates_touches_and_deletes_each_get_their_own_outcome,
+    batched_saves_never_overwrite_damaged_data,
 );
 
 /// What a load is expected to find.
@@ -274,5 +275,90 @@ async fn concurrent_creates_touches_and_deletes_each_get_their_own_outcome(kind:
     assert!(
         evalshas < issued,
         "{evalshas} script calls for {issued} touches and deletes: no batch"
+    );
+}
+
+/// The batched save (`SAVE_MANY`) judges damage as the lone one does:
+/// saves over sessions whose data was changed under the digest (still a
+/// well-framed JSON object, the digest as the store computed it for the
+/// real data) since a load found them sound are each `Decode` naming
+/// their key, at the stored version and at others, and leave the value as
+/// it was; the intact sessions in the same batches are saved.
+async fn batched_saves_never_overwrite_damaged_data(kind: Server) {
+    let (store, mut raw, _server) = setup(kind).await;
+    let mut intact = Vec::new();
+    let mut damaged = Vec::new();
+    for i in 0..12 {
+        let mut record = record(i);
+        record.user = Some("dd".into());
+        store.create(&record).await.unwrap();
+        // Loaded while sound: the first save of each sends back the bytes
+        // this load found sound.
+        assert_eq!(
+            store.load(&record.key).await.unwrap().as_ref(),
+            Some(&record)
+        );
+        if i % 2 == 0 {
+            intact.push(record);
+        } else {
+            let key = store.session_key(&record.key);
+            common::damage(
+                &mut raw,
+                &key,
+                &record,
+                session_store_conformance::Damage::Data,
+            )
+            .await
+            .unwrap();
+            let value: Vec<u8> = client::cmd("GET")
+                .arg(&key)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            damaged.push((record, value));
+        }
+    }
+    // An intact save first: it goes alone, and every later one queues
+    // behind it into batches.
+    let mut saves: Vec<Record> = intact.clone();
+    for (record, _) in &damaged {
+        for version in [0, 1, 2] {
+            let mut attempt = record.clone();
+            attempt.version = version;
+            attempt.data.insert("overwrite".into(), true.into());
+            saves.push(attempt);
+        }
+    }
+    let before = calls(&mut raw, "evalsha").await;
+    let results = join_all(saves.iter().map(|record| store.save(record))).await;
+    let evalshas = calls(&mut raw, "evalsha").await - before;
+    for (record, result) in saves.iter().zip(&results) {
+        if intact.iter().any(|r| r.key == record.key) {
+            assert!(matches!(result, Ok(1)), "intact: {result:?}");
+        } else {
+            assert!(
+                matches!(result, Err(Error::Decode { key, .. }) if *key == record.key),
+                "damaged, at version {}: {result:?}",
+                record.version
+            );
+        }
+    }
+    for (record, value) in &damaged {
+        let key = store.session_key(&record.key);
+        let now: Vec<u8> = client::cmd("GET")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(&now, value, "a damaged session was written over");
+        assert!(matches!(
+            store.load(&record.key).await,
+            Err(Error::Decode { .. })
+        ));
+    }
+    let issued = saves.len() as u64;
+    assert!(
+        evalshas < issued,
+        "{evalshas} script calls for {issued} saves: no batch"
     );
 }

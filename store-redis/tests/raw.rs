@@ -97,16 +97,45 @@ async fn garbage_string_is_decode_error_and_stays(server: Server) {
     );
 }
 
-/// A well-formed stored value (see the crate docs for the layout), with
-/// the given fields.
-fn stored(expires: i64, version: &str, user: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
-    let mut v = format!("S1{expires:+020}{:+020}{version}", 1).into_bytes();
+/// The fields a stored value holds after its expiry and digest (created
+/// 1 ms after the epoch, then the given version, user and data).
+fn fields(version: &str, user: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+    let mut v = format!("{:+020}{version}", 1).into_bytes();
     match user {
         Some(u) => v.extend_from_slice(format!("u{:010}", u.len()).as_bytes()),
         None => v.extend_from_slice(b"-0000000000"),
     }
     v.extend_from_slice(user.unwrap_or_default());
     v.extend_from_slice(data);
+    v
+}
+
+/// The first 16 hex digits of the SHA-1 of `covered`, computed here apart
+/// from the store (what the digest of a value holding `covered` must be).
+fn digest_of(covered: &[u8]) -> String {
+    use sha1::Digest as _;
+    let sum = sha1::Sha1::digest(covered);
+    sum.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A value in the current format (`S2`): tag, expiry, the digest of
+/// `covered`, then `covered` (see the crate docs for the layout).
+fn sealed(expires: i64, covered: &[u8]) -> Vec<u8> {
+    let mut v = format!("S2{expires:+020}{}", digest_of(covered)).into_bytes();
+    v.extend_from_slice(covered);
+    v
+}
+
+/// A well-formed stored value (see the crate docs for the layout), with
+/// the given fields.
+fn stored(expires: i64, version: &str, user: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+    sealed(expires, &fields(version, user, data))
+}
+
+/// The same in the previous format (`S1`, no digest), still read.
+fn stored_s1(expires: i64, version: &str, user: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+    let mut v = format!("S1{expires:+020}").into_bytes();
+    v.extend_from_slice(&fields(version, user, data));
     v
 }
 
@@ -119,15 +148,10 @@ async fn layout_is_one_string_read_back_exactly(server: Server) {
     let kind: String = cmd(&mut raw, client::cmd("TYPE").arg(&key)).await;
     assert_eq!(kind, "string");
     let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
-    let mut expected = format!(
-        "S1{:+020}{:+020}{:020}u{:010}ann",
-        r.expires_at.as_millis(),
-        r.created_at.as_millis(),
-        0,
-        3
-    )
-    .into_bytes();
-    expected.extend_from_slice(br#"{"k":[1,"x"]}"#);
+    let mut covered =
+        format!("{:+020}{:020}u{:010}ann", r.created_at.as_millis(), 0, 3).into_bytes();
+    covered.extend_from_slice(br#"{"k":[1,"x"]}"#);
+    let expected = sealed(r.expires_at.as_millis(), &covered);
     assert_eq!(
         String::from_utf8_lossy(&value),
         String::from_utf8_lossy(&expected)
@@ -152,8 +176,12 @@ async fn malformed_values_are_decode_errors_and_stay(server: Server) {
     let (store, mut raw) = setup(server).await;
     let future = Timestamp::now().saturating_add(HOUR).as_millis();
     let v0 = "00000000000000000000";
-    let mut long_user = stored(future, v0, Some(b"bob"), b"{}");
-    long_user[63..73].copy_from_slice(b"0000000099");
+    let mut long_user = fields(v0, Some(b"bob"), b"{}");
+    long_user[41..51].copy_from_slice(b"0000000099");
+    let long_user = sealed(future, &long_user);
+    let mut damaged = stored(future, v0, Some(b"bob"), br#"{"a":1}"#);
+    let at = damaged.len() - 2;
+    damaged[at] = b'2';
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("short", b"S1+000".to_vec()),
@@ -167,6 +195,12 @@ async fn malformed_values_are_decode_errors_and_stay(server: Server) {
         ("missing data", stored(future, v0, None, b"")),
         ("user not utf-8", stored(future, v0, Some(b"\xff"), b"{}")),
         ("user past the end", long_user),
+        ("data changed under the digest", damaged),
+        ("bad json (S1)", stored_s1(future, v0, None, b"{not json")),
+        (
+            "user past the end (S1)",
+            stored_s1(future, v0, Some(b"bob"), b"")[..74].to_vec(),
+        ),
     ];
     for (what, bytes) in cases {
         let key = SessionId::generate().unwrap().storage_key();
@@ -513,7 +547,7 @@ async fn save_judges_short_expired_and_foreign_values_like_the_full_read(server:
     assert_eq!(store.load(&r.key).await.unwrap(), None);
     let left: Option<Vec<u8>> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
     assert!(
-        left.as_ref().is_none_or(|v| v.starts_with(b"S1")),
+        left.as_ref().is_none_or(|v| v.starts_with(b"S2")),
         "{left:?}"
     );
     // Another version: Conflict, and the stored session is exactly as it
@@ -689,37 +723,193 @@ async fn a_save_onto_a_foreign_string_leaves_it_and_its_expiry(server: Server) {
     assert_eq!(value, b"hello");
 }
 
-/// A save onto a session whose data is cut short (its header, version
-/// and user as the save expects) is `Decode` and writes nothing, whether
-/// the key's own expiry is the header's or not.
+/// A save onto a session whose data is damaged (its header, version and
+/// user as the save expects) is `Decode` and writes nothing, whether the
+/// key's own expiry is the header's or not: data cut short, and data that
+/// is still a well-framed JSON object but not what the store wrote (a
+/// number serde_json refuses, the digest left as the store computed it
+/// for the real data), at the stored version and at others, also when
+/// the damage came after a load of the same store found the session
+/// sound (that save sends back the bytes the load saw).
 async fn a_save_onto_a_session_with_broken_data_leaves_it_untouched(server: Server) {
     let (store, mut raw) = setup(server).await;
-    for (what, key_expiry) in [
-        ("cut short, the key's expiry kept", None),
+    let later = Some(Timestamp::now().saturating_add(2 * HOUR).as_millis());
+    let cut = |mut value: Vec<u8>| {
+        value.truncate(value.len() - 3);
+        value
+    };
+    let huge = |mut value: Vec<u8>| {
+        value.truncate(value.len() - br#"{"k":"v"}"#.len());
+        value.extend_from_slice(br#"{"k":1e400}"#);
+        value
+    };
+    type Damage = fn(Vec<u8>) -> Vec<u8>;
+    let cases: [(&str, Damage, Option<i64>); 4] = [
+        ("cut short, the key's expiry kept", cut, None),
         (
             "cut short, the key expiring later than its header says",
-            Some(Timestamp::now().saturating_add(2 * HOUR).as_millis()),
+            cut,
+            later,
         ),
-    ] {
+        ("1e400 in the data, the key's expiry kept", huge, None),
+        (
+            "1e400 in the data, the key expiring later than its header says",
+            huge,
+            later,
+        ),
+    ];
+    for (what, damage, key_expiry) in cases {
         let mut r = record(Some("bea"));
         r.data.insert("k".into(), serde_json::json!("v"));
         store.create(&r).await.unwrap();
+        // Loaded while sound: the first save below sends back the bytes
+        // this load found sound, which no longer match.
+        assert_eq!(store.load(&r.key).await.unwrap().as_ref(), Some(&r));
         let key = store.session_key(&r.key);
-        let mut value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
-        value.truncate(value.len() - 3);
+        let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
         let mut set = client::cmd("SET");
-        set.arg(&key).arg(value);
+        set.arg(&key).arg(damage(value));
         match key_expiry {
             None => set.arg("KEEPTTL"),
             Some(at) => set.arg("PXAT").arg(at),
         };
         let _: () = cmd(&mut raw, &set).await;
         r.data.insert("k".into(), serde_json::json!("w"));
-        assert_save_writes_nothing(server, &store, &mut raw, &r, what, |result| {
-            assert_decode(result, r.key, what)
-        })
-        .await;
+        for version in [0, 1, 2] {
+            r.version = version;
+            let what = format!("{what}, saved at version {version}");
+            assert_save_writes_nothing(server, &store, &mut raw, &r, &what, |result| {
+                assert_decode(result, r.key, &what)
+            })
+            .await;
+        }
+        assert_decode(store.load(&r.key).await, r.key, what);
     }
+}
+
+/// Sessions written in the previous format (`S1`, before the digest)
+/// keep working: they load, list, touch (in place, still `S1`), conflict
+/// and delete as before, and their next save writes them in the current
+/// format, whose digest the store checks (and a raw SHA-1 confirms).
+async fn s1_sessions_still_work_and_their_next_save_writes_s2(server: Server) {
+    let (store, mut raw) = setup(server).await;
+    let future = Timestamp::now().saturating_add(HOUR).as_millis();
+    let mut plant = Vec::new();
+    for _ in 0..3 {
+        let r = record(Some("olga"));
+        let key = store.session_key(&r.key);
+        let value = stored_s1(future, "00000000000000000004", Some(b"olga"), br#"{"a":1}"#);
+        let _: () = cmd(
+            &mut raw,
+            client::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("PXAT")
+                .arg(future),
+        )
+        .await;
+        let _: i64 = cmd(
+            &mut raw,
+            client::cmd("ZADD")
+                .arg(store.user_index_key("olga"))
+                .arg(future)
+                .arg(r.key.to_hex()),
+        )
+        .await;
+        plant.push((r.key, key));
+    }
+    let (saved, touched, deleted) = (&plant[0], &plant[1], &plant[2]);
+
+    let loaded = store.load(&saved.0).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            loaded.version,
+            loaded.user.as_deref(),
+            loaded.created_at.as_millis()
+        ),
+        (4, Some("olga"), 1)
+    );
+    assert_eq!(loaded.expires_at.as_millis(), future);
+    assert_eq!(loaded.data.get("a"), Some(&serde_json::json!(1)));
+    assert_eq!(store.list_by_user("olga").await.unwrap().records.len(), 3);
+
+    let later = Timestamp::from_millis(future + 60_000);
+    assert!(store.touch(&touched.0, later).await.unwrap());
+    let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&touched.1)).await;
+    assert!(
+        value.starts_with(b"S1"),
+        "{}",
+        String::from_utf8_lossy(&value)
+    );
+    assert_eq!(
+        store.load(&touched.0).await.unwrap().unwrap().expires_at,
+        later
+    );
+
+    let mut stale = loaded.clone();
+    stale.version = 3;
+    assert!(matches!(store.save(&stale).await, Err(Error::Conflict)));
+    let mut next = loaded.clone();
+    next.data.insert("b".into(), serde_json::json!(2));
+    next.version = store.save(&next).await.unwrap();
+    assert_eq!(next.version, 5);
+    let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&saved.1)).await;
+    assert!(
+        value.starts_with(b"S2"),
+        "{}",
+        String::from_utf8_lossy(&value)
+    );
+    assert_eq!(
+        std::str::from_utf8(&value[22..38]).unwrap(),
+        digest_of(&value[38..])
+    );
+    assert_eq!(store.load(&saved.0).await.unwrap(), Some(next));
+
+    assert!(store.delete(&deleted.0).await.unwrap());
+    assert_eq!(store.load(&deleted.0).await.unwrap(), None);
+    assert_eq!(store.delete_by_user("olga").await.unwrap(), 2);
+}
+
+/// A save sends back the bytes its load found sound, and the script
+/// skips the digest only while the stored value is exactly those bytes:
+/// after a touch (another expiry in the header) the digest is checked and
+/// the save succeeds; after a save by another store instance, the save
+/// conflicts; saving twice from one load, the second conflicts.
+async fn a_save_after_a_touch_or_another_save_is_judged_on_what_is_stored(server: Server) {
+    let (store, _raw) = setup(server).await;
+    let other = RedisStore::builder(server.shared_url().unwrap())
+        .prefix(store.prefix())
+        .connect()
+        .await
+        .unwrap();
+    let mut r = record(Some("tia"));
+    r.data.insert("n".into(), serde_json::json!(1));
+    store.create(&r).await.unwrap();
+
+    let mut loaded = store.load(&r.key).await.unwrap().unwrap();
+    let later = loaded.expires_at.saturating_add(HOUR);
+    assert!(other.touch(&r.key, later).await.unwrap());
+    loaded.data.insert("n".into(), serde_json::json!(2));
+    loaded.version = store.save(&loaded).await.unwrap();
+    assert_eq!(loaded.version, 1);
+    // (The save sets the expiry its record carries.)
+    assert_eq!(other.load(&r.key).await.unwrap().as_ref(), Some(&loaded));
+
+    let mut stale = store.load(&r.key).await.unwrap().unwrap();
+    let mut winner = other.load(&r.key).await.unwrap().unwrap();
+    winner.data.insert("n".into(), serde_json::json!(3));
+    winner.version = other.save(&winner).await.unwrap();
+    stale.data.insert("n".into(), serde_json::json!(4));
+    assert!(matches!(store.save(&stale).await, Err(Error::Conflict)));
+
+    let mut twice = store.load(&r.key).await.unwrap().unwrap();
+    twice.data.insert("n".into(), serde_json::json!(5));
+    assert_eq!(store.save(&twice).await.unwrap(), 3);
+    assert!(matches!(store.save(&twice).await, Err(Error::Conflict)));
+    assert_eq!(
+        store.load(&r.key).await.unwrap().unwrap().data.get("n"),
+        Some(&serde_json::json!(5))
+    );
 }
 
 /// A save onto a session expired by its header (still held by Redis: its
@@ -980,7 +1170,7 @@ async fn a_move_back_is_not_undone_by_the_first_moves_late_commands(server: Serv
     let mut waited = Duration::ZERO;
     loop {
         let value: Vec<u8> = cmd(&mut raw, client::cmd("GET").arg(&key)).await;
-        if value.get(42..62) == Some(b"00000000000000000001") {
+        if value.get(58..78) == Some(b"00000000000000000001") {
             assert_eq!(
                 direct.load(&r.key).await.unwrap().unwrap().user.as_deref(),
                 Some(v)
@@ -1035,5 +1225,7 @@ per_server!(
     a_save_onto_a_foreign_string_leaves_it_and_its_expiry,
     a_save_onto_a_session_with_broken_data_leaves_it_untouched,
     a_save_onto_an_expired_or_absent_session_writes_nothing,
+    s1_sessions_still_work_and_their_next_save_writes_s2,
+    a_save_after_a_touch_or_another_save_is_judged_on_what_is_stored,
     a_move_back_is_not_undone_by_the_first_moves_late_commands,
 );

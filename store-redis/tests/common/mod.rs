@@ -34,7 +34,7 @@ macro_rules! per_server {
     };
 }
 
-use session_store_conformance::Namespace;
+use session_store_conformance::{Damage, Namespace};
 use session_store_redis::RedisStore;
 pub use session_store_redis::testing::*;
 
@@ -74,15 +74,42 @@ pub async fn cluster_store(ns: Namespace) -> Result<RedisStore, String> {
         .map_err(|e| format!("cannot connect to the cluster {nodes:?}: {e}"))
 }
 
-/// Cuts the last byte (the data's closing brace) off `name`'s value,
-/// keeping its expiry: what a damaged or foreign write would leave.
-async fn truncate<C: redis::aio::ConnectionLike>(conn: &mut C, name: &str) -> Result<(), String> {
+/// Damages `name`'s value (the record `record` as the store wrote it) as
+/// `damage` says, keeping the key's expiry: what a damaged or foreign
+/// write would leave.
+///
+/// - [`Damage::Frame`]: the last byte (the data's closing brace) cut off.
+/// - [`Damage::Data`]: the data (the value's tail, `record.data` as JSON)
+///   replaced by `{"n":1e400}`, a JSON object serde_json refuses (a number
+///   beyond `f64`); everything before it, the header with its digest
+///   included, stays as the store wrote it.
+pub async fn damage<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    name: &str,
+    record: &session_core::Record,
+    damage: Damage,
+) -> Result<(), String> {
     let mut value: Vec<u8> = redis::cmd("GET")
         .arg(name)
         .query_async(conn)
         .await
         .map_err(|e| e.to_string())?;
-    value.pop();
+    match damage {
+        Damage::Frame => {
+            value.pop();
+        }
+        Damage::Data => {
+            let data = serde_json::to_vec(&record.data).map_err(|e| e.to_string())?;
+            if !value.ends_with(&data) {
+                return Err(format!(
+                    "{name} does not end with the record's data {}",
+                    String::from_utf8_lossy(&data)
+                ));
+            }
+            value.truncate(value.len() - data.len());
+            value.extend_from_slice(br#"{"n":1e400}"#);
+        }
+    }
     redis::cmd("SET")
         .arg(name)
         .arg(value)
@@ -94,26 +121,29 @@ async fn truncate<C: redis::aio::ConnectionLike>(conn: &mut C, name: &str) -> Re
 
 /// The conformance suite's `unreadable` capability on a single Redis
 /// server: the record as the store writes it (index entry included), then
-/// its data cut short.
+/// damaged as `damage` says (see [`damage`]).
 pub async fn plant_redis(
     store: std::sync::Arc<RedisStore>,
     record: session_core::Record,
+    damage: Damage,
 ) -> Result<(), String> {
-    plant_single(Server::Redis, store, record).await
+    plant_single(Server::Redis, store, record, damage).await
 }
 
 /// The same on a single Valkey server.
 pub async fn plant_valkey(
     store: std::sync::Arc<RedisStore>,
     record: session_core::Record,
+    damage: Damage,
 ) -> Result<(), String> {
-    plant_single(Server::Valkey, store, record).await
+    plant_single(Server::Valkey, store, record, damage).await
 }
 
 async fn plant_single(
     server: Server,
     store: std::sync::Arc<RedisStore>,
     record: session_core::Record,
+    how: Damage,
 ) -> Result<(), String> {
     use session_core::SessionStore as _;
     store.create(&record).await.map_err(|e| e.to_string())?;
@@ -123,7 +153,7 @@ async fn plant_single(
         .get_multiplexed_async_connection()
         .await
         .map_err(|e| e.to_string())?;
-    truncate(&mut conn, &store.session_key(&record.key)).await
+    damage(&mut conn, &store.session_key(&record.key), &record, how).await
 }
 
 /// The same on the cluster.
@@ -131,6 +161,7 @@ async fn plant_single(
 pub async fn plant_cluster(
     store: std::sync::Arc<RedisStore>,
     record: session_core::Record,
+    how: Damage,
 ) -> Result<(), String> {
     use session_core::SessionStore as _;
     store.create(&record).await.map_err(|e| e.to_string())?;
@@ -140,5 +171,5 @@ pub async fn plant_cluster(
         .get_async_connection()
         .await
         .map_err(|e| e.to_string())?;
-    truncate(&mut conn, &store.session_key(&record.key)).await
+    damage(&mut conn, &store.session_key(&record.key), &record, how).await
 }
