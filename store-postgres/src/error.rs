@@ -74,10 +74,51 @@ impl std::error::Error for SharedFailure {
     }
 }
 
+/// Whether `error` is the server cancelling the statement: its
+/// `statement_timeout` or `lock_timeout` passed (see
+/// [`crate::deadline`]), or someone cancelled it. The statement was rolled
+/// back, and every other statement sent now would likely wait as long.
+pub(crate) fn is_cancelled(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code == QUERY_CANCELED || code == LOCK_NOT_AVAILABLE),
+        _ => false,
+    }
+}
+
+/// SQLSTATE `query_canceled`: a statement timeout, or a cancel request.
+const QUERY_CANCELED: &str = "57014";
+/// SQLSTATE `lock_not_available`: a lock timeout.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The server cancelled a statement (see [`is_cancelled`]) and rolled it
+/// back; the source is its error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "PostgreSQL cancelled the statement (its statement_timeout or lock_timeout passed, or it \
+     was cancelled) and rolled it back: nothing of it was applied"
+)]
+pub(crate) struct Cancelled(#[source] pub(crate) Box<dyn std::error::Error + Send + Sync>);
+
 /// [`Error::Backend`] for a driver failure during `operation`.
 pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
     let retryable = is_retryable(&error);
+    if is_cancelled(&error) {
+        return Error::backend(operation, retryable, Cancelled(Box::new(error)));
+    }
     Error::backend(operation, retryable, error)
+}
+
+/// [`Error::Backend`] for a driver failure shared by every operation of a
+/// batch.
+pub(crate) fn map_shared(operation: &'static str, failure: &SharedFailure) -> Error {
+    let retryable = is_retryable(&failure.0);
+    if is_cancelled(&failure.0) {
+        let cancelled = Cancelled(Box::new(failure.clone()));
+        return Error::backend(operation, retryable, cancelled);
+    }
+    Error::backend(operation, retryable, failure.clone())
 }
 
 /// A record's version does not fit PostgreSQL's `bigint`.

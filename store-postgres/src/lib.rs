@@ -64,8 +64,46 @@
 //!   other transactions hold.
 //! - Errors carry [`is_retryable`](session_core::Error::is_retryable):
 //!   lost connections, a server shutting down or starting, serialization
-//!   failures and deadlocks are retryable; constraint and syntax errors
-//!   are not.
+//!   failures and deadlocks, timeouts are retryable; constraint and syntax
+//!   errors are not.
+//!
+//! # Timeouts
+//!
+//! Every call is bounded by the operation timeout
+//! ([`DEFAULT_OPERATION_TIMEOUT`], 3 s, as the Redis store's;
+//! [`PostgresOptions::operation_timeout`]): waiting for a pooled
+//! connection, for its batch and for the server's answer together, each
+//! statement of [`delete_expired`](session_core::SessionStore::delete_expired)
+//! on its own. A call that runs out of it fails with a retryable
+//! [`Error::Backend`](session_core::Error::Backend) naming the operation,
+//! and what the caller can conclude is as definite as the server allows:
+//!
+//! - The store's connections run with a server-side `statement_timeout`
+//!   of 45% of the operation timeout ([`statement_timeout`]). A statement
+//!   stuck on a lock (`LOCK TABLE`, `VACUUM FULL`, a long transaction on
+//!   the same row) is cancelled by the server, which rolls it back: the
+//!   error says that nothing of it was applied. A statement is sent only
+//!   within the first 45% of its call's time; an operation that waited
+//!   longer for a connection or for its batch is not sent at all (a
+//!   [`TimedOut`] that applied nothing). So the server's answer to every
+//!   statement, a cancellation included, is due before the caller's
+//!   deadline, with 10% of the timeout to spare.
+//! - When the server does not answer at all (stopped, or the network
+//!   gone), the call ends at its deadline with a [`TimedOut`], which says
+//!   whether its statement had been sent: an operation whose caller gave
+//!   up before it was sent is never sent afterwards, so
+//!   [`TimedOut::may_have_applied`] is `false`; `true` means the statement
+//!   reached the connection, and the server may have applied it or may
+//!   still (a retried save then answers `Conflict` if it did). A
+//!   connection whose statement ran out of time is closed, not returned to
+//!   the pool.
+//!
+//! Each operation stays all or nothing: one statement, committed or
+//! rolled back whole. A store made by [`PostgresStore::from_pool`] bounds
+//! its calls the same way on the client's side, but cannot set the
+//! server-side timeout on a pool it did not build: set `statement_timeout`
+//! on it yourself (for example in the pool's `after_connect`) to
+//! [`statement_timeout`] of [`DEFAULT_OPERATION_TIMEOUT`].
 //!
 //! # Speed
 //!
@@ -97,14 +135,17 @@ pub struct ReadmeDoctests;
 
 mod batch;
 mod codec;
+mod deadline;
 mod error;
 mod options;
 mod schema;
+mod shared;
 mod store;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use deadline::{DEFAULT_OPERATION_TIMEOUT, TimedOut, statement_timeout};
 pub use options::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_BATCH, IDLE_PING_AFTER,
     PostgresOptions,

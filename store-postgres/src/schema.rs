@@ -263,13 +263,11 @@ pub async fn migrate(pool: &PgPool, table: &TableName) -> Result<(), Error> {
     tx.commit().await.map_err(|e| map_sqlx(op, e))
 }
 
-/// Checks that `table` was installed by a release that this one
-/// understands.
-pub(crate) async fn check(pool: &PgPool, table: &TableName) -> Result<(), Error> {
-    let op = "open";
-    let mut conn = pool.acquire().await.map_err(|e| map_sqlx(op, e))?;
-    let found = version_in(&mut conn, table).await?;
-    check_version(op, table, found)
+/// Checks on `conn` that `table` was installed by a release that this
+/// one understands.
+pub(crate) async fn check(conn: &mut sqlx::PgConnection, table: &TableName) -> Result<(), Error> {
+    let found = version_in(conn, table).await?;
+    check_version("open", table, found)
 }
 
 /// The schema version recorded for `table`.

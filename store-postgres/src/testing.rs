@@ -279,6 +279,61 @@ impl Cluster {
         let pid = fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
         pid.lines().next().map(str::to_owned)
     }
+
+    /// Sends `signal` (a name `kill` knows, such as `STOP` or `CONT`) to
+    /// the postmaster, then to every process it started (its backends,
+    /// checkpointer, ...). `STOP` freezes the whole server: connections
+    /// stay open and nothing answers, as when a server hangs; `CONT` lets
+    /// it go on. The fault tests use it.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster has no pid file or `kill` fails.
+    pub fn signal(&self, signal: &str) -> Result<(), String> {
+        let postmaster = self.pid().ok_or("the cluster has no postmaster.pid")?;
+        let kill = |pids: &[String]| -> Result<(), String> {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .args(pids)
+                .status()
+                .map_err(|e| format!("cannot run kill: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "kill -{signal} {} failed ({status})",
+                    pids.join(" ")
+                ))
+            }
+        };
+        // The postmaster first: once it is stopped, it starts no more.
+        kill(std::slice::from_ref(&postmaster))?;
+        let children = children_of(&postmaster);
+        if children.is_empty() {
+            return Ok(());
+        }
+        kill(&children)
+    }
+}
+
+/// The process ids whose parent is `parent`, from `/proc/*/stat`.
+fn children_of(parent: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.to_owned();
+            pid.parse::<u32>().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; the command may hold spaces and
+            // parentheses, so the fields are counted after the last `)`.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid = after.split_whitespace().nth(1)?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 impl Drop for Cluster {
