@@ -33,6 +33,17 @@ pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the database stayed locked by another connection
+/// (`SQLITE_BUSY` after the busy timeout, or `SQLITE_LOCKED`): the
+/// statement did not run, and any other sent now would wait as long.
+pub(crate) fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => primary_code(db.as_ref())
+            .is_some_and(|code| matches!(code, SQLITE_BUSY | SQLITE_LOCKED)),
+        _ => false,
+    }
+}
+
 /// Whether `error`, raised by a statement inside an explicit transaction,
 /// may have rolled back the whole transaction (SQLite documents this for
 /// `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM` and

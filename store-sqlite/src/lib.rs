@@ -86,13 +86,39 @@
 //! waits on a timer to fill a batch. `list_by_user` runs directly on the
 //! pool.
 //!
+//! # Timeouts
+//!
+//! Every call is bounded by the operation timeout
+//! ([`DEFAULT_OPERATION_TIMEOUT`], 3 s, as the other stores';
+//! [`SqliteOptions::operation_timeout`]): waiting for the writer, for a
+//! write lock another process holds, for a pooled connection and for
+//! SQLite together (each batch of
+//! [`delete_expired`](session_core::SessionStore::delete_expired) on its
+//! own). SQLite's busy timeout is the operation timeout too, unless set
+//! lower. A call that runs out of time fails with a retryable
+//! [`Error::Backend`](session_core::Error::Backend) naming the operation,
+//! whose source is a [`TimedOut`]; a write that found the database locked
+//! for its whole busy timeout fails the same way, saying so.
+//!
+//! A write whose caller gave up is never committed: the writer skips it
+//! if it is still queued, and the writer connection's commit hook refuses
+//! a batch's first commit when a caller of the batch has given up (SQLite
+//! then rolls it back, and the writer runs the batch again without that
+//! write). So a timed-out write was not applied, and never will be,
+//! unless its commit had already begun when its caller gave up
+//! ([`TimedOut::may_have_applied`]). A statement that found the database
+//! locked ends its batch at once (the batch's other writes fail with the
+//! same retryable error) rather than each waiting for the lock again.
+//! Reads never wait for a writer in WAL mode. Each write stays all or
+//! nothing.
+//!
 //! # Durability
 //!
 //! Files use WAL and, by default, `synchronous = NORMAL`: a crashed or
 //! killed process loses no acknowledged write, but a power cut or OS crash
 //! may lose the last few commits. [`Synchronous::Full`] syncs every commit.
-//! See [`SqliteOptions`] for the busy timeout, pool size and the in-memory
-//! mode.
+//! See [`SqliteOptions`] for the operation and busy timeouts, pool size and
+//! the in-memory mode.
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -106,6 +132,7 @@
 pub struct ReadmeDoctests;
 
 mod codec;
+mod deadline;
 mod error;
 mod options;
 mod reader;
@@ -116,6 +143,7 @@ mod sweeper;
 mod test_db;
 mod write;
 
+pub use deadline::{DEFAULT_OPERATION_TIMEOUT, TimedOut};
 pub use options::{
     DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,
     Synchronous, TableName,

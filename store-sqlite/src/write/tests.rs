@@ -47,10 +47,12 @@ async fn batch(db: &mut Db, writes: Vec<Planned>) -> Vec<Outcome> {
     let mut jobs = Vec::new();
     let mut answers = Vec::new();
     for Planned { write, answer } in writes {
-        jobs.push(Job { write, now });
+        let deadline = tokio::time::Instant::now() + crate::deadline::DEFAULT_OPERATION_TIMEOUT;
+        let claim = std::sync::Arc::new(crate::deadline::Claim::new(deadline));
+        jobs.push(Job { write, now, claim });
         answers.push(answer);
     }
-    run_batch(&mut db.conn, &db.sql, jobs).await;
+    run_batch(&mut db.conn, &db.sql, jobs).await.unwrap();
     let mut outcomes = Vec::new();
     for answer in answers {
         outcomes.push(answer.await);
