@@ -15,11 +15,13 @@
 //! saves. Operations: `redis-load` (the W3 load of the benchmark: load
 //! and decode a stored session) and `redis-cycle` (the W1 request cycle:
 //! load, change, save; each task on its own stripe of sessions, as in the
-//! benchmark).
+//! benchmark), and the same on the memory store, `memory-load` and
+//! `memory-cycle` (the whole call is counted there: no server).
 
 use std::sync::Arc;
 
 use session_core::{SessionStore, Timestamp};
+use session_store_memory::MemoryStore;
 use session_store_redis::RedisStore;
 use session_store_redis::testing::RedisServer;
 
@@ -36,12 +38,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
         [operation, calls, tasks] => (operation, calls.parse()?, tasks.parse::<u64>()?),
         _ => return Err("profile: expected OPERATION CALLS [TASKS]".into()),
     };
-    let cycle = match operation.as_str() {
-        "redis-load" => false,
-        "redis-cycle" => true,
+    let (redis, cycle) = match operation.as_str() {
+        "redis-load" => (true, false),
+        "redis-cycle" => (true, true),
+        "memory-load" => (false, false),
+        "memory-cycle" => (false, true),
         other => {
             return Err(format!(
-                "profile: unknown operation {other} (known: redis-load, redis-cycle)"
+                "profile: unknown operation {other} (known: redis-load, redis-cycle, \
+                 memory-load, memory-cycle)"
             )
             .into());
         }
@@ -52,12 +57,22 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
     let dir = tempfile::Builder::new()
         .prefix("session-bench-profile-")
         .tempdir()?;
-    let server = RedisServer::spawn_unix(dir.path(), &dir.path().join("redis.sock"))?;
+    let server = if redis {
+        Some(RedisServer::spawn_unix(
+            dir.path(),
+            &dir.path().join("redis.sock"),
+        )?)
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = Arc::new(RedisStore::connect(server.url()).await?);
+        let store: Arc<dyn SessionStore> = match &server {
+            Some(server) => Arc::new(RedisStore::connect(server.url()).await?),
+            None => Arc::new(MemoryStore::new(1 << 30)),
+        };
         let now = Timestamp::now();
         for i in 0..SESSIONS {
             store.create(&session(i, now)?).await?;

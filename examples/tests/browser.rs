@@ -37,7 +37,8 @@ use tower::ServiceExt;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
 const INSTALL: &str = "apt-get install -y chromium chromium-driver";
-const COOKIE: &str = "session";
+/// The session cookie's name with the default (Secure) `CookieConfig`.
+const COOKIE: &str = "__Host-session";
 /// How long any one wait (driver start-up, an element, a navigation) may take.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -64,7 +65,11 @@ async fn serve_demo() -> (String, Router) {
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = app.clone();
+    // As `examples/login.rs` serves it: with connect info, so the login
+    // throttle tells clients apart by address.
+    let served = app
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
     (format!("http://{addr}"), app)
 }
@@ -274,6 +279,14 @@ async fn login_httponly_cookie_and_logout_in_a_real_browser() {
     let welcome = text_of(&client, "#welcome").await;
     assert!(welcome.contains("alice"), "members page says {welcome:?}");
 
+    // The content security policy lets the demo's own stylesheet in (and
+    // nothing inline): the page is styled, 52rem wide at most.
+    let width = client
+        .execute("return getComputedStyle(document.body).maxWidth;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(width, json!("832px"), "the stylesheet did not apply");
+
     // Scripts cannot see the session cookie...
     let visible = client
         .execute("return document.cookie;", vec![])
@@ -448,5 +461,66 @@ async fn a_login_form_auto_submitted_from_another_site_is_refused() {
     // The same credentials typed into the demo's own form do sign in.
     log_in(&client, &base, "alice", "wonderland").await;
     wait_for_path(&client, "/members").await;
+    client.close().await.unwrap();
+}
+
+/// Clickjacking: a page on another site frames the demo's login form
+/// (and, as a control, a page of its own). The demo's
+/// `Content-Security-Policy: frame-ancestors 'none'` makes Chromium refuse
+/// to render it in the frame, while the control frame renders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_site_cannot_frame_the_login_form() {
+    let (base, _app) = serve_demo().await;
+    let framing = format!(
+        "<!doctype html><title>click here</title>\
+         <iframe src=\"{base}/login\" onload=\"window.loaded=(window.loaded||0)+1\"></iframe>\
+         <iframe src=\"/control\" onload=\"window.loaded=(window.loaded||0)+1\"></iframe>"
+    );
+    let evil = Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || {
+                let page = framing.clone();
+                async move { axum::response::Html(page) }
+            }),
+        )
+        .route(
+            "/control",
+            axum::routing::get(|| async { axum::response::Html("<p id=control>framed</p>") }),
+        );
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let evil_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, evil).await.unwrap() });
+
+    let driver = ChromeDriver::start().await;
+    let client = driver.browser().await;
+    client
+        .goto(&format!("http://localhost:{evil_port}/"))
+        .await
+        .unwrap();
+    // Both frames have finished loading (a refused frame loads an error
+    // page, and fires `load` too).
+    let deadline = Instant::now() + PATIENCE;
+    while client
+        .execute("return window.loaded || 0;", vec![])
+        .await
+        .unwrap()
+        != json!(2)
+    {
+        assert!(Instant::now() < deadline, "the frames never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The control: the other site's own page renders in its frame.
+    client.enter_frame(1).await.unwrap();
+    client.find(Locator::Css("#control")).await.unwrap();
+    client.enter_parent_frame().await.unwrap();
+    // The demo's form does not.
+    client.enter_frame(0).await.unwrap();
+    assert!(
+        client.find(Locator::Css("#username")).await.is_err(),
+        "the login form rendered inside another site's frame"
+    );
     client.close().await.unwrap();
 }

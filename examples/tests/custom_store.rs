@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use examples::custom_store::HashMapStore;
 use session_core::Record;
-use session_store_conformance::Namespace;
+use session_store_conformance::{Damage, Namespace};
 
 // A fresh store per case: nothing is shared, so the namespace is not needed.
 async fn store(_: Namespace) -> Result<HashMapStore, Infallible> {
@@ -16,8 +16,12 @@ async fn store(_: Namespace) -> Result<HashMapStore, Infallible> {
 }
 
 // How to damage a record of this store, for the cases on unreadable records.
-async fn plant(store: Arc<HashMapStore>, record: Record) -> Result<(), Infallible> {
-    store.damage(&record);
+// This store keeps records as Rust values, so damage to the framing and
+// damage inside the data look alike: a value it cannot read.
+async fn plant(store: Arc<HashMapStore>, record: Record, damage: Damage) -> Result<(), Infallible> {
+    match damage {
+        Damage::Frame | Damage::Data => store.damage(&record),
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -11,11 +12,14 @@ use axum::body::Body;
 use examples::demo::{self, Users};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use session_core::{Record, SessionId, SessionManager, SessionStore, StorageKey, Timestamp};
 use session_tower::CookieConfig;
 use tower::ServiceExt;
 
-const COOKIE: &str = "session";
+/// The session cookie's name with the default (Secure) `CookieConfig`.
+const COOKIE: &str = "__Host-session";
 
 /// Hashing the demo users is deliberately slow: do it once per binary.
 fn users() -> Arc<Users> {
@@ -218,7 +222,7 @@ async fn logout_deletes_the_record_and_clears_the_cookie(store: Arc<dyn SessionS
     let response = browser.post("/logout", "").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let cleared = set_cookie(&response);
-    assert!(cleared.starts_with("session=;"), "{cleared}");
+    assert!(cleared.starts_with(&format!("{COOKIE}=;")), "{cleared}");
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
     assert_eq!(
         store.load(&key).await.unwrap(),
@@ -321,6 +325,68 @@ async fn logout_everywhere_reaches_other_browsers(store: Arc<dyn SessionStore>) 
     assert_members_page(&mut bob, "bob").await;
 }
 
+/// Every response, signed in or not, stays out of caches and cannot be
+/// framed or made to load or post anywhere else.
+fn assert_secure_headers(what: &str, response: &Response<Body>) {
+    let get = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{what}: no {name} header"))
+    };
+    assert_eq!(get("cache-control"), "no-store", "{what}");
+    let csp = get("content-security-policy");
+    for directive in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "style-src 'self'",
+    ] {
+        assert!(
+            csp.contains(directive),
+            "{what}: {directive} missing from {csp}"
+        );
+    }
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+}
+
+async fn every_page_is_no_store_with_a_csp_that_forbids_framing(store: Arc<dyn SessionStore>) {
+    let app = app(store);
+    let mut browser = Browser::new(&app, "browser-1");
+    let mut pages = vec![
+        ("GET /login", browser.get("/login").await),
+        ("GET / signed out", browser.get("/").await),
+        ("a wrong password", browser.login("alice", "nope").await),
+        (
+            "a right password",
+            browser.login("alice", "wonderland").await,
+        ),
+        ("GET /members", browser.get("/members").await),
+        ("GET /sessions", browser.get("/sessions").await),
+        ("GET /login signed in", browser.get("/login").await),
+    ];
+    pages.push(("POST /logout", browser.post("/logout", "").await));
+    pages.push(("GET /members signed out", browser.get("/members").await));
+    for (what, response) in &pages {
+        assert_secure_headers(what, response);
+    }
+    // The pages' only stylesheet, which the policy allows; it may be cached.
+    let response = browser.get("/style.css").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/css; charset=utf-8"
+    );
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    let members = text(pages.swap_remove(4).1).await;
+    assert!(members.contains("<link rel=\"stylesheet\" href=\"/style.css\">"));
+    assert!(!members.contains("<style") && !members.contains("<script"));
+}
+
 /// One test per flow; `$store` gives the store and a guard that keeps
 /// whatever the store needs (a temporary directory) alive for the test.
 macro_rules! flows {
@@ -354,6 +420,11 @@ macro_rules! flows {
         async fn logout_everywhere_reaches_other_browsers() {
             let (store, _guard) = $store;
             super::logout_everywhere_reaches_other_browsers(store).await;
+        }
+        #[tokio::test]
+        async fn every_page_is_no_store_with_a_csp_that_forbids_framing() {
+            let (store, _guard) = $store;
+            super::every_page_is_no_store_with_a_csp_that_forbids_framing(store).await;
         }
     };
 }
@@ -440,74 +511,238 @@ fn attempt(user: &str, password: &str, from: [u8; 4]) -> Request<Body> {
     request
 }
 
+async fn send(app: &Router, request: Request<Body>) -> Response<Body> {
+    app.clone().oneshot(request).await.unwrap()
+}
+
+fn retry_after(response: &Response<impl Sized>) -> u64 {
+    response.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
-async fn wrong_passwords_for_one_name_get_429_with_retry_after_but_others_still_sign_in() {
+async fn wrong_passwords_throttle_their_pair_but_the_owner_signs_in_from_a_clean_address() {
     let app = app(Arc::new(session_store_memory::MemoryStore::default()));
-    let limit = demo::ThrottlePolicy::default().per_user;
-    for i in 0..limit {
-        // From different addresses: the count is the name's.
-        let response = app
-            .clone()
-            .oneshot(attempt("alice", "guess", [198, 51, 100, i as u8]))
-            .await
-            .unwrap();
+    let policy = demo::ThrottlePolicy::default();
+    for i in 0..policy.per_pair {
+        let response = send(&app, attempt("alice", "guess", [198, 51, 100, 7])).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
     }
     for password in ["guess", "wonderland"] {
-        // Even the right password: checking it would keep the guessing going.
-        let response = app
-            .clone()
-            .oneshot(attempt("Alice", password, [203, 0, 113, 9]))
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::TOO_MANY_REQUESTS,
-            "{password}"
-        );
+        // Even the right password, from the guessing address: checking it
+        // would keep the guessing going.
+        let response = send(&app, attempt("Alice", password, [198, 51, 100, 7])).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(response.headers().get(header::SET_COOKIE).is_none());
-        let wait: u64 = response.headers()[header::RETRY_AFTER]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let window = demo::ThrottlePolicy::default().window.as_secs();
-        assert!(wait > 0 && wait <= window, "Retry-After: {wait}");
+        assert_secure_headers("the 429 page", &response);
+        let wait = retry_after(&response);
+        assert!(
+            wait > 0 && wait <= policy.window.as_secs(),
+            "Retry-After: {wait}"
+        );
         assert!(text(response).await.contains("Too many wrong passwords"));
     }
-    // Another user is not locked out.
-    let response = app
-        .clone()
-        .oneshot(attempt("bob", "builder", [198, 51, 100, 1]))
-        .await
-        .unwrap();
+    // The owner, from an address that has not failed for alice, signs in.
+    let response = send(&app, attempt("alice", "wonderland", [203, 0, 113, 9])).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
-async fn one_address_guessing_many_names_gets_429() {
+async fn one_address_guessing_many_names_loses_its_retries_not_its_first_tries() {
     let app = app(Arc::new(session_store_memory::MemoryStore::default()));
-    let limit = demo::ThrottlePolicy::default().per_address;
-    for i in 0..limit {
-        let response = app
-            .clone()
-            .oneshot(attempt(&format!("user{i}"), "guess", [192, 0, 2, 66]))
-            .await
-            .unwrap();
+    let policy = demo::ThrottlePolicy::default();
+    for i in 0..policy.per_address {
+        let response = send(&app, attempt(&format!("user{i}"), "guess", [192, 0, 2, 66])).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
     }
-    let response = app
-        .clone()
-        .oneshot(attempt("bob", "builder", [192, 0, 2, 66]))
-        .await
-        .unwrap();
+    // Past its limit, the address gets `per_pair_under_attack` tries per
+    // name, not `per_pair`.
+    for i in 1..policy.per_pair_under_attack {
+        let response = send(&app, attempt("user0", "guess", [192, 0, 2, 66])).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "retry {i}");
+    }
+    let response = send(&app, attempt("user0", "guess", [192, 0, 2, 66])).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    // The same user from elsewhere signs in.
-    let response = app
-        .clone()
-        .oneshot(attempt("bob", "builder", [192, 0, 2, 67]))
+    // A name it never tried still gets checked: behind one shared address,
+    // one guesser does not lock everyone else out.
+    let response = send(&app, attempt("bob", "builder", [192, 0, 2, 66])).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+/// The demo on `127.0.0.1:<free port>`, served as `examples/login.rs`
+/// serves it: with connect info, so the throttle sees client addresses.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    addr
+}
+
+type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// An HTTP client whose connections come from `from` (every 127.x.y.z
+/// address is the loopback interface's on Linux).
+fn client_from(from: Ipv4Addr) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(from.into()));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// `POST /login` over the socket; the status and `Retry-After`, if any.
+async fn post_login(
+    client: &Client,
+    server: SocketAddr,
+    user: &str,
+    password: &str,
+) -> (StatusCode, Option<u64>) {
+    let request = Request::post(format!("http://{server}/login"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("username={user}&password={password}")))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let wait = response
+        .headers()
+        .contains_key(header::RETRY_AFTER)
+        .then(|| retry_after(&response));
+    (response.status(), wait)
+}
+
+/// Runs `count` logins at once over the socket; their answers.
+async fn burst(
+    client: &Client,
+    server: SocketAddr,
+    count: usize,
+    credentials: impl Fn(usize) -> (String, &'static str),
+) -> Vec<(StatusCode, Option<u64>)> {
+    let logins: Vec<_> = (0..count)
+        .map(|i| {
+            let (user, password) = credentials(i);
+            let client = client.clone();
+            tokio::spawn(async move { post_login(&client, server, &user, password).await })
+        })
+        .collect();
+    let all = async {
+        let mut answers = Vec::new();
+        for login in logins {
+            answers.push(login.await.unwrap());
+        }
+        answers
+    };
+    // A bound on hanging, not a speed target: each answer takes one hash.
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("every login must be answered")
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_passwords_gets_at_most_five_checked_and_locks_no_one_else_out() {
+    let server = serve(app(Arc::new(session_store_memory::MemoryStore::default()))).await;
+    let attacker = client_from(Ipv4Addr::new(127, 0, 0, 2));
+    let answers = burst(&attacker, server, 40, |_| ("alice".into(), "guess")).await;
+    let checked = answers
+        .iter()
+        .filter(|(status, _)| *status != StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let limit = demo::ThrottlePolicy::default().per_pair as usize;
+    assert!(
+        (1..=limit).contains(&checked),
+        "{checked} of 40 parallel wrong passwords were not refused: {answers:?}"
+    );
+    // The guessing address is throttled, even with the right password...
+    let (status, wait) = post_login(&attacker, server, "alice", "wonderland").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(wait.is_some_and(|wait| wait > 0));
+    // ...and the owner, from another address, signs in.
+    let owner = client_from(Ipv4Addr::new(127, 0, 0, 3));
+    let (status, _) = post_login(&owner, server, "alice", "wonderland").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn more_parallel_logins_than_the_hash_gate_holds_get_503_and_none_hang() {
+    let server = serve(app(Arc::new(session_store_memory::MemoryStore::default()))).await;
+    let gate = demo::HashGate::default();
+    let count = gate.concurrent() + gate.queued() + 40;
+    // Fresh names, so that the throttle lets every one through.
+    let client = client_from(Ipv4Addr::new(127, 0, 1, 1));
+    let answers = burst(&client, server, count, |i| (format!("user{i}"), "guess")).await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!busy.is_empty(), "no 503 among {count}: {answers:?}");
+    assert!(busy.iter().all(|(_, wait)| *wait == Some(1)), "{busy:?}");
+    assert!(
+        answers.iter().all(|(status, _)| [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(status)),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test]
+async fn hashes_never_run_past_the_gate_s_bound() {
+    let gate = Arc::new(demo::HashGate::new(2, 3));
+    let limits = demo::LoginLimits {
+        hashes: Arc::clone(&gate),
+        ..demo::LoginLimits::default()
+    };
+    let app = demo::router_with_limits(
+        SessionManager::new(session_store_memory::MemoryStore::default()),
+        users(),
+        CookieConfig::default(),
+        limits,
+    );
+    let server = serve(app).await;
+    let client = client_from(Ipv4Addr::new(127, 0, 1, 2));
+    let answers = burst(&client, server, 30, |i| (format!("user{i}"), "guess")).await;
+    let busy = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert!(busy > 0, "{answers:?}");
+    // Two Argon2 runs of 19 MiB at most at any moment, however many came.
+    assert!(
+        (1..=2).contains(&gate.most_concurrent()),
+        "{} hashes ran at once",
+        gate.most_concurrent()
+    );
+}
+
+#[tokio::test]
+async fn overlong_fields_are_refused_before_any_work() {
+    let app = app(Arc::new(session_store_memory::MemoryStore::default()));
+    let from = [198, 51, 100, 40];
+    let long_name = "a".repeat(demo::MAX_USERNAME_BYTES + 1);
+    let long_password = "p".repeat(demo::MAX_PASSWORD_BYTES + 1);
+    for _ in 0..10 {
+        for (user, password) in [
+            (long_name.as_str(), "guess"),
+            ("alice", long_password.as_str()),
+        ] {
+            let response = send(&app, attempt(user, password, from)).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert!(text(response).await.contains("at most"));
+        }
+    }
+    // A body past the limit is not even read.
+    let huge = "p".repeat(100_000);
+    let response = send(&app, attempt("alice", &huge, from)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // None of them counted: the longest allowed password is checked, and
+    // the right one signs in.
+    let longest = "p".repeat(demo::MAX_PASSWORD_BYTES);
+    let response = send(&app, attempt("alice", &longest, from)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = send(&app, attempt("alice", "wonderland", from)).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 

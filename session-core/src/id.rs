@@ -71,31 +71,55 @@ impl SessionId {
     ///
     /// [`InvalidSessionId`] naming what was wrong (never echoing the input).
     pub fn parse(text: &str) -> Result<Self, InvalidSessionId> {
-        let input = text.as_bytes();
-        if input.len() != ID_TEXT_LEN {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// [`SessionId::parse`] of raw bytes, such as a cookie value read from
+    /// a header that need not be UTF-8: the same strict rules (the
+    /// base64url alphabet is ASCII, so no UTF-8 check is needed first).
+    ///
+    /// ```
+    /// use session_core::SessionId;
+    ///
+    /// let id = SessionId::generate()?;
+    /// let text = id.to_cookie_value();
+    /// assert_eq!(SessionId::parse_bytes(text.as_bytes())?, id);
+    /// assert!(SessionId::parse_bytes(&[0xff; 43]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSessionId`] naming what was wrong (never echoing the input).
+    pub fn parse_bytes(input: &[u8]) -> Result<Self, InvalidSessionId> {
+        let Ok(input) = <&[u8; ID_TEXT_LEN]>::try_from(input) else {
             return Err(InvalidSessionId::Length(input.len()));
-        }
-        let mut out = [0u8; ID_BYTES];
-        let mut acc: u32 = 0;
-        let mut bits: u32 = 0;
-        let mut pos = 0usize;
-        for (i, &c) in input.iter().enumerate() {
-            let v = decode_b64url(c).ok_or(InvalidSessionId::Character(i))?;
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                if pos < ID_BYTES {
-                    out[pos] = (acc >> bits) as u8;
-                    pos += 1;
-                }
-                acc &= (1 << bits) - 1;
+        };
+        // The 6-bit value of the character at `i`, or which one is bad.
+        let value = |i: usize| -> Result<u32, InvalidSessionId> {
+            match B64URL_DECODE[usize::from(input[i])] {
+                INVALID => Err(InvalidSessionId::Character(i)),
+                v => Ok(u32::from(v)),
             }
+        };
+        let mut out = [0u8; ID_BYTES];
+        // 40 characters, four at a time: 240 bits, 30 bytes.
+        for group in 0..10 {
+            let (i, o) = (group * 4, group * 3);
+            let n =
+                (value(i)? << 18) | (value(i + 1)? << 12) | (value(i + 2)? << 6) | value(i + 3)?;
+            out[o] = (n >> 16) as u8;
+            out[o + 1] = (n >> 8) as u8;
+            out[o + 2] = n as u8;
         }
-        // 43 * 6 = 258 bits: 256 data bits plus 2 that must be zero.
-        if pos != ID_BYTES || acc != 0 {
+        // The last three: 18 bits, 16 of data and 2 that must be zero
+        // (43 * 6 = 258 bits for 256).
+        let n = (value(40)? << 12) | (value(41)? << 6) | value(42)?;
+        if n & 0b11 != 0 {
             return Err(InvalidSessionId::NonCanonical);
         }
+        out[30] = (n >> 10) as u8;
+        out[31] = (n >> 2) as u8;
         Ok(Self(out))
     }
 
@@ -125,16 +149,20 @@ impl SessionId {
     }
 }
 
-fn decode_b64url(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
+/// [`B64URL_DECODE`]'s mark for a byte outside the alphabet.
+const INVALID: u8 = 0xff;
+
+/// The 6-bit value of every byte of the base64url alphabet, [`INVALID`]
+/// for every other byte: one table lookup per character.
+const B64URL_DECODE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[B64URL[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    table
+};
 
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
@@ -314,7 +342,10 @@ mod tests {
             let id = SessionId::generate().unwrap();
             let text = id.to_cookie_value();
             assert_eq!(text.len(), ID_TEXT_LEN);
-            assert!(text.bytes().all(|c| decode_b64url(c).is_some()));
+            assert!(
+                text.bytes()
+                    .all(|c| B64URL_DECODE[usize::from(c)] != INVALID)
+            );
             assert_eq!(SessionId::parse(&text).unwrap(), id);
         }
     }
@@ -380,6 +411,50 @@ mod tests {
         assert_eq!(SessionId::parse(&text), Err(InvalidSessionId::NonCanonical));
         let text = format!("{}E", "A".repeat(42));
         assert!(SessionId::parse(&text).is_ok());
+    }
+
+    /// The table-driven parser against the bit-by-bit reference it
+    /// replaced, on random ids and on every single-character change of
+    /// one (each position, each byte value).
+    #[test]
+    fn parse_agrees_with_a_bit_by_bit_reference() {
+        fn reference(input: &[u8]) -> Option<[u8; ID_BYTES]> {
+            if input.len() != ID_TEXT_LEN {
+                return None;
+            }
+            let (mut out, mut acc, mut bits, mut pos) = ([0u8; ID_BYTES], 0u32, 0u32, 0usize);
+            for &c in input {
+                let v = B64URL.iter().position(|&a| a == c)?;
+                acc = (acc << 6) | v as u32;
+                bits += 6;
+                if bits >= 8 {
+                    bits -= 8;
+                    if pos < ID_BYTES {
+                        out[pos] = (acc >> bits) as u8;
+                        pos += 1;
+                    }
+                    acc &= (1 << bits) - 1;
+                }
+            }
+            (pos == ID_BYTES && acc == 0).then_some(out)
+        }
+        for _ in 0..200 {
+            let text = SessionId::generate().unwrap().to_cookie_value();
+            let parsed = SessionId::parse(&text).ok().map(|id| id.0);
+            assert_eq!(parsed, reference(text.as_bytes()), "{text}");
+        }
+        let text = SessionId::generate()
+            .unwrap()
+            .to_cookie_value()
+            .into_bytes();
+        for at in 0..ID_TEXT_LEN {
+            for byte in 0..=255u8 {
+                let mut changed = text.clone();
+                changed[at] = byte;
+                let parsed = SessionId::parse_bytes(&changed).ok().map(|id| id.0);
+                assert_eq!(parsed, reference(&changed), "byte {byte} at {at}");
+            }
+        }
     }
 
     #[test]

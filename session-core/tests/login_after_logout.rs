@@ -90,10 +90,11 @@ impl SessionStore for Trap {
 /// Another app server saved first, so the login's retirement of the old
 /// record conflicts and it brings its new record up to date; just then
 /// the session is logged out and a third request, finding the old record
-/// gone, follows the marker and saves into the new record. The login's
-/// own save of the new record then conflicts: it must end like a login
-/// after a logout (`Clear`, nothing left for the user), not fail with
-/// `Conflict` and leave the new record behind.
+/// gone, follows the marker and saves into the new record (bob signs in
+/// again: a move that keeps the user forwards). The login's own save of
+/// the new record then conflicts: it must end like a login after a logout
+/// (`Clear`, nothing left for the user), not fail with `Conflict` and
+/// leave the new record behind.
 #[tokio::test]
 async fn a_login_racing_a_logout_and_a_forwarded_write_leaves_nothing() {
     let memory = Arc::new(MemoryStore::default());
@@ -106,6 +107,7 @@ async fn a_login_racing_a_logout_and_a_forwarded_write_leaves_nothing() {
     let there = SessionManager::from_arc(Arc::clone(&trap) as Arc<dyn SessionStore>);
     let session = here.load(None);
     session.insert("cart", 1).await.unwrap();
+    session.login("bob").await.unwrap();
     let value = cookie(here.commit(&session).await.unwrap());
     let old = key(&value);
     *trap.old.lock().unwrap() = Some(old);

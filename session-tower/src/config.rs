@@ -6,9 +6,21 @@ pub use cookie::SameSite;
 
 /// Attributes of the session cookie.
 ///
-/// Defaults: name `session`, `HttpOnly` (always; see below), `Secure`,
-/// `SameSite=Lax`, `Path=/`, no `Domain`, persistent (a `Max-Age` that
-/// follows the session's expiry).
+/// Defaults: name `__Host-session` (`session` when `Secure` is off, or
+/// with a `Domain` or another `Path`; see below), `HttpOnly` (always),
+/// `Secure`, `SameSite=Lax`, `Path=/`, no `Domain`, persistent (a
+/// `Max-Age` that follows the session's expiry).
+///
+/// The `__Host-` prefix makes browsers accept the cookie only when it is
+/// `Secure`, has `Path=/` and no `Domain`, and only from the host itself.
+/// Without it, a sibling subdomain (`evil.example.com` next to
+/// `app.example.com`), or a page served over plain HTTP on the same host,
+/// can plant a cookie of the same name for the parent domain, which the
+/// browser then sends beside ours: to fix a session on the victim, or to
+/// shadow the real one (OWASP Session Management Cheat Sheet, "Cookies").
+/// The layer copes with such duplicates (it uses the first that names a
+/// live session), but the prefix keeps them from being set at all. An
+/// explicit [`CookieConfig::with_name`] is used as given.
 ///
 /// `HttpOnly` cannot be switched off: the cookie holds the only secret that
 /// proves a login, and no script ever needs to read it. This is what keeps
@@ -17,15 +29,20 @@ pub use cookie::SameSite;
 /// ```
 /// use session_tower::{CookieConfig, SameSite};
 ///
+/// assert_eq!(CookieConfig::default().name(), "__Host-session");
+/// // Plain-HTTP development: the prefix needs `Secure`.
+/// assert_eq!(CookieConfig::default().with_secure(false).name(), "session");
 /// let cookie = CookieConfig::default()
-///     .with_name("__Host-session")
+///     .with_name("__Host-id")
 ///     .with_same_site(SameSite::Strict)
 ///     .with_persistent(false); // a browser-session cookie
-/// assert_eq!(cookie.name(), "__Host-session");
+/// assert_eq!(cookie.name(), "__Host-id");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
-    name: Cow<'static, str>,
+    /// The name set with [`CookieConfig::with_name`]; `None` for the
+    /// default, which depends on the other attributes.
+    name: Option<Cow<'static, str>>,
     secure: bool,
     same_site: SameSite,
     path: Cow<'static, str>,
@@ -36,7 +53,7 @@ pub struct CookieConfig {
 impl Default for CookieConfig {
     fn default() -> Self {
         Self {
-            name: Cow::Borrowed("session"),
+            name: None,
             secure: true,
             same_site: SameSite::Lax,
             path: Cow::Borrowed("/"),
@@ -47,9 +64,11 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
-    /// Sets the cookie name. Prefer `__Host-…` on HTTPS sites: browsers
-    /// then refuse the cookie unless it is `Secure`, has `Path=/` and no
-    /// `Domain`, so a sibling subdomain cannot plant one.
+    /// Sets the cookie name. Prefer `__Host-…` on HTTPS sites (the
+    /// default name has it): browsers then refuse the cookie unless it is
+    /// `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain
+    /// cannot plant one. Browsers also refuse a `__Host-` cookie that
+    /// lacks those attributes, so keep them with such a name.
     ///
     /// A name that is not a valid cookie name (empty, or with separators,
     /// spaces or control characters) is ignored and the previous name kept;
@@ -57,7 +76,7 @@ impl CookieConfig {
     pub fn with_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         let name = name.into();
         if Self::is_valid_name(&name) {
-            self.name = name;
+            self.name = Some(name);
         } else {
             tracing::error!(name = %name, "invalid session cookie name ignored");
         }
@@ -131,9 +150,15 @@ impl CookieConfig {
         self
     }
 
-    /// The cookie name.
+    /// The cookie name: the one set, or by default `__Host-session` when
+    /// the cookie can carry that prefix (`Secure`, `Path=/`, no `Domain`)
+    /// and `session` otherwise.
     pub fn name(&self) -> &str {
-        &self.name
+        match &self.name {
+            Some(name) => name,
+            None if self.secure && self.domain.is_none() && self.path == "/" => "__Host-session",
+            None => "session",
+        }
     }
 
     /// Whether the cookie is `Secure`.
@@ -169,7 +194,7 @@ impl CookieConfig {
     }
 
     fn base(&self, value: String) -> cookie::Cookie<'static> {
-        let mut cookie = cookie::Cookie::new(self.name.clone(), value);
+        let mut cookie = cookie::Cookie::new(self.name().to_owned(), value);
         cookie.set_http_only(true);
         cookie.set_secure(self.secure);
         cookie.set_same_site(self.same_site);
@@ -179,29 +204,96 @@ impl CookieConfig {
         }
         cookie
     }
+}
 
-    /// The value of this cookie in a request's `Cookie` headers: the first
-    /// one of that name.
-    ///
-    /// Scans the `name=value` pairs in place instead of parsing each with
-    /// `cookie::Cookie::split_parse`, which builds a whole `Cookie` per
-    /// pair (under callgrind, about 1,600 instructions for a one-cookie
-    /// header against about 700 for this scan, most of which is
-    /// `to_str`'s check of the header). The result is the
-    /// same: pairs are split at `;`, name and value at the first `=` and
-    /// trimmed; a pair without `=` is skipped (the `cookie` crate refuses
-    /// it), and so is an empty name (it never equals a valid name).
-    pub(crate) fn find<'a>(&self, headers: &'a http::HeaderMap) -> Option<&'a str> {
-        headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| h.split(';'))
-            .find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name.trim() == self.name).then(|| unquote(value.trim()))
-            })
+/// The values of the cookies named `name` in `headers` (the values of a
+/// request's `Cookie` headers), in the order sent.
+///
+/// Works on bytes: a pair that is not UTF-8 or not ASCII (`greeting=héllo`,
+/// which any script or sibling host can set) is skipped and hides
+/// nothing, where a `HeaderValue::to_str` of the whole header would fail
+/// and lose every cookie in it. Pairs are split at `;`, name and value at
+/// the first `=` and trimmed of spaces and tabs; a pair without `=` is
+/// skipped, and so is an empty name (it never equals a valid name). A
+/// value in one balanced pair of double quotes loses them (RFC 6265
+/// `cookie-value`).
+pub(crate) fn cookie_values<'a, H>(headers: H, name: &'a str) -> CookieValues<'a, H::IntoIter>
+where
+    H: IntoIterator<Item = &'a http::HeaderValue>,
+{
+    CookieValues {
+        headers: headers.into_iter(),
+        rest: &[],
+        name: name.as_bytes(),
     }
+}
+
+/// The iterator of [`cookie_values`]: a plain scan of each header's bytes
+/// for `;`, then of each pair for its first `=` (no per-byte closures:
+/// this runs on every request that uses its session).
+pub(crate) struct CookieValues<'a, I> {
+    headers: I,
+    /// What is left of the header being scanned.
+    rest: &'a [u8],
+    name: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a http::HeaderValue>> Iterator for CookieValues<'a, I> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if self.rest.is_empty() {
+                self.rest = self.headers.next()?.as_bytes();
+                continue;
+            }
+            let pair = match find(self.rest, b';') {
+                Some(end) => {
+                    let (pair, rest) = self.rest.split_at(end);
+                    self.rest = rest.get(1..).unwrap_or_default();
+                    pair
+                }
+                None => std::mem::take(&mut self.rest),
+            };
+            if let Some(eq) = find(pair, b'=') {
+                let (key, value) = pair.split_at(eq);
+                if trim(key) == self.name {
+                    return Some(unquote(trim(value.get(1..).unwrap_or_default())));
+                }
+            }
+        }
+    }
+}
+
+/// The first position of `byte` in `bytes`, eight bytes at a time (a
+/// bit trick that tells whether a word holds the byte), then one by one.
+fn find(bytes: &[u8], byte: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(byte);
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word) ^ pattern;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        start += 8;
+    }
+    let tail = bytes.get(start..)?;
+    tail.iter().position(|b| *b == byte).map(|i| start + i)
+}
+
+/// `bytes` without the spaces and tabs around it.
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
 }
 
 /// A [`CookieConfig`] with the attributes of its `Set-Cookie` value
@@ -223,7 +315,7 @@ impl RenderedCookie {
         let rendered = config.base(String::new()).to_string();
         // `rendered` is `name=` followed by the attributes.
         let attributes = rendered
-            .get(config.name.len() + 1..)
+            .get(config.name().len() + 1..)
             .unwrap_or_default()
             .to_owned();
         Self { config, attributes }
@@ -256,43 +348,49 @@ impl RenderedCookie {
 /// A cookie value with exactly one balanced pair of double quotes around
 /// it loses them (RFC 6265 `cookie-value`); any other quote stays, so
 /// the id parser refuses it and no store is asked.
-fn unquote(value: &str) -> &str {
-    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(inner) if !inner.contains('"') => inner,
+fn unquote(value: &[u8]) -> &[u8] {
+    match value
+        .strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+    {
+        Some(inner) if !inner.contains(&b'"') => inner,
         _ => value,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{CookieConfig, RenderedCookie, SameSite, unquote};
+    use super::{CookieConfig, RenderedCookie, SameSite, cookie_values, unquote};
 
-    /// What `find` returned before it scanned in place: the `cookie`
-    /// crate's parse of every pair.
-    fn reference_find<'a>(config: &CookieConfig, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    /// Every value of `config`'s cookie as the `cookie` crate parses the
+    /// headers it can read as text.
+    fn reference_values(config: &CookieConfig, headers: &[http::HeaderValue]) -> Vec<Vec<u8>> {
         headers
-            .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|h| h.to_str().ok())
             .flat_map(cookie::Cookie::split_parse)
             .filter_map(Result::ok)
-            .find(|c| c.name_raw() == Some(config.name()))
-            .and_then(|c| c.value_raw())
-            .map(unquote)
+            .filter(|c| c.name_raw() == Some(config.name()))
+            .filter_map(|c| c.value_raw().map(|v| unquote(v.as_bytes()).to_vec()))
+            .collect()
+    }
+
+    fn values(config: &CookieConfig, headers: &[http::HeaderValue]) -> Vec<Vec<u8>> {
+        cookie_values(headers, config.name())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn headers_of(values: &[Vec<u8>]) -> Vec<http::HeaderValue> {
+        values
+            .iter()
+            .filter_map(|v| http::HeaderValue::from_bytes(v).ok())
+            .collect()
     }
 
     #[test]
-    fn find_agrees_with_the_cookie_crate() {
+    fn values_agree_with_the_cookie_crate_on_text_headers() {
         let id = "A".repeat(43);
-        let headers_of = |values: &[String]| {
-            let mut map = http::HeaderMap::new();
-            for v in values {
-                if let Ok(v) = http::HeaderValue::from_str(v) {
-                    map.append(http::header::COOKIE, v);
-                }
-            }
-            map
-        };
         let cases: Vec<Vec<String>> = vec![
             vec![],
             vec![format!("session={id}")],
@@ -307,24 +405,87 @@ mod tests {
             vec![format!("Session={id}")],
             vec![format!("session\t=\t{id}")],
             vec!["session==".to_owned()],
+            vec![format!("session=planted; session={id}")],
         ];
         for config in [
+            CookieConfig::default().with_secure(false),
             CookieConfig::default(),
             CookieConfig::default().with_name("__Host-id"),
         ] {
             for case in &cases {
-                let case: Vec<String> = case
+                let case: Vec<Vec<u8>> = case
                     .iter()
-                    .map(|c| c.replace("session", config.name()))
+                    .map(|c| c.replace("session", config.name()).into_bytes())
                     .collect();
                 let headers = headers_of(&case);
                 assert_eq!(
-                    config.find(&headers),
-                    reference_find(&config, &headers),
+                    values(&config, &headers),
+                    reference_values(&config, &headers),
                     "{case:?}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn find_finds_the_first_byte_wherever_it_is() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes = vec![b'a'; len];
+                if at < len {
+                    bytes[at] = b';';
+                    if at + 3 < len {
+                        bytes[at + 3] = b';';
+                    }
+                }
+                let want = (at < len).then_some(at);
+                assert_eq!(super::find(&bytes, b';'), want, "{len} {at}");
+            }
+        }
+        assert_eq!(super::find(&[0xff, 0x3b, 0x3b], b';'), Some(1));
+    }
+
+    #[test]
+    fn a_pair_that_is_not_ascii_or_utf8_hides_nothing() {
+        let config = CookieConfig::default();
+        let id = "A".repeat(43);
+        let name = config.name();
+        for other in [
+            "greeting=h\u{e9}llo".as_bytes().to_vec(),
+            b"bin=\xff\xfe\x80".to_vec(),
+            "\u{1f980}=crab".as_bytes().to_vec(),
+        ] {
+            let mut header = other.clone();
+            header.extend_from_slice(format!("; {name}={id}").as_bytes());
+            let headers = headers_of(&[header]);
+            assert_eq!(headers.len(), 1, "{other:?} must make a header value");
+            assert!(headers[0].to_str().is_err(), "to_str would lose the header");
+            assert_eq!(values(&config, &headers), vec![id.clone().into_bytes()]);
+        }
+    }
+
+    #[test]
+    fn the_default_name_carries_the_host_prefix_only_when_it_may() {
+        assert_eq!(CookieConfig::default().name(), "__Host-session");
+        assert_eq!(CookieConfig::default().with_secure(false).name(), "session");
+        assert_eq!(
+            CookieConfig::default().with_domain("example.com").name(),
+            "session"
+        );
+        assert_eq!(CookieConfig::default().with_path("/app").name(), "session");
+        assert_eq!(
+            CookieConfig::default()
+                .with_secure(false)
+                .with_name("sid")
+                .name(),
+            "sid"
+        );
+        let set = RenderedCookie::new(CookieConfig::default()).set("v", 60);
+        assert!(set.starts_with("__Host-session=v;"), "{set}");
+        for attribute in ["Secure", "Path=/"] {
+            assert!(set.contains(attribute), "{set}");
+        }
+        assert!(!set.contains("Domain"), "{set}");
     }
 
     #[test]
@@ -358,8 +519,8 @@ mod tests {
     #[test]
     fn only_one_balanced_pair_of_quotes_is_removed() {
         let id = "A".repeat(43);
-        assert_eq!(unquote(&id), id);
-        assert_eq!(unquote(&format!("\"{id}\"")), id);
+        assert_eq!(unquote(id.as_bytes()), id.as_bytes());
+        assert_eq!(unquote(format!("\"{id}\"").as_bytes()), id.as_bytes());
         for bad in [
             format!("\"\"\"{id}\"\""),
             format!("\"{id}"),
@@ -368,11 +529,10 @@ mod tests {
             format!("\"{id}\"\""),
             "\"".to_owned(),
         ] {
-            assert_ne!(unquote(&bad), id, "{bad:?}");
-            assert!(
-                session_core::SessionId::parse(unquote(&bad)).is_err(),
-                "{bad:?}"
-            );
+            let unquoted = unquote(bad.as_bytes());
+            assert_ne!(unquoted, id.as_bytes(), "{bad:?}");
+            let text = std::str::from_utf8(unquoted).unwrap_or_default();
+            assert!(session_core::SessionId::parse(text).is_err(), "{bad:?}");
         }
     }
 }

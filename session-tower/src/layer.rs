@@ -11,6 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::RenderedCookie;
+use crate::session::CookieHeaders;
 use crate::{CookieConfig, CrossSiteGuard, Session};
 
 /// Adds a [`Session`] to every request and commits it after the inner
@@ -33,9 +34,19 @@ use crate::{CookieConfig, CrossSiteGuard, Session};
 /// configured with [`SessionLayer::with_cross_site_guard`], switched off
 /// with [`SessionLayer::without_cross_site_guard`]).
 ///
+/// Every response that carries the session's `Set-Cookie` is made
+/// uncacheable: its `Cache-Control` becomes `no-store`, whatever the
+/// handler set (a `public, max-age=600` beside a session cookie would let
+/// a shared cache hand one user's session to the next visitor), and the
+/// targeted fields `CDN-Cache-Control` and `Surrogate-Control` (RFC 9213),
+/// which a CDN would obey instead, are removed.
+///
 /// A store error while committing turns the response into a bare
 /// `500 Internal Server Error` with an empty body; the details go to
-/// `tracing` only.
+/// `tracing` only. After [`Session::logout`](session_core::Session::logout)
+/// that 500 still overwrites the browser's cookie: a user who asked to be
+/// logged out keeps no session id, even when the store could not delete
+/// the record.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -102,11 +113,14 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        // A `Secure` cookie means the app is served over HTTPS: the scheme
+        // the guard assumes for requests that do not name one.
+        let https = self.cookie.config().secure();
         SessionService {
             inner,
             manager: self.manager.clone(),
             cookie: Arc::clone(&self.cookie),
-            guard: self.guard.clone(),
+            guard: self.guard.clone().map(|guard| guard.assume_https(https)),
         }
     }
 }
@@ -137,7 +151,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if let Some(guard) = &self.guard
-            && !guard.allows(request.method(), request.headers())
+            && !guard.allows(&request)
         {
             tracing::debug!(
                 method = %request.method(),
@@ -150,49 +164,74 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         // The session is made lazily, on the handler's first use (see
-        // `Session`): here only the cookie value is looked up.
+        // `Session`): here the `Cookie` headers are only kept (clones
+        // share the request's bytes).
         let session = Session::new(
             self.manager.clone(),
-            self.cookie.config().find(request.headers()),
+            CookieHeaders::of(request.headers()),
+            Arc::clone(&self.cookie),
         );
         request.extensions_mut().insert(session.clone());
         let cookie = Arc::clone(&self.cookie);
         Box::pin(async move {
-            let mut response = inner.call(request).await?;
+            let response = inner.call(request).await?;
             // Never touched: nothing to commit (a commit would answer
             // `Unchanged` without a store call anyway).
             let Some(touched) = session.touched() else {
                 return Ok(response);
             };
-            let header = match session.manager().commit(touched).await {
-                Ok(CookieAction::Unchanged) => return Ok(response),
-                Ok(CookieAction::Clear) => cookie.config().clear(),
-                Ok(CookieAction::Set { value, expires_at }) => {
-                    let secs = expires_at.duration_since(Timestamp::now()).as_secs();
-                    cookie.set(&value, i64::try_from(secs).unwrap_or(i64::MAX))
-                }
-                Err(error) => {
-                    tracing::error!(%error, "session commit failed; answering 500");
-                    return Ok(internal_error());
-                }
-            };
-            match HeaderValue::try_from(header) {
-                Ok(value) => {
-                    response.headers_mut().append(header::SET_COOKIE, value);
-                    // A response that sets a session cookie must not be
-                    // cached by a shared cache and served to someone else.
-                    response
-                        .headers_mut()
-                        .entry(header::CACHE_CONTROL)
-                        .or_insert(HeaderValue::from_static("no-store"));
-                    Ok(response)
-                }
-                Err(error) => {
-                    tracing::error!(%error, "session cookie is not a valid header; answering 500");
-                    Ok(internal_error())
-                }
-            }
+            Ok(commit(touched, session.manager(), &cookie, response).await)
         })
+    }
+}
+
+/// Commits `session` and writes what the cookie must become into
+/// `response` (or a bare 500).
+async fn commit<B: Default>(
+    session: &session_core::Session,
+    manager: &SessionManager,
+    cookie: &RenderedCookie,
+    mut response: Response<B>,
+) -> Response<B> {
+    let header = match manager.commit(session).await {
+        Ok(CookieAction::Unchanged) => return response,
+        Ok(CookieAction::Superseded) => {
+            tracing::debug!(
+                "a login moved this session to a new owner first; its changes were dropped"
+            );
+            return response;
+        }
+        Ok(CookieAction::Clear) => cookie.config().clear(),
+        Ok(CookieAction::Set { value, expires_at }) => {
+            let secs = expires_at.duration_since(Timestamp::now()).as_secs();
+            cookie.set(&value, i64::try_from(secs).unwrap_or(i64::MAX))
+        }
+        Err(error) if session.is_logged_out() => {
+            tracing::error!(%error, "logout could not delete the session; answering 500 and clearing the cookie");
+            response = internal_error();
+            cookie.config().clear()
+        }
+        Err(error) => {
+            tracing::error!(%error, "session commit failed; answering 500");
+            return internal_error();
+        }
+    };
+    match HeaderValue::try_from(header) {
+        Ok(value) => {
+            let headers = response.headers_mut();
+            headers.append(header::SET_COOKIE, value);
+            // A response that sets a session cookie must not be cached by a
+            // shared cache and served to someone else, whatever the
+            // handler said.
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.remove("cdn-cache-control");
+            headers.remove("surrogate-control");
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "session cookie is not a valid header; answering 500");
+            internal_error()
+        }
     }
 }
 

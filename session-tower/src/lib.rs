@@ -4,11 +4,13 @@
 //! [`Session`] (lazily loaded: a handler that never touches it costs no
 //! store call), and after the handler commits it through the
 //! [`SessionManager`](session_core::SessionManager) and writes `Set-Cookie`:
-//! `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/` by default
-//! ([`CookieConfig`]). Logout answers `Set-Cookie` with an empty value and
-//! `Max-Age=0`: the server cannot delete the browser's cookie, only
-//! overwrite it. Store errors become a bare 500, details only in `tracing`.
-//! State-changing requests another site made the browser send (a forged
+//! `__Host-session`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/` by
+//! default ([`CookieConfig`]), and `Cache-Control: no-store` on every
+//! response that carries it. Logout answers `Set-Cookie` with an empty
+//! value and `Max-Age=0`: the server cannot delete the browser's cookie,
+//! only overwrite it, and does so even when the store fails to delete the
+//! record. Store errors become a bare 500, details only in `tracing`.
+//! State-changing requests another origin made the browser send (a forged
 //! login form, say) are refused with a bare 403 before any store call
 //! ([`CrossSiteGuard`], on by default).
 //!
@@ -56,7 +58,7 @@ mod layer;
 mod session;
 
 pub use config::{CookieConfig, SameSite};
-pub use guard::CrossSiteGuard;
+pub use guard::{CrossSiteGuard, InvalidOrigin};
 pub use layer::{SessionLayer, SessionService};
 pub use session::{MissingSessionLayer, Session};
 

@@ -3,7 +3,10 @@
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
+use http::HeaderValue;
 use session_core::SessionManager;
+
+use crate::config::{RenderedCookie, cookie_values};
 
 /// One request's session, as the [`SessionLayer`](crate::SessionLayer)
 /// hands it out: a [`session_core::Session`] (all its methods are available
@@ -29,28 +32,37 @@ pub struct Session {
 /// moment of that cheap step moves; what a handler sees is the same.
 struct Inner {
     manager: SessionManager,
-    /// The request's session cookie value, as found (unparsed).
-    cookie: Option<Box<str>>,
+    /// The request's `Cookie` headers (clones share the request's bytes),
+    /// scanned for the session cookie on first use.
+    cookies: CookieHeaders,
+    /// The session cookie's name.
+    cookie: Arc<RenderedCookie>,
     session: OnceLock<session_core::Session>,
 }
 
-/// Never prints the cookie value: it is the session's secret.
+/// Never prints the cookies: the session cookie is the session's secret.
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("manager", &self.manager)
-            .field("has_cookie", &self.cookie.is_some())
+            .field("cookie_headers", &self.cookies.iter().count())
             .field("session", &self.session.get())
             .finish()
     }
 }
 
 impl Session {
-    pub(crate) fn new(manager: SessionManager, cookie: Option<&str>) -> Self {
+    /// A session for a request with `cookies` (its `Cookie` header values).
+    pub(crate) fn new(
+        manager: SessionManager,
+        cookies: CookieHeaders,
+        cookie: Arc<RenderedCookie>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 manager,
-                cookie: cookie.map(Box::from),
+                cookies,
+                cookie,
                 session: OnceLock::new(),
             }),
         }
@@ -72,9 +84,36 @@ impl Deref for Session {
     type Target = session_core::Session;
 
     fn deref(&self) -> &Self::Target {
-        self.inner
-            .session
-            .get_or_init(|| self.inner.manager.load(self.inner.cookie.as_deref()))
+        self.inner.session.get_or_init(|| {
+            let name = self.inner.cookie.config().name();
+            self.inner
+                .manager
+                .load_any(cookie_values(self.inner.cookies.iter(), name))
+        })
+    }
+}
+
+/// A request's `Cookie` headers: one under HTTP/1.1 (kept inline, no
+/// allocation), possibly several under HTTP/2, which may split cookies
+/// into one header each.
+#[derive(Default)]
+pub(crate) struct CookieHeaders {
+    first: Option<HeaderValue>,
+    more: Vec<HeaderValue>,
+}
+
+impl CookieHeaders {
+    /// The `Cookie` headers of `headers` (clones share their bytes).
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+        let mut all = headers.get_all(http::header::COOKIE).iter();
+        Self {
+            first: all.next().cloned(),
+            more: all.cloned().collect(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &HeaderValue> {
+        self.first.iter().chain(&self.more)
     }
 }
 
@@ -130,15 +169,31 @@ mod axum_support {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use http::HeaderValue;
     use session_core::{SessionId, SessionManager};
     use session_store_memory::MemoryStore;
 
-    use super::Session;
+    use super::{CookieHeaders, Session};
+    use crate::CookieConfig;
+    use crate::config::RenderedCookie;
 
     #[tokio::test]
     async fn debug_never_prints_the_cookie_value() -> Result<(), session_core::Error> {
         let id = SessionId::generate()?.to_cookie_value();
-        let session = Session::new(SessionManager::new(MemoryStore::default()), Some(&id));
+        let cookie = Arc::new(RenderedCookie::new(CookieConfig::default()));
+        let header = format!("{}={id}", cookie.config().name());
+        let header = HeaderValue::from_str(&header).map_err(|e| {
+            session_core::Error::backend("test", false, std::io::Error::other(e.to_string()))
+        })?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::COOKIE, header);
+        let session = Session::new(
+            SessionManager::new(MemoryStore::default()),
+            CookieHeaders::of(&headers),
+            cookie,
+        );
         let before = format!("{session:?}");
         let _made: &session_core::Session = &session; // made on first use
         let after = format!("{session:?}");

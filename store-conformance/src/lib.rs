@@ -25,16 +25,17 @@
 //! so cases can share one server and run in parallel. Each test builds its
 //! own multi-threaded tokio runtime, so your crate needs no tokio attribute.
 //!
-//! Five more cases check unreadable records ([`UNREADABLE_CASES`]). Only
-//! the store's author knows how to damage a record, so they run when you
-//! pass a way to plant one (see [`PlantUnreadable`]); without it they are
-//! generated as ignored tests:
+//! Nine more cases check unreadable records ([`UNREADABLE_CASES`]):
+//! records whose framing is broken and records damaged inside their data
+//! ([`Damage`]). Only the store's author knows how to damage a record, so
+//! they run when you pass a way to plant one (see [`PlantUnreadable`]);
+//! without it they are generated as ignored tests:
 //!
 //! ```
 //! # mod example {
 //! use std::sync::Arc;
 //! use session_core::{Error, Record};
-//! use session_store_conformance::Namespace;
+//! use session_store_conformance::{Damage, Namespace};
 //! use session_store_memory::MemoryStore; // your store here
 //!
 //! async fn store(_: Namespace) -> Result<MemoryStore, std::convert::Infallible> {
@@ -42,9 +43,12 @@
 //! }
 //!
 //! // Stores `record`'s key, user and deadline with contents the store
-//! // cannot decode.
-//! async fn plant(store: Arc<MemoryStore>, record: Record) -> Result<(), Error> {
-//!     store.plant_unreadable(&record).await
+//! // cannot decode, damaged where `damage` says.
+//! async fn plant(store: Arc<MemoryStore>, record: Record, damage: Damage) -> Result<(), Error> {
+//!     match damage {
+//!         Damage::Frame => store.plant_unreadable(&record).await,
+//!         Damage::Data => store.plant_damaged_data(&record).await,
+//!     }
 //! }
 //! session_store_conformance::suite!(store, unreadable = plant);
 //! # }
@@ -138,16 +142,49 @@ impl fmt::Debug for Namespace {
     }
 }
 
+/// Where a planted unreadable record is damaged (see [`PlantUnreadable`]).
+///
+/// The cases plant both kinds: a store must refuse to load either
+/// ([`Error::Decode`] naming the key), keep it in place, report it from
+/// `list_by_user`, remove it with `delete` and `delete_by_user`, and never
+/// overwrite it with a `save`, whatever version the save presents.
+///
+/// Not `#[non_exhaustive]` on purpose: a new kind of damage needs every
+/// store's planting code to learn it, so adding one is a breaking change
+/// that makes your `match` fail to compile rather than plant the wrong
+/// thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Damage {
+    /// The record's framing is broken: the store cannot even tell what the
+    /// value holds (a truncated value, bytes that are not the store's
+    /// format, data that is not a JSON object).
+    Frame,
+    /// Everything the store keeps beside the data (key, version, user,
+    /// timestamps) is stored exactly as the store writes it, and so is any
+    /// integrity field it keeps (a digest or checksum, as computed for the
+    /// record's real data); inside the data, a value is replaced by one
+    /// the store's decoder refuses, keeping the framing intact. For a store
+    /// of JSON text: an object like `{"n": 1e400}`, a number beyond `f64`
+    /// that serde_json refuses but the JSON grammar (and PostgreSQL's
+    /// `json`, SQLite's `json_valid`) accepts. This is what a person or a
+    /// tool editing the backend directly leaves behind.
+    Data,
+}
+
 /// The optional capability behind the suite's cases on unreadable
 /// records: store the given record's key, user, timestamps and version
-/// the way the store under test does, but with contents it cannot decode
-/// (its [`SessionStore::load`] must then answer [`Error::Decode`]). The
-/// record must be listed under its user, as a real one would be.
+/// the way the store under test does, but with contents it cannot decode,
+/// damaged as the [`Damage`] says (its [`SessionStore::load`] must then
+/// answer [`Error::Decode`]). The record must be listed under its user,
+/// as a real one would be.
 ///
 /// Build one with [`suite!`]'s `unreadable = …` argument, or by hand for
 /// [`Context::with_unreadable`].
-pub type PlantUnreadable =
-    Arc<dyn Fn(Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type PlantUnreadable = Arc<
+    dyn Fn(Record, Damage) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// What a case runs against: the store under test and its namespace, and
 /// optionally a peer store (another app server on the same data).
@@ -198,7 +235,7 @@ impl Context {
     ///
     /// A [`Failure`] when the store provides no way to do so, or planting
     /// failed.
-    pub async fn plant_unreadable(&self, record: &Record) -> Result<(), Failure> {
+    pub async fn plant_unreadable(&self, record: &Record, damage: Damage) -> Result<(), Failure> {
         let Some(plant) = &self.unreadable else {
             return Err(Failure::new(
                 "plant an unreadable record",
@@ -206,9 +243,12 @@ impl Context {
                 "no such capability",
             ));
         };
-        plant(record.clone()).await.map_err(|e| {
+        plant(record.clone(), damage).await.map_err(|e| {
             Failure::new(
-                format!("plant an unreadable record under {:?}", record.key),
+                format!(
+                    "plant an unreadable record ({damage:?}) under {:?}",
+                    record.key
+                ),
                 "Ok",
                 e,
             )
@@ -396,12 +436,12 @@ where
     run_case_with(
         case,
         factory,
-        None::<fn(Arc<S>, Record) -> std::future::Ready<Result<(), String>>>,
+        None::<fn(Arc<S>, Record, Damage) -> std::future::Ready<Result<(), String>>>,
     );
 }
 
 /// Like [`run_case`], with a way to plant unreadable records in the store
-/// (`plant(store, record)`; see [`PlantUnreadable`]).
+/// (`plant(store, record, damage)`; see [`PlantUnreadable`]).
 ///
 /// # Panics
 ///
@@ -412,7 +452,7 @@ where
     Fut: Future<Output = Result<S, E>>,
     S: SessionStore,
     E: fmt::Display,
-    P: Fn(Arc<S>, Record) -> PFut + Send + Sync + 'static,
+    P: Fn(Arc<S>, Record, Damage) -> PFut + Send + Sync + 'static,
     PFut: Future<Output = Result<(), PE>> + Send + 'static,
     PE: fmt::Display,
 {
@@ -426,7 +466,7 @@ where
     Fut: Future<Output = Result<S, E>>,
     S: SessionStore,
     E: fmt::Display,
-    P: Fn(Arc<S>, Record) -> PFut + Send + Sync + 'static,
+    P: Fn(Arc<S>, Record, Damage) -> PFut + Send + Sync + 'static,
     PFut: Future<Output = Result<(), PE>> + Send + 'static,
     PE: fmt::Display,
 {
@@ -458,8 +498,8 @@ where
         let mut context = Context::new(Arc::clone(&store) as Arc<dyn SessionStore>, namespace);
         if let Some(plant) = plant {
             let plant = Arc::new(plant);
-            context = context.with_unreadable(Arc::new(move |record| {
-                let fut = plant(Arc::clone(&store), record);
+            context = context.with_unreadable(Arc::new(move |record, damage| {
+                let fut = plant(Arc::clone(&store), record, damage);
                 Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
             }));
         }
@@ -485,7 +525,8 @@ where
 /// The cases on unreadable records need a way to plant one, which only
 /// the store's author can write (see [`PlantUnreadable`]): pass it as
 /// `unreadable = plant`, where `plant` is callable as
-/// `Fn(Arc<S>, Record) -> impl Future<Output = Result<(), E>>`. Without it
+/// `Fn(Arc<S>, Record, Damage) -> impl Future<Output = Result<(), E>>`
+/// (plant each [`Damage`] as it says). Without it
 /// those cases are generated as ignored tests, so the test output shows
 /// them as not run rather than hiding them.
 ///
@@ -640,7 +681,7 @@ pub const PEER_CASES: &[Case] = &[
     peer_case!(lifecycle::lifecycle_two_managers_lose_no_update),
     peer_case!(lifecycle::lifecycle_many_managers_lose_no_update),
     peer_case!(lifecycle::lifecycle_concurrent_updates_lose_no_increment),
-    peer_case!(lifecycle::lifecycle_commit_after_login_reaches_the_new_session),
+    peer_case!(rotation::lifecycle_commit_after_a_move_is_forwarded_or_superseded),
     peer_case!(requests::requests_login_after_logout_elsewhere_is_never_resurrected),
     peer_case!(requests::requests_random_concurrent_requests_are_explained_by_some_order),
 ];
@@ -666,6 +707,10 @@ macro_rules! __for_each_unreadable_case {
             unreadable::unreadable_records_go_with_delete_by_user,
             unreadable::save_over_unreadable_is_decode_and_leaves_it,
             unreadable::delete_removes_an_unreadable_record,
+            unreadable::damaged_data_load_is_decode_and_stays,
+            unreadable::save_over_damaged_data_is_decode_and_leaves_it,
+            unreadable::damaged_data_is_reported_not_fatal_in_list_by_user,
+            unreadable::damaged_data_goes_with_delete_by_user,
         }
     };
 }
@@ -735,8 +780,10 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_idle_timeout_slides_with_throttled_touches,
             lifecycle::lifecycle_absolute_timeout_beats_activity,
             lifecycle::lifecycle_new_empty_session_is_never_stored,
-            lifecycle::lifecycle_malformed_cookie_never_reaches_the_store,
-            lifecycle::lifecycle_unknown_id_gets_a_fresh_id,
+            cookies::lifecycle_malformed_cookie_never_reaches_the_store,
+            cookies::lifecycle_unknown_id_gets_a_fresh_id,
+            cookies::lifecycle_first_live_cookie_of_several_is_used,
+            cookies::lifecycle_cookies_naming_no_session_are_cleared_only_when_all_were_tried,
             lifecycle::lifecycle_concurrent_requests_lose_no_update,
             lifecycle::lifecycle_256_concurrent_requests_lose_no_update,
             lifecycle::lifecycle_two_managers_lose_no_update,
@@ -744,23 +791,26 @@ macro_rules! __for_each_case {
             lifecycle::lifecycle_concurrent_updates_lose_no_increment,
             lifecycle::lifecycle_commit_outlasts_a_burst_of_conflicts,
             lifecycle::lifecycle_too_large_change_fails_only_its_request,
-            lifecycle::lifecycle_login_keeps_a_change_committed_before_it,
-            lifecycle::lifecycle_commit_after_login_reaches_the_new_session,
-            lifecycle::lifecycle_login_racing_commits_loses_nothing,
-            lifecycle::lifecycle_logout_elsewhere_is_never_resurrected,
-            lifecycle::lifecycle_login_rotates_the_id,
-            lifecycle::lifecycle_failed_create_during_login_loses_nothing,
-            lifecycle::lifecycle_cycle_id_keeps_data_user_and_deadline,
+            rotation::lifecycle_login_keeps_a_change_committed_before_it,
+            rotation::lifecycle_commit_after_a_move_is_forwarded_or_superseded,
+            rotation::lifecycle_request_with_a_moved_id_keeps_the_cookie,
+            rotation::lifecycle_login_as_another_user_starts_empty,
+            rotation::lifecycle_login_racing_commits_loses_nothing,
+            logout::lifecycle_logout_elsewhere_is_never_resurrected,
+            rotation::lifecycle_login_rotates_the_id,
+            rotation::lifecycle_failed_create_during_login_loses_nothing,
+            rotation::lifecycle_cycle_id_keeps_data_user_and_deadline,
             lifecycle::lifecycle_too_large_is_refused_before_any_write,
-            lifecycle::lifecycle_logout_deletes_and_clears,
-            lifecycle::lifecycle_logout_everywhere_ends_every_session_of_the_user,
+            logout::lifecycle_logout_deletes_and_clears,
+            logout::lifecycle_failed_logout_reports_the_error_and_stays_logged_out,
+            logout::lifecycle_logout_everywhere_ends_every_session_of_the_user,
             lifecycle::lifecycle_typed_values_round_trip,
-            lifecycle::lifecycle_logout_session_ends_only_the_users_own_session,
+            logout::lifecycle_logout_session_ends_only_the_users_own_session,
             lifecycle::lifecycle_clear_removes_every_key_and_keeps_the_user,
             lifecycle::lifecycle_taken_key_is_retried_with_a_fresh_id,
             lifecycle::lifecycle_size_limit_is_exact,
             lifecycle::lifecycle_read_only_commit_after_logout_or_login_elsewhere,
-            lifecycle::lifecycle_login_gives_up_when_the_conflict_budget_is_spent,
+            rotation::lifecycle_login_gives_up_when_the_conflict_budget_is_spent,
             lifecycle::lifecycle_queued_commits_build_on_the_save_before_them,
             lifecycle::lifecycle_failed_save_reports_the_store_error,
             random::random_sequences_match_the_model,

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::{Fault, Reference, runtime};
-use session_store_conformance::{CASES, Context, Namespace, run};
+use session_store_conformance::{
+    CASES, Context, Namespace, PlantUnreadable, UNREADABLE_CASES, run,
+};
 
 /// Runs every case against a fresh store with `fault`, concurrently, and
 /// returns the names of the cases that failed.
@@ -199,4 +201,40 @@ fn losing_milliseconds_is_caught() {
 #[test]
 fn dropping_large_values_is_caught() {
     assert_caught(Fault::DropsLargeValues, &["one_mebibyte_data_round_trips"]);
+}
+
+/// Runs every case on unreadable records against a store with `fault`,
+/// able to plant damage, and returns the names of those that failed.
+fn failing_unreadable_cases(fault: Fault) -> BTreeSet<&'static str> {
+    runtime().block_on(async {
+        let runs = UNREADABLE_CASES.iter().map(|case| async move {
+            let store = Arc::new(Reference::new(fault));
+            let planter = Arc::clone(&store);
+            let plant: PlantUnreadable = Arc::new(move |record, damage| {
+                planter.plant_unreadable(&record, damage);
+                Box::pin(async { Ok(()) })
+            });
+            let cx = Context::new(store, Namespace::random().unwrap()).with_unreadable(plant);
+            (case.name, run(case, cx).await)
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter(|(_, outcome)| outcome.is_err())
+            .map(|(name, _)| name)
+            .collect()
+    })
+}
+
+#[test]
+fn the_correct_reference_store_passes_every_unreadable_case() {
+    assert_eq!(failing_unreadable_cases(Fault::None), BTreeSet::new());
+}
+
+#[test]
+fn a_save_that_checks_only_the_frame_is_caught() {
+    assert_eq!(
+        failing_unreadable_cases(Fault::SaveChecksOnlyTheFrame),
+        BTreeSet::from(["save_over_damaged_data_is_decode_and_leaves_it"])
+    );
 }

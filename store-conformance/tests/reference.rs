@@ -15,8 +15,9 @@ async fn store(_: Namespace) -> Result<Reference, std::convert::Infallible> {
 async fn plant(
     store: std::sync::Arc<Reference>,
     record: session_core::Record,
+    damage: session_store_conformance::Damage,
 ) -> Result<(), String> {
-    store.plant_unreadable(&record);
+    store.plant_unreadable(&record, damage);
     Ok(())
 }
 
@@ -47,6 +48,9 @@ fn every_public_case_function_is_listed() {
         include_str!("../src/cases/expired.rs"),
         include_str!("../src/cases/data.rs"),
         include_str!("../src/cases/lifecycle.rs"),
+        include_str!("../src/cases/rotation.rs"),
+        include_str!("../src/cases/cookies.rs"),
+        include_str!("../src/cases/logout.rs"),
         include_str!("../src/cases/random.rs"),
         include_str!("../src/cases/requests.rs"),
     ];

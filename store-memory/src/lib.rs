@@ -74,11 +74,18 @@
 //!   allocation. moka runs with no expiry and no eviction listener (a
 //!   listener makes every moka insert take a per-key lock). Measured
 //!   with `session-bench` (200,000 sessions with ~219 bytes of JSON data
-//!   each, resident-set growth of a fresh process): 620 bytes per
-//!   session, of which moka's own bookkeeping is about 325, the entry 256
-//!   and the index about 33. A bare moka cache of the JSON bytes with a
+//!   each, resident-set growth of a fresh process): 636 bytes per
+//!   session, of which moka's own bookkeeping is about 325, the entry 272
+//!   (with its 8-byte checksum, see below) and the index about 33. A bare moka cache of the JSON bytes with a
 //!   cache-wide TTL takes 636; this store with moka's per-entry expiry,
 //!   an eviction listener and an index keyed by user name took 774.
+//! * **Checked.** Each entry carries a 64-bit checksum of its user and
+//!   data, written with them; a load, a listing and a save check it, so
+//!   an entry this store did not write (memory damage, a planted test
+//!   record) is `Error::Decode` everywhere and a save never overwrites
+//!   it, even at its version and even where the damage still parses.
+//!   The expiry is outside the checked bytes, so `touch` rewrites only
+//!   it.
 //! * **Short keys.** Two distinct storage keys agree in their first 16
 //!   bytes with probability 2^-128 (keys are SHA-256 digests of random
 //!   ids; at 2^32 sessions, any two of them: below 2^-64). A key that
@@ -225,17 +232,41 @@ impl MemoryStore {
 
     /// Test support (feature `testing`): stores `record`'s key, user,
     /// timestamps and version as a `create` would, but with data that
-    /// cannot be decoded, so the conformance suite's cases on unreadable
-    /// records can run against this store. Replaces whatever the key held.
+    /// cannot be decoded (a byte MessagePack never uses where the data
+    /// map should start), under the checksum of the record's real data,
+    /// so the conformance suite's cases on unreadable records can run
+    /// against this store. Replaces whatever the key held.
     ///
     /// # Errors
     ///
     /// When the entry would exceed the store's size limits.
     #[cfg(feature = "testing")]
     pub async fn plant_unreadable(&self, record: &Record) -> Result<(), Error> {
-        let (short, tail) = entry::split(&record.key);
         // 0xc1 is the one byte MessagePack never uses.
-        let payload = Payload::with_raw_data(record, &tail, &[0xc1])?;
+        self.plant(record, &[0xc1]).await
+    }
+
+    /// Test support (feature `testing`): like
+    /// [`MemoryStore::plant_unreadable`], but the damage is inside the
+    /// data and the checksum is the one of `record`'s real data, as
+    /// damage the store did not write would leave it: the data is a
+    /// MessagePack map whose one value is a string of invalid UTF-8 (it
+    /// parses as MessagePack, but not into JSON).
+    ///
+    /// # Errors
+    ///
+    /// When the entry would exceed the store's size limits.
+    #[cfg(feature = "testing")]
+    pub async fn plant_damaged_data(&self, record: &Record) -> Result<(), Error> {
+        // {"n": <2-byte string 0xff 0xfe>}
+        self.plant(record, &[0x81, 0xa1, b'n', 0xa2, 0xff, 0xfe])
+            .await
+    }
+
+    #[cfg(feature = "testing")]
+    async fn plant(&self, record: &Record, data: &[u8]) -> Result<(), Error> {
+        let (short, tail) = entry::split(&record.key);
+        let payload = Payload::with_raw_data(record, &tail, data)?;
         self.check_size(&payload)?;
         let inner = &self.inner;
         let _guard = inner.locks.lock(&short).await;
@@ -484,8 +515,8 @@ impl SessionStore for MemoryStore {
             return Err(Error::NotFound);
         }
         // Never overwrite what could not be read back.
-        if !head.data_is_map() {
-            return Err(Error::decode(record.key, "damaged session data"));
+        if !head.is_intact() {
+            return Err(Error::decode(record.key, entry::DAMAGED));
         }
         if head.version != record.version {
             return Err(Error::Conflict);

@@ -2,7 +2,11 @@
 
 use session_core::{ExpiryPolicy, Record, StorageKey, Timestamp};
 
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:3rem auto;padding:0 1rem;color:#222}\
+use super::users::{MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES};
+
+/// The demo's stylesheet, served at `/style.css` (the content security
+/// policy allows no inline styles).
+pub(crate) const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:52rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.6rem}form.inline{display:inline}label{display:block;margin:.6rem 0 .2rem}\
 input[type=text],input[type=password]{padding:.4rem;width:16rem}\
 button{padding:.35rem .9rem;margin:.3rem .3rem .3rem 0;cursor:pointer}\
@@ -29,7 +33,7 @@ fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{title}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+<title>{title}</title><link rel=\"stylesheet\" href=\"/style.css\"></head><body>{body}</body></html>",
         title = escape(title)
     )
 }
@@ -54,13 +58,13 @@ pub(crate) fn login(signed_in_as: Option<&str>, error: Option<&str>) -> String {
             escape(error)
         ));
     }
-    body.push_str(
+    body.push_str(&format!(
         "<form method=\"post\" action=\"/login\">\
-<label for=\"username\">User name</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required>\
-<label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+<label for=\"username\">User name</label><input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" maxlength=\"{MAX_USERNAME_BYTES}\" required>\
+<label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" maxlength=\"{MAX_PASSWORD_BYTES}\" required>\
 <p><button type=\"submit\" id=\"submit\">Sign in</button></p></form>\
-<p class=\"note\">Demo accounts: alice / wonderland, bob / builder.</p>",
-    );
+<p class=\"note\">Demo accounts: alice / wonderland, bob / builder.</p>"
+    ));
     page("Sign in", &body)
 }
 

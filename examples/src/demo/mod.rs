@@ -7,19 +7,39 @@
 //! |---|---|
 //! | `GET /` | redirects to `/members` when signed in, else to `/login` |
 //! | `GET /login` | the login form |
-//! | `POST /login` | form fields `username`, `password`; on success binds the user, **rotates the session id**, and redirects (303) to `/members`; wrong credentials answer 401 with the form; too many wrong passwords for one user name or from one address answer 429 with `Retry-After` ([`throttle`]) |
+//! | `POST /login` | form fields `username`, `password`; on success binds the user, **rotates the session id**, and redirects (303) to `/members`; wrong credentials answer 401 with the form (see below for 400, 413, 429 and 503) |
 //! | `GET /members` | the members page; without a live session, a redirect (303) to `/login` |
 //! | `GET /sessions` | the signed-in user's active sessions (device, created, last seen) |
 //! | `POST /sessions/revoke` | form field `key`: log out that one session of yours |
 //! | `POST /logout` | deletes the server record and overwrites the cookie (`Max-Age=0`) |
 //! | `POST /logout-others` | logs out every other session of the user, keeps this one |
 //! | `POST /logout-everywhere` | logs out every session of the user, this one too |
+//! | `GET /style.css` | the pages' stylesheet |
 //!
 //! Passwords are kept only as Argon2 hashes ([`Users`]). Cross-site
 //! form posts (a forged login, say) are refused with 403 by
 //! `session_tower::CrossSiteGuard`, which `SessionLayer` applies by
-//! default.
+//! default. Every response is `Cache-Control: no-store` and carries a
+//! content security policy that forbids framing ([`headers`]).
+//!
+//! A login attempt goes through, in order:
+//!
+//! 1. **Size.** Request bodies over 16 KiB get 413; a user name over
+//!    [`MAX_USERNAME_BYTES`] or a password over [`MAX_PASSWORD_BYTES`]
+//!    gets 400. Neither is counted or hashed.
+//! 2. **Throttle** ([`throttle`]): too many wrong passwords for this name
+//!    from this client address get 429 with `Retry-After`. A correct
+//!    password from an address that has not failed for the name is never
+//!    refused, so no one can lock a user out. The attempt is counted here,
+//!    before its hash runs, so a burst cannot slip through while hashes
+//!    run.
+//! 3. **Hash gate** ([`gate`]): at most a few Argon2 hashes (19 MiB each)
+//!    run at once and a few more wait; beyond that, 503 with
+//!    `Retry-After`, uncounted.
+//! 4. **Password check**: 401, or the signed-in session.
 
+pub mod gate;
+pub mod headers;
 mod html;
 pub mod throttle;
 mod users;
@@ -27,10 +47,10 @@ mod users;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -39,8 +59,13 @@ use serde::Deserialize;
 use session_core::{Error, SessionManager, SessionStore, StorageKey, Timestamp};
 use session_tower::{CookieConfig, Session, SessionError, SessionLayer};
 
-pub use throttle::{LoginThrottle, ThrottlePolicy};
-pub use users::{DEMO_USERS, Users};
+pub use gate::HashGate;
+pub use throttle::{LoginThrottle, Refusal, ThrottlePolicy};
+pub use users::{DEMO_USERS, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, Users};
+
+/// The largest request body the demo reads (its biggest form, a login
+/// with the longest name and password, percent-encoded, is under 4 KiB).
+const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Which store the demo keeps its sessions in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,28 +153,38 @@ impl StoreChoice {
     }
 }
 
+/// The demo's defences against password guessing and login floods,
+/// shared by every request of one app.
+#[derive(Debug, Clone, Default)]
+pub struct LoginLimits {
+    /// Counts wrong passwords and decides who may try ([`throttle`]).
+    pub throttle: Arc<LoginThrottle>,
+    /// Bounds the password hashes running and waiting ([`gate`]).
+    pub hashes: Arc<HashGate>,
+}
+
 #[derive(Clone)]
 struct App {
     manager: SessionManager,
     users: Arc<Users>,
-    throttle: Arc<LoginThrottle>,
+    limits: LoginLimits,
 }
 
 /// The demo's router over `manager`, with sessions cookies as `cookie`
-/// says, and login throttling by the default [`ThrottlePolicy`].
+/// says, and the default [`LoginLimits`].
 pub fn router(manager: SessionManager, users: Arc<Users>, cookie: CookieConfig) -> Router {
-    router_with_throttle(manager, users, cookie, Arc::new(LoginThrottle::default()))
+    router_with_limits(manager, users, cookie, LoginLimits::default())
 }
 
-/// Like [`router`], with the login throttle `throttle`. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so that failed
-/// logins are counted per client address too (without, only per user
-/// name).
-pub fn router_with_throttle(
+/// Like [`router`], with `limits`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that the
+/// throttle tells clients apart by address (without, all clients count as
+/// one address, as behind a proxy: see [`throttle`]).
+pub fn router_with_limits(
     manager: SessionManager,
     users: Arc<Users>,
     cookie: CookieConfig,
-    throttle: Arc<LoginThrottle>,
+    limits: LoginLimits,
 ) -> Router {
     let layer = SessionLayer::new(manager.clone()).with_cookie(cookie);
     Router::new()
@@ -162,10 +197,14 @@ pub fn router_with_throttle(
         .route("/logout-others", post(logout_others))
         .route("/logout-everywhere", post(logout_everywhere))
         .layer(layer)
+        // Outside the session layer: the stylesheet needs no session.
+        .route("/style.css", get(stylesheet))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(headers::secure))
         .with_state(App {
             manager,
             users,
-            throttle,
+            limits,
         })
 }
 
@@ -185,6 +224,17 @@ async fn index(session: Session) -> Page {
 async fn login_form(session: Session) -> Page {
     let user = session.user().await?;
     Ok(Html(html::login(user.as_deref(), None)).into_response())
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        html::STYLE,
+    )
+        .into_response()
 }
 
 /// The login form's fields.
@@ -219,30 +269,39 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<Credentials>,
 ) -> Page {
-    // Checked before the (deliberately slow) password hash runs.
-    if let Err(wait) = app.throttle.check(&form.username, address, Instant::now()) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let minutes = secs.div_ceil(60);
+    if form.username.len() > MAX_USERNAME_BYTES || form.password.len() > MAX_PASSWORD_BYTES {
         let page = html::login(
             None,
             Some(&format!(
-                "Too many wrong passwords. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
+                "User names have at most {MAX_USERNAME_BYTES} bytes, passwords at most \
+                 {MAX_PASSWORD_BYTES}."
             )),
         );
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, secs.to_string())],
-            Html(page),
-        )
-            .into_response());
+        return Ok((StatusCode::BAD_REQUEST, Html(page)).into_response());
     }
-    if !app.users.verify(&form.username, &form.password).await {
-        app.throttle.failed(&form.username, address, Instant::now());
+    // Checked and counted before the (deliberately slow) hash runs, and
+    // only with a place to run it in.
+    let hashes = &app.limits.hashes;
+    let began = app
+        .limits
+        .throttle
+        .begin(&form.username, address, Instant::now(), || {
+            hashes.try_enter()
+        });
+    let (ticket, admission) = match began {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(refused(refusal)),
+    };
+    if !app
+        .users
+        .verify(admission, &form.username, &form.password)
+        .await
+    {
+        drop(ticket); // stays counted as a wrong password
         let page = html::login(None, Some("Wrong user name or password."));
         return Ok((StatusCode::UNAUTHORIZED, Html(page)).into_response());
     }
-    app.throttle.succeeded(&form.username);
+    app.limits.throttle.succeeded(ticket);
     // Bind the user and move to a fresh id: a session id planted before
     // login (fixation) is worthless afterwards.
     session.login(form.username.clone()).await?;
@@ -257,6 +316,42 @@ async fn login(
         .insert("signed_in_at", Timestamp::now().as_millis())
         .await?;
     Ok(see_other("/members"))
+}
+
+/// The answer to a login attempt the throttle or the hash gate refused.
+fn refused(refusal: Refusal) -> Response {
+    let (status, wait, message) = match refusal {
+        Refusal::Throttled(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            "Too many wrong passwords from here.",
+        ),
+        Refusal::Full(wait) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            wait,
+            "Too many sign-in attempts right now.",
+        ),
+        Refusal::NotAdmitted => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(1),
+            "The server is busy checking other sign-ins.",
+        ),
+    };
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let when = match secs {
+        0..=59 => format!("{secs} second{}", if secs == 1 { "" } else { "s" }),
+        _ => {
+            let minutes = secs.div_ceil(60);
+            format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+        }
+    };
+    let page = html::login(None, Some(&format!("{message} Try again in {when}.")));
+    (
+        status,
+        [(header::RETRY_AFTER, secs.to_string())],
+        Html(page),
+    )
+        .into_response()
 }
 
 async fn members(session: Session) -> Page {

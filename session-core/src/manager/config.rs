@@ -47,8 +47,9 @@ impl SessionConfig {
     /// Default time a commit keeps reloading and replaying after losing
     /// races to other processes: 5 s.
     pub const DEFAULT_CONFLICT_BUDGET: Duration = Duration::from_secs(5);
-    /// Default time after a rotation during which requests that loaded the
-    /// session under its old id still commit into it: 30 s.
+    /// Default time after a rotation during which requests holding the old
+    /// id are recognised as such (see [`SessionConfig::with_rotation_grace`]):
+    /// 30 s.
     pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(30);
 
     /// Sets the expiry policy.
@@ -76,11 +77,22 @@ impl SessionConfig {
     }
 
     /// Sets how long after a rotation ([`Session::login`],
-    /// [`Session::cycle_id`]) a request that had loaded the session under
-    /// its old id still gets its changes into the rotated session (and
-    /// answers [`CookieAction::Unchanged`], never revealing the new id).
-    /// After that, such a request's changes are dropped as for a session
-    /// that ended. The old id never *loads* anything once rotated.
+    /// [`Session::cycle_id`]) the manager remembers where the session
+    /// went, for requests still holding the old id:
+    ///
+    /// * one that loaded the session before a move that kept its owner
+    ///   ([`Session::cycle_id`], a login as the same user) gets its
+    ///   changes into the moved session and answers
+    ///   [`CookieAction::Unchanged`], never learning the new id;
+    /// * one that loaded it before a login that changed its owner gets
+    ///   its changes dropped and answers [`CookieAction::Superseded`];
+    /// * one that arrives with the old id after the move opens nothing,
+    ///   writes nothing and answers [`CookieAction::Unchanged`] (or
+    ///   [`CookieAction::Superseded`] when it tried to change something),
+    ///   so a late response never clears the cookie the login set.
+    ///
+    /// After that, the old id is an unknown one: such requests get a new,
+    /// empty session. The old id never *loads* anything once rotated.
     ///
     /// [`Session::login`]: super::Session::login
     /// [`Session::cycle_id`]: super::Session::cycle_id
@@ -126,6 +138,17 @@ pub enum CookieAction {
     /// Overwrite the cookie with an empty, already-expired one: the session
     /// is gone (logged out, deleted elsewhere, or expired).
     Clear,
+    /// Leave the browser's cookie as it is: this request's changes were
+    /// **not applied**. A login changed who the session belongs to (an
+    /// anonymous session signed in, or another user signed in) after this
+    /// request loaded it, or the request came with an id such a login had
+    /// already moved away from. What the request would have written was
+    /// decided before that login, perhaps by whoever planted the id, so
+    /// it is not carried into the signed-in session; and the browser may
+    /// by now hold the signed-in session's id, so the cookie is not
+    /// touched. A web layer answers as for [`CookieAction::Unchanged`];
+    /// the app may tell the user the action did not take effect.
+    Superseded,
 }
 
 impl fmt::Debug for CookieAction {
@@ -138,6 +161,7 @@ impl fmt::Debug for CookieAction {
                 .field("expires_at", expires_at)
                 .finish(),
             Self::Clear => f.write_str("Clear"),
+            Self::Superseded => f.write_str("Superseded"),
         }
     }
 }

@@ -45,6 +45,9 @@ pub(super) enum Outcome {
     /// Saved into the session this one was rotated into, whose id this
     /// request must not learn.
     Forwarded,
+    /// Not saved: a login moved the session to a new owner after this
+    /// request loaded it.
+    Superseded,
     /// The session ended; `clear` says whether the cookie must be cleared
     /// (not when the cookie may by now hold a rotated session's id).
     Gone {

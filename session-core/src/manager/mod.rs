@@ -112,6 +112,12 @@ impl SessionManager {
         &self.inner.store
     }
 
+    /// The most session ids a request's cookies are tried for (see
+    /// [`SessionManager::load_any`]): a request carrying a flood of
+    /// cookies of the session's name costs at most this many loads (two
+    /// for each id that misses, to tell a rotated id from an unknown one).
+    pub const MAX_COOKIE_CANDIDATES: usize = 3;
+
     /// The session for a request carrying `cookie_value` (or none).
     ///
     /// Makes **no store call**: the session loads on its first read or
@@ -119,14 +125,25 @@ impl SessionManager {
     /// that is not in the store becomes a fresh session with a **new** id,
     /// never the client's.
     pub fn load(&self, cookie_value: Option<&str>) -> Session {
-        let incoming = match cookie_value {
-            None => Incoming::None,
-            Some(text) => match SessionId::parse(text) {
-                Ok(id) => Incoming::Id(id),
-                Err(_) => Incoming::Malformed,
-            },
-        };
-        Session::new(self.clone(), incoming)
+        self.load_any(cookie_value)
+    }
+
+    /// The session for a request carrying several cookies of the
+    /// session's name (`values`, in the order the browser sent them, as
+    /// text or raw bytes): the first that names a live session is used.
+    ///
+    /// A browser sends two cookies of one name when a sibling subdomain or
+    /// a script planted one for the parent domain or another path beside
+    /// ours; taking the first blindly would hide the real session behind a
+    /// planted one. Malformed values are skipped without a store call; the
+    /// first [`SessionManager::MAX_COOKIE_CANDIDATES`] well-formed ones are
+    /// tried, in order, when the session is first used. A commit answers
+    /// [`CookieAction::Clear`] for a request whose cookies name no session
+    /// only when it looked at every one of them (so the cookie it clears
+    /// cannot be a live one), never for one a rotation moved away from.
+    /// Makes no store call itself.
+    pub fn load_any<V: AsRef<[u8]>>(&self, values: impl IntoIterator<Item = V>) -> Session {
+        Session::new(self.clone(), Incoming::from_values(values))
     }
 
     /// Writes what `session` changed, doing the least work that is
@@ -151,10 +168,17 @@ impl SessionManager {
     ///   included; the old one is retired only once the new one is
     ///   stored, so a failed create loses nothing.
     /// * A request that loaded the session before another request moved
-    ///   it to a new id: its changes land in the moved session (within
-    ///   [`SessionConfig::rotation_grace`]) and its cookie is left alone,
-    ///   [`CookieAction::Unchanged`]: it neither learns the new id nor
-    ///   logs the browser out.
+    ///   it to a new id leaves the cookie alone: it neither learns the new
+    ///   id nor logs the browser out. When the move kept the session's
+    ///   owner ([`Session::cycle_id`], a login as the same user), its
+    ///   changes land in the moved session, [`CookieAction::Unchanged`];
+    ///   when a login changed the owner, they are dropped,
+    ///   [`CookieAction::Superseded`]. (Within
+    ///   [`SessionConfig::rotation_grace`].)
+    /// * A request that came with an id a rotation had already moved
+    ///   away from opened nothing: [`CookieAction::Unchanged`], or
+    ///   [`CookieAction::Superseded`] when it tried to change something
+    ///   (nothing was written).
     /// * After [`Session::logout`]: the record is deleted,
     ///   [`CookieAction::Clear`].
     ///
@@ -169,24 +193,36 @@ impl SessionManager {
     /// the session too large: only this request fails, others folded into
     /// the same save go through. [`Error::Conflict`] when the budget runs
     /// out; any store error. The session keeps its pending changes after
-    /// an error, so the commit can be retried.
+    /// an error, so the commit can be retried. After [`Session::logout`],
+    /// a failed delete is this error too, and the cookie must still be
+    /// cleared ([`Session::is_logged_out`]).
     pub async fn commit(&self, session: &Session) -> Result<CookieAction, Error> {
         let mut state = session.inner.state.lock().await;
         let state = &mut *state;
         if state.logged_out {
             return self.commit_logout(session, state).await;
         }
+        let changed = !state.ops.is_empty() || state.rotation.is_some();
         let loaded = match &mut state.phase {
             Phase::Unloaded | Phase::Gone => return Ok(CookieAction::Unchanged),
+            Phase::Moved if changed => {
+                state.ops.clear();
+                state.rotation = None;
+                return Ok(CookieAction::Superseded);
+            }
+            Phase::Moved => return Ok(CookieAction::Unchanged),
             Phase::Loaded(loaded) => loaded,
         };
-        let changed = !state.ops.is_empty() || state.rotation.is_some();
         let answer = match (&loaded.stored, changed) {
             (None, _) if loaded.data.is_empty() && loaded.user.is_none() => {
-                // A new session that stayed empty is never stored.
-                return Ok(match session.inner.incoming {
-                    Incoming::None => CookieAction::Unchanged,
-                    Incoming::Id(_) | Incoming::Malformed => CookieAction::Clear,
+                // A new session that stayed empty is never stored. The
+                // request's cookies name no session: clear them, unless
+                // some were not looked at (one of those may be live).
+                let incoming = &session.inner.incoming;
+                return Ok(if incoming.sent && incoming.complete {
+                    CookieAction::Clear
+                } else {
+                    CookieAction::Unchanged
                 });
             }
             // A new session's id is fresh already: a rotation changes nothing.
@@ -230,6 +266,10 @@ impl SessionManager {
             Outcome::Forwarded => {
                 state.phase = Phase::Gone;
                 CookieAction::Unchanged
+            }
+            Outcome::Superseded => {
+                state.phase = Phase::Gone;
+                CookieAction::Superseded
             }
             Outcome::Gone { clear } => {
                 state.phase = Phase::Gone;
@@ -296,6 +336,11 @@ impl SessionManager {
         record.check_save()
     }
 
+    /// Deletes the session the request loaded. A request that logs out
+    /// without having used its session first deletes what its one id
+    /// names, unread (a store call saved), or, carrying several, the first
+    /// that names a live session; one that came with a moved id deletes
+    /// nothing.
     async fn commit_logout(
         &self,
         session: &Session,
@@ -303,18 +348,22 @@ impl SessionManager {
     ) -> Result<CookieAction, Error> {
         let key = match &state.phase {
             Phase::Loaded(loaded) => loaded.stored.as_ref().map(|r| r.key),
-            Phase::Gone => None,
-            Phase::Unloaded => match &session.inner.incoming {
-                Incoming::Id(id) => Some(id.storage_key()),
-                Incoming::None | Incoming::Malformed => None,
-            },
+            Phase::Gone | Phase::Moved => None,
+            Phase::Unloaded => {
+                let ids = &session.inner.incoming.ids;
+                match ids.len() {
+                    0 => None,
+                    1 => ids.iter().next().map(SessionId::storage_key),
+                    _ => session.live_key().await?,
+                }
+            }
         };
+        state.ops.clear();
+        state.rotation = None;
         if let Some(key) = key {
             traced("delete", Some(&key), self.store().delete(&key)).await?;
         }
         state.phase = Phase::Gone;
-        state.ops.clear();
-        state.rotation = None;
         Ok(CookieAction::Clear)
     }
 
@@ -376,7 +425,7 @@ impl SessionManager {
         } else {
             // Gone: logged out, or moved by a rotation (then the cookie
             // may already hold the new id and must be left alone).
-            let moved = self.follow(&key).await?.is_some();
+            let moved = !matches!(self.follow(&key).await?, Followed::Ended);
             Ok(Outcome::Gone { clear: !moved })
         }
     }
@@ -453,11 +502,15 @@ impl SessionManager {
                 }
                 // Gone from under its key: moved by a rotation, or ended.
                 Ok(None) => match self.follow(&key).await {
-                    Ok(Some(moved)) => {
+                    Ok(Followed::To(moved)) => {
                         base = moved;
                         forwarded = true;
                     }
-                    Ok(None) => {
+                    Ok(Followed::NewOwner) => {
+                        fill(&mut answers, &included, jobs, |_| Ok(Outcome::Superseded));
+                        break None;
+                    }
+                    Ok(Followed::Ended) => {
                         let clear = !forwarded;
                         fill(&mut answers, &included, jobs, |_| {
                             Ok(Outcome::Gone { clear })
@@ -558,7 +611,16 @@ impl SessionManager {
         let id = self
             .create_with_fresh_key(&mut next, SessionId::generate()?)
             .await?;
-        let marker = moved::marker(&old_key, &next.key, now, self.inner.config.rotation_grace());
+        // A login that changes who the session belongs to does not let
+        // requests holding the old id write into the new session.
+        let new_owner = base.user != next.user;
+        let marker = moved::marker(
+            &old_key,
+            &next.key,
+            new_owner,
+            now,
+            self.inner.config.rotation_grace(),
+        );
         match traced("create", Some(&marker.key), self.store().create(&marker)).await {
             // Exists: a rotation racing this one left its marker first;
             // retiring the old record below decides nothing else.
@@ -612,20 +674,24 @@ impl SessionManager {
     /// The old record vanished during a rotation: if another rotation's
     /// marker stands for it, that rotation retired it and this one's new
     /// session stands on its own; if not, the session was logged out (or
-    /// ended otherwise), and the new record goes too. This rotation's own
-    /// marker (naming its new key) proves nothing: it was written before
-    /// the old record was found gone.
+    /// ended otherwise), and the new record goes too, and so does this
+    /// rotation's own marker (naming its new key), which was written
+    /// before the old record was found gone and proves nothing: left
+    /// standing, it would make the logged-out id look moved.
     async fn rotated_away(&self, old_key: &StorageKey, id: SessionId, next: Record) -> Answer {
         let marker = moved::marker_key(old_key);
-        if traced("load", Some(&marker), self.store().load(&marker))
+        let found = traced("load", Some(&marker), self.store().load(&marker))
             .await?
-            .is_some_and(|m| {
-                m.is_live_at(Timestamp::now()) && moved::moved_to(&m) != Some(next.key)
-            })
-        {
-            return Ok(Outcome::Rotated(id, next));
-        }
+            .filter(|m| m.is_live_at(Timestamp::now()));
+        let own = match found.as_ref().map(moved::moved_to) {
+            Some(to) if to != Some(next.key) => return Ok(Outcome::Rotated(id, next)),
+            Some(_) => true,
+            None => false,
+        };
         traced("delete", Some(&next.key), self.store().delete(&next.key)).await?;
+        if own {
+            traced("delete", Some(&marker), self.store().delete(&marker)).await?;
+        }
         Ok(Outcome::Gone { clear: true })
     }
 
@@ -638,26 +704,31 @@ impl SessionManager {
             .filter(|r| self.alive(r, Timestamp::now())))
     }
 
-    /// For a session gone from under `key`: the live session it was
-    /// rotated into, following at most a few markers.
-    async fn follow(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
+    /// For a session gone from under `key`: where its markers lead,
+    /// following at most a few.
+    async fn follow(&self, key: &StorageKey) -> Result<Followed, Error> {
         let mut key = *key;
         for _ in 0..4 {
             let marker = moved::marker_key(&key);
             let now = Timestamp::now();
-            let Some(to) = traced("load", Some(&marker), self.store().load(&marker))
+            let Some(marker) = traced("load", Some(&marker), self.store().load(&marker))
                 .await?
                 .filter(|m| m.is_live_at(now))
-                .and_then(|m| moved::moved_to(&m))
             else {
-                return Ok(None);
+                return Ok(Followed::Ended);
             };
+            let Some(to) = moved::moved_to(&marker) else {
+                return Ok(Followed::Ended);
+            };
+            if moved::new_owner(&marker) {
+                return Ok(Followed::NewOwner);
+            }
             if let Some(record) = self.reload(&to).await? {
-                return Ok(Some(record));
+                return Ok(Followed::To(record));
             }
             key = to;
         }
-        Ok(None)
+        Ok(Followed::Ended)
     }
 
     /// Whether a stored record is usable at `now` under this policy: live,
@@ -665,6 +736,17 @@ impl SessionManager {
     fn alive(&self, record: &Record, now: Timestamp) -> bool {
         record.is_live_at(now) && now < self.policy().absolute_deadline(record.created_at)
     }
+}
+
+/// Where the markers of a session gone from under its key lead.
+enum Followed {
+    /// To this live session, moved with the same owner: changes go there.
+    To(Record),
+    /// To a session a login gave a new owner: changes are dropped.
+    NewOwner,
+    /// Nowhere: the session ended (logged out, expired, or the markers
+    /// ran out).
+    Ended,
 }
 
 /// The record with the highest version among `latest` and `others` (all

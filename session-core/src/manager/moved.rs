@@ -12,11 +12,23 @@
 //! "active sessions" page lists it), and lives for
 //! [`SessionConfig::rotation_grace`](super::SessionConfig::rotation_grace).
 //!
-//! A commit that finds `K` gone looks for the marker: if there is one, its
-//! changes go to `K'` and its cookie is left alone; if not, the session
-//! ended (logout) and the cookie is cleared. The marker is never consulted
-//! when *loading* a session, so the old id opens nothing once rotated (the
-//! fixation defence holds), and stores need to know nothing about it.
+//! The marker also says whether the move kept the session's owner: a
+//! [`Session::cycle_id`](super::Session::cycle_id), or a login as the user
+//! the session was already bound to, *forwards*; a login that changes who
+//! the session belongs to (anonymous to a user, or one user to another)
+//! does not.
+//!
+//! A commit that finds `K` gone looks for the marker: if it forwards, the
+//! commit's changes go to `K'`; if it does not, they are dropped (a
+//! request that loaded the session before someone signed in must not
+//! write into the signed-in session: what it would write was chosen
+//! before the login, perhaps by whoever planted the id); either way the
+//! cookie is left alone. Without a marker the session ended (logout) and
+//! the cookie is cleared. A request that arrives with `K` after the move
+//! finds the marker when its load misses: it opens nothing (the old id
+//! never loads the moved session, so the fixation defence holds), writes
+//! nothing, and leaves the cookie alone. Stores need to know nothing about
+//! markers.
 
 use std::time::Duration;
 
@@ -27,6 +39,10 @@ use crate::{Record, StorageKey, Timestamp};
 
 /// The data key naming the new storage key, in hex.
 const MOVED_TO: &str = "moved_to";
+/// The data key saying the move changed the owner (`true`): then the
+/// commits of requests holding the old id are not forwarded. Markers
+/// without it forward.
+const NEW_OWNER: &str = "new_owner";
 /// The domain tag hashed with the old key.
 const TAG: &[u8; 32] = b"session-core rotation marker v1\0";
 
@@ -38,10 +54,12 @@ pub(super) fn marker_key(old: &StorageKey) -> StorageKey {
     StorageKey::from_bytes(hash.finalize().into())
 }
 
-/// The marker saying that the session under `old` moved to `new`.
+/// The marker saying that the session under `old` moved to `new`, with
+/// a new owner or not.
 pub(super) fn marker(
     old: &StorageKey,
     new: &StorageKey,
+    new_owner: bool,
     now: Timestamp,
     grace: Duration,
 ) -> Record {
@@ -49,6 +67,9 @@ pub(super) fn marker(
     record
         .data
         .insert(MOVED_TO.into(), Value::String(new.to_hex()));
+    if new_owner {
+        record.data.insert(NEW_OWNER.into(), Value::Bool(true));
+    }
     record
 }
 
@@ -58,6 +79,12 @@ pub(super) fn moved_to(marker: &Record) -> Option<StorageKey> {
         Some(Value::String(hex)) if marker.user.is_none() => StorageKey::from_hex(hex).ok(),
         _ => None,
     }
+}
+
+/// Whether a marker says the move changed the session's owner (then
+/// commits holding the old id are not forwarded).
+pub(super) fn new_owner(marker: &Record) -> bool {
+    marker.data.get(NEW_OWNER) == Some(&Value::Bool(true))
 }
 
 #[cfg(test)]
@@ -71,13 +98,17 @@ mod tests {
             StorageKey::from_bytes([2; 32]),
         );
         let now = Timestamp::from_millis(1_000);
-        let record = marker(&old, &new, now, Duration::from_secs(30));
+        let record = marker(&old, &new, false, now, Duration::from_secs(30));
         assert_eq!(record.key, marker_key(&old));
         assert_ne!(record.key, old);
         assert_ne!(marker_key(&old), marker_key(&new));
         assert_eq!(moved_to(&record), Some(new));
+        assert!(!new_owner(&record));
         assert_eq!(record.expires_at, Timestamp::from_millis(31_000));
         assert_eq!(record.user, None);
+        let login = marker(&old, &new, true, now, Duration::from_secs(30));
+        assert_eq!(moved_to(&login), Some(new));
+        assert!(new_owner(&login));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::{SessionManager, traced};
+use super::{SessionManager, moved, traced};
 use crate::{Data, Error, Record, SessionId, StorageKey, Timestamp};
 
 /// One request's view of its session. Cheap to clone; clones share state,
@@ -27,6 +28,9 @@ pub(super) struct SessionInner {
     pub(super) manager: SessionManager,
     pub(super) incoming: Incoming,
     pub(super) state: Mutex<State>,
+    /// Set by [`Session::logout`] (beside `State::logged_out`), readable
+    /// without the state's lock.
+    logged_out: AtomicBool,
 }
 
 impl fmt::Debug for Session {
@@ -35,11 +39,75 @@ impl fmt::Debug for Session {
     }
 }
 
-/// What the request's cookie said.
-pub(super) enum Incoming {
-    None,
-    Malformed,
-    Id(SessionId),
+/// What the request's cookies said.
+pub(super) struct Incoming {
+    /// The well-formed ids among the request's cookies of the session's
+    /// name, in the order sent, without repeats, at most
+    /// [`SessionManager::MAX_COOKIE_CANDIDATES`] (kept inline: a request
+    /// with a cookie allocates nothing for it).
+    pub(super) ids: Ids,
+    /// Whether the request carried any cookie of the session's name.
+    pub(super) sent: bool,
+    /// Whether every such cookie was looked at: malformed, or among
+    /// `ids` (not dropped past the limit).
+    pub(super) complete: bool,
+}
+
+impl Incoming {
+    /// Sorts cookie values: malformed ones are dropped (no store call
+    /// ever sees them), well-formed ones kept in order, up to the limit.
+    pub(super) fn from_values<V: AsRef<[u8]>>(values: impl IntoIterator<Item = V>) -> Self {
+        let mut incoming = Self {
+            ids: Ids::default(),
+            sent: false,
+            complete: true,
+        };
+        for value in values {
+            incoming.sent = true;
+            let Ok(id) = SessionId::parse_bytes(value.as_ref()) else {
+                continue;
+            };
+            if incoming.ids.iter().any(|known| *known == id) {
+                continue;
+            }
+            if !incoming.ids.push(id) {
+                incoming.complete = false;
+                break;
+            }
+        }
+        incoming
+    }
+}
+
+/// Up to [`SessionManager::MAX_COOKIE_CANDIDATES`] ids, inline.
+#[derive(Default)]
+pub(super) struct Ids {
+    ids: [Option<SessionId>; SessionManager::MAX_COOKIE_CANDIDATES],
+    len: usize,
+}
+
+impl Ids {
+    /// Adds `id`; `false` (and nothing added) when full.
+    fn push(&mut self, id: SessionId) -> bool {
+        match self.ids.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(id);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &SessionId> + '_ {
+        self.ids.iter().take(self.len).flatten()
+    }
+
+    /// How many there are.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 pub(super) struct State {
@@ -55,6 +123,10 @@ pub(super) enum Phase {
     /// Logged out, found deleted or expired by a commit, or moved away
     /// under a new id this request does not know.
     Gone,
+    /// The request came with an id a rotation had moved away from (its
+    /// marker still stands): it opens nothing and writes nothing, and its
+    /// commit leaves the cookie alone.
+    Moved,
 }
 
 pub(super) struct Loaded {
@@ -64,6 +136,14 @@ pub(super) struct Loaded {
     /// The current contents, with this request's changes applied.
     pub(super) data: Data,
     pub(super) user: Option<String>,
+}
+
+/// What the request's ids led to.
+enum Found {
+    /// This id names this live session.
+    Live(SessionId, Record),
+    /// One of them was moved away from by a rotation.
+    Moved,
 }
 
 /// Why a session moves to a fresh id.
@@ -98,7 +178,10 @@ pub(super) enum Op {
     Update(String, Updater),
     Remove(String),
     Clear,
-    SetUser(Option<String>),
+    /// Binds the session to a user; from another user's session, the data
+    /// goes first (the new user starts empty), from an anonymous one or
+    /// the same user's, it stays.
+    Login(String),
 }
 
 impl Op {
@@ -116,7 +199,12 @@ impl Op {
                 data.remove(k);
             }
             Self::Clear => data.clear(),
-            Self::SetUser(u) => user.clone_from(u),
+            Self::Login(new) => {
+                if user.as_ref().is_some_and(|old| old != new) {
+                    data.clear();
+                }
+                *user = Some(new.clone());
+            }
         }
     }
 }
@@ -133,6 +221,7 @@ impl Session {
                     rotation: None,
                     logged_out: false,
                 }),
+                logged_out: AtomicBool::new(false),
             }),
         }
     }
@@ -141,35 +230,66 @@ impl Session {
     /// access.
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, Error> {
         let mut state = self.inner.state.lock().await;
-        if let Phase::Unloaded | Phase::Gone = state.phase {
-            let manager = &self.inner.manager;
-            let found = match (&state.phase, &self.inner.incoming) {
-                (Phase::Unloaded, Incoming::Id(id)) => {
-                    let key = id.storage_key();
-                    traced("load", Some(&key), manager.store().load(&key))
-                        .await?
-                        .filter(|r| manager.alive(r, Timestamp::now()))
-                        .map(|r| (id.clone(), r))
-                }
-                _ => None,
-            };
-            state.phase = Phase::Loaded(match found {
-                Some((id, record)) => Loaded {
-                    id,
-                    data: record.data.clone(),
-                    user: record.user.clone(),
-                    stored: Some(record),
-                },
-                // Never adopt the client's id: a fresh one.
-                None => Loaded {
-                    id: SessionId::generate()?,
-                    stored: None,
-                    data: Data::new(),
-                    user: None,
-                },
-            });
-        }
+        let first = match state.phase {
+            Phase::Unloaded => true,
+            Phase::Gone => false,
+            Phase::Loaded(_) | Phase::Moved => return Ok(state),
+        };
+        let found = if first { self.find().await? } else { None };
+        state.phase = match found {
+            Some(Found::Live(id, record)) => Phase::Loaded(Loaded {
+                id,
+                data: record.data.clone(),
+                user: record.user.clone(),
+                stored: Some(record),
+            }),
+            Some(Found::Moved) => Phase::Moved,
+            // Never adopt the client's id: a fresh one.
+            None => Phase::Loaded(Loaded {
+                id: SessionId::generate()?,
+                stored: None,
+                data: Data::new(),
+                user: None,
+            }),
+        };
         Ok(state)
+    }
+
+    /// The storage key of the first of the request's ids that names a
+    /// live session, looked up without keeping the state.
+    pub(super) async fn live_key(&self) -> Result<Option<StorageKey>, Error> {
+        Ok(match self.find().await? {
+            Some(Found::Live(_, record)) => Some(record.key),
+            Some(Found::Moved) | None => None,
+        })
+    }
+
+    /// The first of the request's ids that names a live session; failing
+    /// that, whether one of them was moved away from by a rotation whose
+    /// marker still stands. At most two loads per id, and only for ids
+    /// that missed.
+    async fn find(&self) -> Result<Option<Found>, Error> {
+        let manager = &self.inner.manager;
+        let ids = &self.inner.incoming.ids;
+        for id in ids.iter() {
+            let key = id.storage_key();
+            if let Some(record) = traced("load", Some(&key), manager.store().load(&key))
+                .await?
+                .filter(|r| manager.alive(r, Timestamp::now()))
+            {
+                return Ok(Some(Found::Live(id.clone(), record)));
+            }
+        }
+        for id in ids.iter() {
+            let marker = moved::marker_key(&id.storage_key());
+            if traced("load", Some(&marker), manager.store().load(&marker))
+                .await?
+                .is_some_and(|m| m.is_live_at(Timestamp::now()) && moved::moved_to(&m).is_some())
+            {
+                return Ok(Some(Found::Moved));
+            }
+        }
+        Ok(None)
     }
 
     /// Applies `op` to the current data and logs it for replay (and, for
@@ -291,7 +411,9 @@ impl Session {
         let mut state = self.loaded().await?;
         let state = &mut *state;
         let Phase::Loaded(loaded) = &mut state.phase else {
-            // A logged-out session: nothing to change, nothing to replay.
+            // Nothing to change (the commit tells whether it was
+            // superseded by a rotation).
+            state.ops.push(Op::Update(key, updater));
             return Ok(f(None));
         };
         let current = match loaded.data.get(&key) {
@@ -343,17 +465,35 @@ impl Session {
     /// Binds the session to `user` and, on commit, moves it to a fresh id
     /// (fixation defence) with a new absolute lifetime.
     ///
+    /// * From an anonymous session, the data stays (a cart survives
+    ///   sign-in).
+    /// * From a session bound to another user, the data goes: `user`
+    ///   starts from an empty session, as Django's `login()` does, so
+    ///   nothing of the previous user (a tenant, a second-factor flag)
+    ///   carries over. Changes this request made before the call go with
+    ///   it; changes after it stay.
+    /// * Signing in again as the same user keeps the data.
+    ///
+    /// Requests that loaded the session under its old id and commit after
+    /// this login do not write into the signed-in session when the login
+    /// changed who the session belongs to: they answer
+    /// [`CookieAction::Superseded`](super::CookieAction::Superseded). (A
+    /// login as the same user forwards their changes, as
+    /// [`Session::cycle_id`] does.)
+    ///
     /// # Errors
     ///
     /// A store error while loading.
     pub async fn login(&self, user: impl Into<String>) -> Result<(), Error> {
-        self.change(Op::SetUser(Some(user.into())), Some(Rotation::Login))
+        self.change(Op::Login(user.into()), Some(Rotation::Login))
             .await?;
         Ok(())
     }
 
     /// On commit, moves the session to a fresh id, keeping its data, user
-    /// and absolute deadline.
+    /// and absolute deadline. Requests that loaded the session under the
+    /// old id and commit after the move get their changes into the moved
+    /// session (see [`SessionConfig::with_rotation_grace`](super::SessionConfig::with_rotation_grace)).
     ///
     /// # Errors
     ///
@@ -368,11 +508,23 @@ impl Session {
 
     /// Ends the session: on commit its record is deleted and the cookie
     /// cleared. Needs no store call of its own.
+    ///
+    /// Should the delete fail, the commit returns the store's error, and
+    /// the browser's cookie must be overwritten all the same (see
+    /// [`Session::is_logged_out`]): a user who logged out keeps no cookie.
     pub async fn logout(&self) {
         let mut state = self.inner.state.lock().await;
         state.logged_out = true;
         state.ops.clear();
         state.rotation = None;
+        self.inner.logged_out.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Session::logout`] was called: a web layer clears the
+    /// browser's cookie then, also when the commit failed (the record may
+    /// still be in the store, but the browser must not keep its id).
+    pub fn is_logged_out(&self) -> bool {
+        self.inner.logged_out.load(Ordering::Acquire)
     }
 
     /// The storage key of the session as last loaded or committed (`None`

@@ -10,14 +10,18 @@ use session_core::{Error, Record, StorageKey};
 
 use crate::{Context, Failure};
 
+pub mod cookies;
 pub mod create;
 pub mod data;
 pub mod delete;
 pub mod expired;
 pub mod lifecycle;
 pub mod load;
+pub mod logout;
+mod probe;
 pub mod random;
 pub mod requests;
+pub mod rotation;
 pub mod save;
 pub mod touch;
 pub mod unreadable;

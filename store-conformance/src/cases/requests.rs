@@ -27,21 +27,28 @@
 //! * once the session has ended, any other request answers `Clear` and
 //!   changes nothing (nothing comes back);
 //! * a login answers `Set` with an id never seen before, binds the user
-//!   and applies its changes; the session now lives under that id;
-//! * any other request applies its changes and answers `Set(K)`, or
-//!   `Unchanged` after a login (its changes are forwarded to the new id).
+//!   and applies its changes (a login as another user than the session's
+//!   first empties the data); the session now lives under that id;
+//! * any other request applies its changes and answers `Set(K)`; after a
+//!   login that kept the session's user, `Unchanged` (its changes are
+//!   forwarded to the new id); after a login that changed the user (from
+//!   anonymous, or from another user), `Superseded`, and its changes are
+//!   not applied.
 //!
-//! One exception, which loses nothing and brings nothing back: a change
-//! forwarded into a login's new record just before that login found the
-//! session logged out (and deleted the new record) answers `Unchanged`.
+//! One exception, which loses nothing and brings nothing back: a request
+//! ordered after a login that found the session logged out (and deleted
+//! its own new record) may answer `Unchanged` or `Superseded` instead of
+//! `Clear`.
 //!
-//! A request whose cookie no longer opens the session (an id it moved
-//! away from, or one of a logged-out session) must see nothing of it, and
-//! any change it makes must start a new session with a new id holding
-//! exactly that change. At most one request of a wave logs in: two logins
-//! racing on one session may each keep a session of their own (a
-//! rotation never hands its new id to a request holding the old one), so
-//! no single session would be left to check.
+//! A request whose cookie no longer opens the session must see nothing of
+//! it. With an id a login moved away from (its marker stands for the
+//! whole test), it writes nothing: a logout answers `Clear`, anything
+//! else `Superseded`. With the id of a logged-out session, any change
+//! starts a new session with a new id holding exactly that change. At
+//! most one request of a wave logs in: two logins racing on one session
+//! may each keep a session of their own (a rotation never hands its new
+//! id to a request holding the old one), so no single session would be
+//! left to check.
 //!
 //! Inserted keys are unique, and removals name keys of earlier waves, so
 //! the data any order gives is the same; the order decides the answers.
@@ -281,6 +288,7 @@ fn describe(answer: &Result<CookieAction, Error>, chain: &[String]) -> String {
         },
         Ok(CookieAction::Unchanged) => "Unchanged".to_owned(),
         Ok(CookieAction::Clear) => "Clear".to_owned(),
+        Ok(CookieAction::Superseded) => "Superseded".to_owned(),
         Err(e) => format!("Err({e})"),
     }
 }
@@ -300,9 +308,17 @@ fn apply(
             Step::Remove(key) => {
                 data.remove(key);
             }
-            Step::Login(u) => *user = Some(users[*u % 2].clone()),
+            Step::Login(u) => login(data, user, &users[*u % 2]),
         }
     }
+}
+
+/// A login as `to`: another user's data goes first.
+fn login(data: &mut Data, user: &mut Option<String>, to: &str) {
+    if user.as_deref().is_some_and(|u| u != to) {
+        data.clear();
+    }
+    *user = Some(to.to_owned());
 }
 
 /// A request of the wave that loaded the live session: the model orders
@@ -326,6 +342,9 @@ struct Sim {
     alive: bool,
     /// The id the wave's login moved the session to.
     rotated: Option<String>,
+    /// Whether that login changed the session's user (then later
+    /// requests of the wave are superseded, not forwarded).
+    new_owner: bool,
     data: Data,
     user: Option<String>,
 }
@@ -424,13 +443,18 @@ impl Search<'_> {
             Action::Write(steps) => {
                 let login = steps.iter().any(|s| matches!(s, Step::Login(_)));
                 if !sim.alive {
-                    // A change forwarded into a login's new record just
-                    // before that login found the session logged out (and
-                    // deleted the new record too) answers `Unchanged`: it
-                    // goes with the session; nothing comes back.
-                    let forwarded_into_aborted_login =
-                        self.aborted_login && !login && answer == Some(&CookieAction::Unchanged);
-                    if answer != Some(&CookieAction::Clear) && !forwarded_into_aborted_login {
+                    // After a login that found the session logged out (and
+                    // deleted its new record too), a request may have
+                    // followed that login's marker: `Unchanged` (forwarded
+                    // into the new record before it went) or `Superseded`.
+                    // Either way nothing comes back.
+                    let after_aborted_login = self.aborted_login
+                        && !login
+                        && matches!(
+                            answer,
+                            Some(CookieAction::Unchanged | CookieAction::Superseded)
+                        );
+                    if answer != Some(&CookieAction::Clear) && !after_aborted_login {
                         return unexplained(
                             "Clear",
                             "the session was logged out before it in this order",
@@ -444,6 +468,9 @@ impl Search<'_> {
                             if !chain.contains(value) && sim.rotated.is_none() =>
                         {
                             next.rotated = Some(value.clone());
+                            let mut user = sim.user.clone();
+                            apply(steps, label, &mut Data::new(), &mut user, self.users);
+                            next.new_owner = user != sim.user;
                         }
                         _ => {
                             return unexplained(
@@ -457,7 +484,8 @@ impl Search<'_> {
                         (None, Some(CookieAction::Set { value, .. })) => {
                             value == self.model.newest()
                         }
-                        (Some(_), Some(CookieAction::Unchanged)) => true,
+                        (Some(_), Some(CookieAction::Unchanged)) => !sim.new_owner,
+                        (Some(_), Some(CookieAction::Superseded)) => sim.new_owner,
                         _ => false,
                     };
                     if !fits {
@@ -466,13 +494,22 @@ impl Search<'_> {
                                 "Set(its own id)",
                                 "the session was live under its id in this order",
                             )
+                        } else if sim.new_owner {
+                            unexplained(
+                                "Superseded",
+                                "a login gave the session a new user before it in this \
+                                 order (its change is dropped)",
+                            )
                         } else {
                             unexplained(
                                 "Unchanged",
-                                "a login moved the session before it in this order \
-                                 (its change is forwarded)",
+                                "a login as the same user moved the session before it in \
+                                 this order (its change is forwarded)",
                             )
                         };
+                    }
+                    if sim.new_owner {
+                        return Ok(next);
                     }
                 }
                 apply(steps, label, &mut next.data, &mut next.user, self.users);
@@ -608,7 +645,7 @@ impl Attempt<'_> {
             let loads_live = model.alive && cookie == model.newest();
             let why = if loads_live {
                 live.push(Live { request, observed });
-                check_loaded(request, observed, model)
+                check_loaded(request, observed, model, &self.users)
             } else {
                 self.check_fresh(request, cookie, observed, model).await?
             };
@@ -632,6 +669,7 @@ impl Attempt<'_> {
         let start = Sim {
             alive: model.alive,
             rotated: None,
+            new_owner: false,
             data: model.data.clone(),
             user: model.user.clone(),
         };
@@ -756,19 +794,24 @@ fn first_began(live: &[Live<'_>]) -> Instant {
 
 /// The checks of a request that loaded the live session, apart from the
 /// order: it saw the session as the previous wave left it.
-fn check_loaded(request: &Request, observed: &Observed, model: &Model) -> Option<String> {
-    match &observed.seen {
-        Ok(Some(value)) if *value == json!(true) => {}
-        other => {
-            return Some(format!(
-                "loading by the session's newest id read seeded = {other:?}, not Some(true)"
-            ));
-        }
+fn check_loaded(
+    request: &Request,
+    observed: &Observed,
+    model: &Model,
+    users: &[String; 2],
+) -> Option<String> {
+    let seeded = model.data.get("seeded");
+    if observed.seen.as_ref().ok() != Some(&seeded.cloned()) {
+        return Some(format!(
+            "loading by the session's newest id read seeded = {:?}, not {seeded:?}",
+            observed.seen
+        ));
     }
     if let Action::Write(steps) = &request.action {
         // What the request itself sees: the loaded data, with its own
         // earlier steps applied.
         let mut data = model.data.clone();
+        let mut user = model.user.clone();
         let mut removed = observed.removed.iter();
         for step in steps {
             match step {
@@ -785,7 +828,7 @@ fn check_loaded(request: &Request, observed: &Observed, model: &Model) -> Option
                         ));
                     }
                 }
-                Step::Login(_) => {}
+                Step::Login(u) => login(&mut data, &mut user, &users[*u % 2]),
             }
         }
     }
@@ -828,6 +871,20 @@ impl Attempt<'_> {
             )));
         }
         let got = describe(&observed.answer, &model.chain);
+        if cookie != model.newest() {
+            // An id a login moved away from: it writes nothing.
+            let want = match request.action {
+                Action::Logout => CookieAction::Clear,
+                Action::Write(_) => CookieAction::Superseded,
+            };
+            if observed.answer.as_ref().ok() != Some(&want) {
+                return Ok(Some(format!(
+                    "its commit through {name} answered {got}, but the session moved away from \
+                     that id (its rotation's marker stands): the model says {want:?}"
+                )));
+            }
+            return Ok(None);
+        }
         let (mut data, mut user) = (Data::new(), None);
         let stored = match &request.action {
             Action::Logout => false,

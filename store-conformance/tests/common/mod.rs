@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
-use session_store_conformance::{CASES, Case};
+use session_store_conformance::{CASES, Case, Damage};
 
 /// A way to break the reference store on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,10 @@ pub(crate) enum Fault {
     DeleteExpiredDropsLive,
     TimestampsInSeconds,
     DropsLargeValues,
+    /// A save checks only that the stored record is framed right, as a
+    /// store that checks `{`…`}` would: at the stored version it
+    /// overwrites a record damaged inside its data.
+    SaveChecksOnlyTheFrame,
 }
 
 /// The runtime the suite's own tests run cases on: two workers, timers on.
@@ -71,8 +75,9 @@ struct Inner {
     /// The per-user index, kept apart from the records as a real
     /// backend's would be: user -> keys.
     index: HashMap<String, HashSet<StorageKey>>,
-    /// Keys whose record is "damaged": listed, deletable, never decoded.
-    unreadable: HashSet<StorageKey>,
+    /// Keys whose record is "damaged", and where: listed, deletable,
+    /// never decoded.
+    unreadable: HashMap<StorageKey, Damage>,
 }
 
 impl Inner {
@@ -146,17 +151,32 @@ impl Reference {
     /// The `unreadable` capability: `record` is stored, but reads as
     /// damaged.
     #[allow(dead_code)] // each test binary uses a subset
-    pub(crate) fn plant_unreadable(&self, record: &Record) {
+    pub(crate) fn plant_unreadable(&self, record: &Record, damage: Damage) {
         let mut inner = self.lock();
         inner.put(record.clone());
-        inner.unreadable.insert(record.key);
+        inner.unreadable.insert(record.key, damage);
     }
 
     fn damaged(&self, key: &StorageKey) -> Result<(), Error> {
-        if self.lock().unreadable.contains(key) {
+        if self.lock().unreadable.contains_key(key) {
             return Err(Error::decode(*key, std::io::Error::other("planted damage")));
         }
         Ok(())
+    }
+
+    /// What a save checks before it writes over `record.key`.
+    fn damaged_for_save(&self, record: &Record) -> Result<(), Error> {
+        if self.fault == Fault::SaveChecksOnlyTheFrame {
+            let inner = self.lock();
+            let same_version = inner
+                .records
+                .get(&record.key)
+                .is_some_and(|r| r.version == record.version);
+            if same_version && inner.unreadable.get(&record.key) == Some(&Damage::Data) {
+                return Ok(());
+            }
+        }
+        self.damaged(&record.key)
     }
 
     fn live(&self, key: &StorageKey) -> Option<Record> {
@@ -210,7 +230,7 @@ impl SessionStore for Reference {
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         record.check_save()?;
         if self.live(&record.key).is_some() {
-            self.damaged(&record.key)?;
+            self.damaged_for_save(record)?;
         }
         let mut stored = self.mangle(record.clone());
         stored.version = record.version + 1;
@@ -310,7 +330,7 @@ impl SessionStore for Reference {
             .into_iter()
             .filter(|r| r.is_live_at(now) || self.fault == Fault::ListIncludesExpired)
             .cloned()
-            .partition(|r| inner.unreadable.contains(&r.key));
+            .partition(|r| inner.unreadable.contains_key(&r.key));
         Ok(UserSessions {
             records,
             unreadable: unreadable.into_iter().map(|r| r.key).collect(),
