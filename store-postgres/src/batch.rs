@@ -297,7 +297,7 @@ fn keys_of<I>(items: &[&I], key: impl Fn(&I) -> StorageKey) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The six parallel arrays of a batch of rows.
+/// The six parallel arrays `$1` to `$6` of a batch of rows.
 fn bind_rows<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     rows: &[&Row],
@@ -317,6 +317,11 @@ fn bind_rows<'q>(
         .bind(rows.iter().map(|r| r.data.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+}
+
+/// The digests of a batch of rows, the array `$8` (after `now`, `$7`).
+fn digests_of(rows: &[&Row]) -> Vec<Vec<u8>> {
+    rows.iter().map(|r| r.digest.to_vec()).collect()
 }
 
 /// The storage key in column `index` of `row`.
@@ -409,6 +414,7 @@ impl Kind for Create {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(now)
+            .bind(row.digest.as_slice())
             .execute(&mut *conn)
             .await?;
         Ok(Ok(done.rows_affected() == 1))
@@ -422,6 +428,7 @@ impl Kind for Create {
     ) -> Result<Vec<Result<bool, Error>>, sqlx::Error> {
         let written = bind_rows(sqlx::query(shared.sql.create_many()), rows)
             .bind(now)
+            .bind(digests_of(rows))
             .fetch_all(&mut *conn)
             .await?
             .iter()
@@ -440,7 +447,7 @@ pub(crate) enum SaveOutcome {
     Conflict,
     /// No live row holds the key.
     NotFound,
-    /// A live row holds data that is not a JSON object.
+    /// A live row does not match its digest: the store cannot read it.
     Unreadable,
     /// Not written although the statement's snapshot showed the presented
     /// version: a concurrent write changed the row while the statement
@@ -488,6 +495,7 @@ impl Kind for Save {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(now)
+            .bind(row.digest.as_slice())
             .fetch_one(&mut *conn)
             .await?;
         Ok(Ok(SaveOutcome::of(
@@ -506,6 +514,7 @@ impl Kind for Save {
     ) -> Result<Vec<Result<SaveOutcome, Error>>, sqlx::Error> {
         let found = bind_rows(sqlx::query(shared.sql.save_many()), rows)
             .bind(now)
+            .bind(digests_of(rows))
             .fetch_all(&mut *conn)
             .await?;
         let mut by_key = HashMap::with_capacity(found.len());

@@ -126,10 +126,14 @@ pub(crate) fn map_shared(operation: &'static str, failure: &SharedFailure) -> Er
 #[error("version {0} is beyond what a bigint can store (at most {max})", max = i64::MAX - 1)]
 pub(crate) struct VersionOutOfRange(pub(crate) u64);
 
-/// A live row's data is not a JSON object; a save leaves it alone.
+/// A row that does not match its integrity digest (see
+/// [`crate::digest`]): loads, listings and saves leave it as it is.
 #[derive(Debug, thiserror::Error)]
-#[error("the row's data column does not hold a JSON object")]
-pub(crate) struct UnreadableData;
+#[error(
+    "the row does not match its integrity digest: this store did not write it as it stands \
+     (it was damaged or edited behind the store's back), so it is left as it is"
+)]
+pub(crate) struct Damaged;
 
 /// The table is not there: it was never migrated.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +152,21 @@ pub(crate) struct SchemaMissing {
      understands; upgrade session-store-postgres"
 )]
 pub(crate) struct SchemaTooNew {
+    pub(crate) table: String,
+    pub(crate) found: i64,
+    pub(crate) supported: i64,
+}
+
+/// The schema in the database was written by an older release and not
+/// migrated yet.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "table {table} has schema version {found}, older than the {supported} this release needs: \
+     migrate it with `PostgresOptions::migrate(true)` or `session_store_postgres::migrate` \
+     (stop the servers of the older release first: rows they write after the migration carry \
+     no valid digest and load as unreadable)"
+)]
+pub(crate) struct SchemaTooOld {
     pub(crate) table: String,
     pub(crate) found: i64,
     pub(crate) supported: i64,

@@ -29,11 +29,13 @@
 //! | `data` | `json` | the exact text serde_json wrote, so every value loads back equal |
 //! | `version` | `bigint` | the compare-and-set version |
 //! | `created_at`, `expires_at` | `bigint` | milliseconds since the Unix epoch; `expires_at` is indexed for the sweeper |
+//! | `digest` | `bytea` | SHA-256 of everything above but `expires_at`, as this store wrote it (see "Damage") |
 //!
-//! A companion table `<table>_meta` records the schema version, so a later
-//! release can migrate. Nothing is created at connect unless asked:
+//! A companion table `<table>_meta` records the schema version (2), so a
+//! later release can migrate. Nothing is created at connect unless asked:
 //! [`PostgresOptions::migrate`] or [`migrate`] installs the table (safe to
-//! run from several servers at once); connecting checks its version.
+//! run from several servers at once), or upgrades one of schema version 1;
+//! connecting checks its version and refuses an older or a newer one.
 //!
 //! # Semantics
 //!
@@ -43,21 +45,14 @@
 //! - `create` is one `INSERT … ON CONFLICT DO UPDATE … WHERE <expired>`: a
 //!   live row is never overwritten, an expired one is replaced.
 //! - `save` is one compare-and-set `UPDATE … WHERE version = $n AND
-//!   <live>` that also reads, in the same statement, what the key held, so
-//!   a failed save tells [`Conflict`](session_core::Error::Conflict) from
+//!   <live> AND <digest matches>` that also reads, in the same statement,
+//!   what the key held, so a failed save tells
+//!   [`Conflict`](session_core::Error::Conflict) from
 //!   [`NotFound`](session_core::Error::NotFound) (a save never resurrects a
-//!   deleted session) and never overwrites a row whose data is not a JSON
-//!   object or whose version is negative. When the row changed while the
-//!   save waited for its lock, the save runs again (at most 8 times) to
-//!   learn which.
-//!
-//!   A known gap: damage written behind the store's back that keeps the
-//!   data a JSON object (a number beyond `f64`, nesting deeper than serde
-//!   reads, a lone UTF-16 surrogate) or makes the user column invalid
-//!   UTF-8 is [`Decode`](session_core::Error::Decode) for loads and lists,
-//!   but a save presenting the row's version overwrites it (the statement
-//!   cannot decode as serde does; PostgreSQL 15 has no non-raising UTF-8
-//!   check). `tests/faults.rs` keeps these cases as ignored tests.
+//!   deleted session) from a row it cannot read
+//!   ([`Decode`](session_core::Error::Decode)), which it never overwrites.
+//!   When the row changed while the save waited for its lock, the save runs
+//!   again (at most 8 times) to learn which.
 //! - Expiry is a comparison with the app server's clock: an expired row is
 //!   absent for every method at once, and removed by
 //!   [`PostgresStore::spawn_sweeper`] in short batches that skip rows
@@ -66,6 +61,28 @@
 //!   lost connections, a server shutting down or starting, serialization
 //!   failures and deadlocks, timeouts are retryable; constraint and syntax
 //!   errors are not.
+//!
+//! # Damage
+//!
+//! "Unreadable" means the same to every method: not what this store
+//! wrote. Each create and save writes, beside the row, the SHA-256 of its
+//! key, version, `created_at`, user and the data's exact text (not the
+//! expiry, so `touch` keeps it valid). A load or a listing checks it
+//! before decoding; a save checks it in the compare-and-set itself, the
+//! server hashing the row it is about to overwrite. A row edited behind
+//! the store's back, wherever (a number beyond `f64` or nesting deeper
+//! than serde reads inside a JSON object, a lone surrogate, a user that is
+//! not UTF-8, a version changed by hand, data that is not an object), is
+//! [`Decode`](session_core::Error::Decode) naming its key for loads and
+//! saves alike, stays in place, is reported by `list_by_user` and removed
+//! by `delete` and `delete_by_user`. A digest catches damage, not
+//! forgery: whoever rewrites the digest to match is trusted.
+//!
+//! The upgrade from schema version 1 ([`migrate`]) fills the digest of
+//! every row that decodes into a record; one that does not stays
+//! unreadable. Stop the servers of the older release before it: a row one
+//! of them writes afterwards carries no valid digest and loads as
+//! `Decode`.
 //!
 //! # Timeouts
 //!
@@ -136,6 +153,7 @@ pub struct ReadmeDoctests;
 mod batch;
 mod codec;
 mod deadline;
+mod digest;
 mod error;
 mod options;
 mod schema;
@@ -144,6 +162,7 @@ mod store;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod upgrade;
 
 pub use deadline::{DEFAULT_OPERATION_TIMEOUT, TimedOut, statement_timeout};
 pub use options::{

@@ -11,7 +11,7 @@ use sqlx::postgres::PgPool;
 use crate::batch::{Batched, Create, Delete, Load, Save, SaveOutcome, Touch, TouchItem};
 use crate::codec::{Row, decode_row};
 use crate::deadline::DEFAULT_OPERATION_TIMEOUT;
-use crate::error::UnreadableData;
+use crate::error::Damaged;
 use crate::options::{DEFAULT_SWEEP_BATCH, PostgresOptions};
 use crate::schema::{self, Statements};
 use crate::shared::{Shared, now_ms};
@@ -207,7 +207,7 @@ impl SessionStore for PostgresStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let budget = self.inner.shared.budget();
-        let row = Row::of("create", record)?;
+        let row = Row::for_create(record)?;
         if self.inner.creates.run(row, budget).await? {
             Ok(())
         } else {
@@ -225,14 +225,14 @@ impl SessionStore for PostgresStore {
         // One budget for every run of the save.
         let budget = self.inner.shared.budget();
         record.check_save()?;
-        let row = Row::of(op, record)?;
+        let row = Row::for_save(record)?;
         for _ in 0..SAVE_RERUNS {
             match self.inner.saves.run(row.clone(), budget).await? {
                 // `check_save` keeps the version below `Record::MAX_VERSION`.
                 SaveOutcome::Saved => return Ok(record.version + 1),
                 SaveOutcome::Conflict => return Err(Error::Conflict),
                 SaveOutcome::NotFound => return Err(Error::NotFound),
-                SaveOutcome::Unreadable => return Err(Error::decode(record.key, UnreadableData)),
+                SaveOutcome::Unreadable => return Err(Error::decode(record.key, Damaged)),
                 SaveOutcome::Changed => {}
             }
         }

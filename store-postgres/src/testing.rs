@@ -581,13 +581,23 @@ impl TestStore {
 
     /// Stores `record`'s key, user and deadline with data that is not a
     /// JSON object (so no load can decode it), for the suite's unreadable
-    /// cases.
+    /// cases ([`plant_unreadable`]).
     ///
     /// # Errors
     ///
     /// When the statement fails.
     pub async fn plant_unreadable(&self, record: &Record) -> Result<(), Error> {
         plant_unreadable(&self.store, record).await
+    }
+
+    /// Stores `record` as the store would, but with a value inside its
+    /// data damaged ([`plant_damaged_data`]).
+    ///
+    /// # Errors
+    ///
+    /// When the record cannot be encoded or the statement fails.
+    pub async fn plant_damaged_data(&self, record: &Record) -> Result<(), Error> {
+        plant_damaged_data(&self.store, record).await
     }
 }
 
@@ -617,6 +627,62 @@ pub async fn plant_unreadable(store: &PostgresStore, record: &Record) -> Result<
         .await
         .map(|_| ())
         .map_err(|e| Error::backend("plant_unreadable", false, e))
+}
+
+/// Stores `record` in `store`'s table exactly as the store writes it
+/// (key, user, version, timestamps, and the integrity digest of the
+/// record's real data), except that inside the data one value is replaced
+/// by `1e400`: a number beyond `f64`, which the `json` column and the JSON
+/// grammar accept and serde_json refuses. Replaces what the key held. What
+/// a person or a tool editing the table leaves behind.
+///
+/// # Errors
+///
+/// When the record cannot be encoded or the statement fails.
+pub async fn plant_damaged_data(store: &PostgresStore, record: &Record) -> Result<(), Error> {
+    let op = "plant_damaged_data";
+    let row = crate::codec::Row::for_create(record)?;
+    let data = damaged_text(&record.data).map_err(|e| Error::backend(op, false, e))?;
+    let statement = format!(
+        "INSERT INTO {} (key, \"user\", data, version, created_at, expires_at, digest) \
+         VALUES ($1, $2, $3::json, $4, $5, $6, $7) \
+         ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", data = EXCLUDED.data, \
+         version = EXCLUDED.version, created_at = EXCLUDED.created_at, \
+         expires_at = EXCLUDED.expires_at, digest = EXCLUDED.digest",
+        store.table().quoted()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(row.key.as_bytes().as_slice())
+        .bind(row.user.as_deref().map(str::as_bytes))
+        .bind(data)
+        .bind(row.version)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(row.digest.as_slice())
+        .execute(store.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::backend(op, false, e))
+}
+
+/// `data`'s JSON text with its first value (or a new one, if it has
+/// none) replaced by `1e400`.
+fn damaged_text(data: &session_core::Data) -> Result<String, String> {
+    const MARKER: &str = "\u{1}damage\u{1}";
+    // How serde_json writes the marker: control characters escaped.
+    const WRITTEN: &str = "\"\\u0001damage\\u0001\"";
+    let mut damaged = data.clone();
+    let first = damaged
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| "n".to_owned());
+    damaged.insert(first, serde_json::Value::String(MARKER.to_owned()));
+    let text = serde_json::to_string(&damaged).map_err(|e| e.to_string())?;
+    if !text.contains(WRITTEN) {
+        return Err(format!("cannot find the marker in {text}"));
+    }
+    Ok(text.replacen(WRITTEN, "1e400", 1))
 }
 
 impl Drop for TestStore {
