@@ -81,10 +81,14 @@ pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
 #[error("version {0} is beyond what SQLite can store (at most {max})", max = i64::MAX - 1)]
 pub(crate) struct VersionOutOfRange(pub(crate) u64);
 
-/// A live row's data column is not valid JSON; a save leaves it alone.
+/// A row that does not match its integrity digest (see
+/// [`crate::digest`]): loads, listings and saves leave it as it is.
 #[derive(Debug, thiserror::Error)]
-#[error("the row's data column is not valid JSON")]
-pub(crate) struct UnreadableData;
+#[error(
+    "the row does not match its integrity digest: this store did not write it as it stands \
+     (it was damaged or edited behind the store's back), so it is left as it is"
+)]
+pub(crate) struct Damaged;
 
 /// The schema in the database was written by a newer release.
 #[derive(Debug, thiserror::Error)]

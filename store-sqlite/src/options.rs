@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 
 use crate::SqliteStore;
 use crate::deadline::DEFAULT_OPERATION_TIMEOUT;
+use crate::digest::{COLLATION, collate};
 use crate::error::map_sqlx;
 
 /// The longest accepted table name, in bytes. Leaves room for the suffixes
@@ -306,6 +307,9 @@ impl SqliteOptions {
                 (connect, pool_options, Some(keeper))
             }
         };
+        // The collation of the digest checks (see `crate::digest`), on
+        // every connection: the writer's runs the saves, any may inspect.
+        let connect = connect.collation(COLLATION, collate);
         let pool = pool_options.connect_lazy_with(connect);
         SqliteStore::from_parts(
             pool,

@@ -11,7 +11,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::codec::{Row, decode_row};
 use crate::deadline::{DEFAULT_OPERATION_TIMEOUT, TimedOut};
-use crate::error::{UnreadableData, map_sqlx};
+use crate::digest::{COLLATION, collate};
+use crate::error::{Damaged, map_sqlx};
 use crate::options::{DEFAULT_SWEEP_BATCH, Keeper, SqliteOptions, TableName};
 use crate::reader::Reader;
 use crate::schema::{self, Statements};
@@ -143,18 +144,19 @@ impl SqliteStore {
         let op = "open";
         let deadline = Instant::now() + timeout;
         let timed_out = || Error::backend(op, true, TimedOut::new(timeout, false));
-        timeout_at(deadline, schema::ensure(&pool, &table))
-            .await
-            .map_err(|_| timed_out())??;
+        schema::ensure(&pool, &table, deadline).await?;
         // The writer's own connection, opened with the pool's options (the
         // same file or in-memory database, journal mode and busy timeout).
         // Its temporary files live in memory: a multi-row statement inside
         // the batch transaction keeps a statement journal (the pages it
         // changed, to undo it alone if it fails), which would otherwise
         // spill into a temporary file, created and deleted per statement.
+        // It compares rows with their digests under the collation of
+        // `crate::digest`.
         let writer_options = (*pool.connect_options())
             .clone()
-            .pragma("temp_store", "MEMORY");
+            .pragma("temp_store", "MEMORY")
+            .collation(COLLATION, collate);
         let sql = Statements::new(table);
         let writer = timeout_at(deadline, async {
             let conn = sqlx::ConnectOptions::connect(&writer_options).await?;
@@ -210,9 +212,8 @@ fn now_ms() -> i64 {
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        let op = "create";
         record.check_create()?;
-        let row = Row::of(op, record)?;
+        let row = Row::for_create(record)?;
         if self
             .inner
             .writer
@@ -236,9 +237,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
-        let op = "save";
         record.check_save()?;
-        let row = Row::of(op, record)?;
+        let row = Row::for_save(record)?;
         match self
             .inner
             .writer
@@ -248,7 +248,7 @@ impl SessionStore for SqliteStore {
             // `check_save` keeps the version below `Record::MAX_VERSION`.
             SaveOutcome::Saved => Ok(record.version + 1),
             SaveOutcome::Conflict => Err(Error::Conflict),
-            SaveOutcome::Unreadable => Err(Error::decode(record.key, UnreadableData)),
+            SaveOutcome::Unreadable => Err(Error::decode(record.key, Damaged)),
             SaveOutcome::NotFound => Err(Error::NotFound),
         }
     }

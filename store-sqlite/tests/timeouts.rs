@@ -128,8 +128,8 @@ async fn open() -> TestResult<(tempfile::TempDir, std::path::PathBuf, SqliteStor
 /// What the table holds, every row byte for byte, in key order.
 async fn snapshot(store: &SqliteStore) -> TestResult<Vec<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT concat_ws(' | ', hex(key), user, data, version, created_at, expires_at) \
-         FROM sessions ORDER BY key",
+        "SELECT concat_ws(' | ', hex(key), user, data, version, created_at, expires_at, \
+         digest) FROM sessions ORDER BY key",
     )
     .fetch_all(store.pool())
     .await?)

@@ -60,21 +60,17 @@ async fn batch(db: &mut Db, writes: Vec<Planned>) -> Vec<Outcome> {
     outcomes
 }
 
-fn row(record: &Record) -> Row {
-    Row::of("test", record).unwrap()
-}
-
 fn changed(wrote: bool) -> String {
     format!("changed {}", u8::from(wrote))
 }
 
 fn create(record: &Record) -> Planned {
-    let row = row(record);
+    let row = Row::for_create(record).unwrap();
     planned(|reply| Write::Create(row, reply), changed)
 }
 
 fn save(record: &Record) -> Planned {
-    let row = row(record);
+    let row = Row::for_save(record).unwrap();
     let show = |outcome| match outcome {
         SaveOutcome::Saved => "saved".into(),
         SaveOutcome::Conflict => "conflict".into(),
