@@ -319,11 +319,6 @@ fn bind_rows<'q>(
         .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
 }
 
-/// The digests of a batch of rows, the array `$8` (after `now`, `$7`).
-fn digests_of(rows: &[&Row]) -> Vec<Vec<u8>> {
-    rows.iter().map(|r| r.digest.to_vec()).collect()
-}
-
 /// The storage key in column `index` of `row`.
 fn key_at(row: &PgRow, index: usize) -> Result<StorageKey, sqlx::Error> {
     let bytes: &[u8] = row.try_get(index)?;
@@ -414,7 +409,6 @@ impl Kind for Create {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(now)
-            .bind(row.digest.as_slice())
             .execute(&mut *conn)
             .await?;
         Ok(Ok(done.rows_affected() == 1))
@@ -428,7 +422,6 @@ impl Kind for Create {
     ) -> Result<Vec<Result<bool, Error>>, sqlx::Error> {
         let written = bind_rows(sqlx::query(shared.sql.create_many()), rows)
             .bind(now)
-            .bind(digests_of(rows))
             .fetch_all(&mut *conn)
             .await?
             .iter()
@@ -495,7 +488,6 @@ impl Kind for Save {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(now)
-            .bind(row.digest.as_slice())
             .fetch_one(&mut *conn)
             .await?;
         Ok(Ok(SaveOutcome::of(
@@ -514,7 +506,6 @@ impl Kind for Save {
     ) -> Result<Vec<Result<SaveOutcome, Error>>, sqlx::Error> {
         let found = bind_rows(sqlx::query(shared.sql.save_many()), rows)
             .bind(now)
-            .bind(digests_of(rows))
             .fetch_all(&mut *conn)
             .await?;
         let mut by_key = HashMap::with_capacity(found.len());

@@ -5,14 +5,13 @@
 //! id may contain), the data map is `json` (kept as the exact
 //! text serde_json wrote, so every number and string loads back equal),
 //! timestamps are `bigint` milliseconds since the Unix epoch and the
-//! version a non-negative `bigint`; beside them, the row's integrity
-//! digest (see [`crate::digest`]).
+//! version a non-negative `bigint`. Each row read comes with whether it
+//! matches its integrity digest (see [`crate::digest`]).
 
 use session_core::{Error, Record, StorageKey};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::digest::{DIGEST_LEN, digest};
 use crate::error::{BadKey, Damaged, VersionOutOfRange, map_sqlx};
 use crate::table::TableName;
 
@@ -37,55 +36,30 @@ pub(crate) struct Row {
     pub(crate) version: i64,
     pub(crate) created_at: i64,
     pub(crate) expires_at: i64,
-    /// The digest of the row as this write leaves it.
-    pub(crate) digest: [u8; DIGEST_LEN],
 }
 
 impl Row {
-    /// The columns of `record` for a create, which stores its version.
+    /// The columns of `record`, written by `operation`.
     ///
     /// # Errors
     ///
     /// [`Error::Backend`] when the data cannot be encoded or the version is
     /// out of `bigint`'s range.
-    pub(crate) fn for_create(record: &Record) -> Result<Self, Error> {
-        Self::of("create", record, 0)
-    }
-
-    /// The columns of `record` for a save, which presents its version and
-    /// stores the next.
-    ///
-    /// # Errors
-    ///
-    /// As [`Row::for_create`].
-    pub(crate) fn for_save(record: &Record) -> Result<Self, Error> {
-        Self::of("save", record, 1)
-    }
-
-    /// The columns of `record`, whose row will hold version `record.version
-    /// + bump`.
-    fn of(operation: &'static str, record: &Record, bump: i64) -> Result<Self, Error> {
-        let version = version_to_sql(operation, record.version)?;
-        let data =
-            serde_json::to_string(&record.data).map_err(|e| Error::backend(operation, false, e))?;
-        let created_at = record.created_at.as_millis();
-        let user = record.user.as_deref().map(str::as_bytes);
-        // `version_to_sql` keeps the version below `i64::MAX`.
-        let stored = version.saturating_add(bump);
-        let digest = digest(record.key.as_bytes(), user, stored, created_at, &data);
+    pub(crate) fn of(operation: &'static str, record: &Record) -> Result<Self, Error> {
         Ok(Self {
             key: record.key,
             user: record.user.clone(),
-            data,
-            version,
-            created_at,
+            data: serde_json::to_string(&record.data)
+                .map_err(|e| Error::backend(operation, false, e))?,
+            version: version_to_sql(operation, record.version)?,
+            created_at: record.created_at.as_millis(),
             expires_at: record.expires_at.as_millis(),
-            digest,
         })
     }
 }
 
-/// Decodes a row selected with [`crate::schema::RECORD_COLUMNS`].
+/// Decodes a row selected with the schema's record columns (the last:
+/// whether it matches its digest).
 ///
 /// A row whose data or version cannot be read is [`Error::Decode`] naming
 /// its key; the row itself is not touched.
@@ -106,42 +80,37 @@ pub(crate) fn decode_row(
         )
     })?;
     let decode = |e: sqlx::Error| Error::decode(key, e);
+    // Checked first: a row the store did not write as it stands is not
+    // decoded at all, whatever it holds.
+    let intact: bool = row.try_get(6).map_err(decode)?;
+    if !intact {
+        return Err(Error::decode(key, Damaged));
+    }
     let user: Option<&[u8]> = row.try_get(1).map_err(decode)?;
+    let user = user
+        .map(|user| String::from_utf8(user.to_vec()).map_err(|e| Error::decode(key, e)))
+        .transpose()?;
     let data: &str = row.try_get(2).map_err(decode)?;
     let version: i64 = row.try_get(3).map_err(decode)?;
     let created_at: i64 = row.try_get(4).map_err(decode)?;
     let expires_at: i64 = row.try_get(5).map_err(decode)?;
-    let stored: Option<&[u8]> = row.try_get(6).map_err(decode)?;
-    // Checked first: a row the store did not write as it stands is not
-    // decoded at all, whatever it holds.
-    if stored != Some(digest(key_bytes, user, version, created_at, data).as_slice()) {
-        return Err(Error::decode(key, Damaged));
-    }
-    let user = user
-        .map(|user| String::from_utf8(user.to_vec()).map_err(|e| Error::decode(key, e)))
-        .transpose()?;
     Record::from_columns(key, user, data, version, created_at, expires_at)
 }
 
-/// The digest of a row as the schema's migration reads it (key, user,
-/// data, version, created_at): `None` when the row does not decode into a
-/// record, so that it stays unreadable rather than be vouched for.
-pub(crate) fn digest_if_readable(row: &PgRow) -> Option<(Vec<u8>, [u8; DIGEST_LEN])> {
+/// The key of a row as the schema's upgrade reads it (key, user, data,
+/// version, created_at) when the row decodes into a record: `None` when
+/// it does not, so that it stays unreadable rather than be vouched for.
+pub(crate) fn readable_key(row: &PgRow) -> Option<Vec<u8>> {
     let key_bytes: Vec<u8> = row.try_get(0).ok()?;
     let key = StorageKey::from_slice(&key_bytes).ok()?;
     let user: Option<Vec<u8>> = row.try_get(1).ok()?;
-    let data: String = row.try_get(2).ok()?;
+    let user = user.map(String::from_utf8).transpose().ok()?;
+    let data: &str = row.try_get(2).ok()?;
     let version: i64 = row.try_get(3).ok()?;
     let created_at: i64 = row.try_get(4).ok()?;
-    let user_text = user
-        .as_ref()
-        .map(|user| String::from_utf8(user.clone()))
-        .transpose()
-        .ok()?;
     // The expiry is not part of the digest; any valid one will do.
-    Record::from_columns(key, user_text, &data, version, created_at, created_at).ok()?;
-    let digest = digest(&key_bytes, user.as_deref(), version, created_at, &data);
-    Some((key_bytes, digest))
+    Record::from_columns(key, user, data, version, created_at, created_at).ok()?;
+    Some(key_bytes)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@
 //! | `data` | `json` | the exact text serde_json wrote, so every value loads back equal |
 //! | `version` | `bigint` | the compare-and-set version |
 //! | `created_at`, `expires_at` | `bigint` | milliseconds since the Unix epoch; `expires_at` is indexed for the sweeper |
-//! | `digest` | `bytea` | SHA-256 of everything above but `expires_at`, as this store wrote it (see "Damage") |
+//! | `digest` | `bigint` | a 64-bit hash of everything above but `expires_at`, as this store wrote it (see "Damage") |
 //!
 //! A companion table `<table>_meta` records the schema version (2), so a
 //! later release can migrate. Nothing is created at connect unless asked:
@@ -65,18 +65,22 @@
 //! # Damage
 //!
 //! "Unreadable" means the same to every method: not what this store
-//! wrote. Each create and save writes, beside the row, the SHA-256 of its
-//! key, version, `created_at`, user and the data's exact text (not the
-//! expiry, so `touch` keeps it valid). A load or a listing checks it
-//! before decoding; a save checks it in the compare-and-set itself, the
-//! server hashing the row it is about to overwrite. A row edited behind
-//! the store's back, wherever (a number beyond `f64` or nesting deeper
-//! than serde reads inside a JSON object, a lone surrogate, a user that is
-//! not UTF-8, a version changed by hand, data that is not an object), is
-//! [`Decode`](session_core::Error::Decode) naming its key for loads and
-//! saves alike, stays in place, is reported by `list_by_user` and removed
-//! by `delete` and `delete_by_user`. A digest catches damage, not
-//! forgery: whoever rewrites the digest to match is trusted.
+//! wrote. Each create and save writes, beside the row, a 64-bit hash of
+//! its key, user, version, `created_at` and the data's exact text (not the
+//! expiry, so `touch` keeps it valid), computed by the server in the same
+//! statement. Every statement that reads a record also says whether the
+//! row matches it, and a save's compare-and-set requires that it does. A
+//! row edited behind the store's back, wherever (a number beyond `f64` or
+//! nesting deeper than serde reads inside a JSON object, a lone surrogate,
+//! a user that is not UTF-8, a version changed by hand, data that is not
+//! an object), is [`Decode`](session_core::Error::Decode) naming its key
+//! for loads and saves alike, stays in place, is reported by
+//! `list_by_user` and removed by `delete` and `delete_by_user`. The hash
+//! is PostgreSQL's own (that of hash indexes, stable across releases); its
+//! values differ between little- and big-endian servers, so a dump
+//! restored onto a server of the other kind loads every session as
+//! unreadable. A digest catches damage, not forgery: whoever rewrites the
+//! digest to match is trusted.
 //!
 //! The upgrade from schema version 1 ([`migrate`]) fills the digest of
 //! every row that decodes into a record; one that does not stays

@@ -12,7 +12,7 @@ use session_core::Error;
 use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, SqlStr};
 
-use crate::digest::STORED_DIGEST;
+use crate::digest::{digest_of, intact};
 use crate::error::{SchemaMissing, SchemaTooNew, SchemaTooOld, map_sqlx};
 use crate::table::TableName;
 use crate::upgrade;
@@ -22,9 +22,14 @@ use crate::upgrade;
 pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The columns a record is read from, in this order (see
-/// [`crate::codec::decode_row`]).
-pub(crate) const RECORD_COLUMNS: &str =
-    "key, \"user\", data::text, version, created_at, expires_at, digest";
+/// [`crate::codec::decode_row`]): the last says whether the row matches
+/// its digest.
+fn record_columns() -> String {
+    format!(
+        "key, \"user\", data::text, version, created_at, expires_at, {}",
+        intact("")
+    )
+}
 
 /// SQLSTATE `undefined_table`.
 const UNDEFINED_TABLE: &str = "42P01";
@@ -53,11 +58,10 @@ fn sql(text: &Arc<str>) -> SqlStr {
     sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(Arc::clone(text)))
 }
 
-/// The records of a batch, as rows `v(k, ver, usr, dat, cre, exp, dig)`
-/// from seven parallel arrays, `$1` to `$6` and `$8` (`$7` is the batch's
-/// `now`).
+/// The records of a batch, as rows `v(k, ver, usr, dat, cre, exp)` from
+/// six parallel arrays `$1` to `$6`.
 const RECORDS: &str = "unnest($1::bytea[], $2::int8[], $3::bytea[], $4::text[], $5::int8[], \
-     $6::int8[], $8::bytea[]) AS v(k, ver, usr, dat, cre, exp, dig)";
+     $6::int8[]) AS v(k, ver, usr, dat, cre, exp)";
 
 impl Statements {
     pub(crate) fn new(table: TableName) -> Self {
@@ -67,21 +71,28 @@ impl Statements {
         // digest (what this store wrote), and reports, from the same
         // snapshot, what the key held, so a failed save tells Conflict from
         // NotFound from a row it cannot read without another statement.
-        let save_where = format!("s.expires_at > $7 AND s.digest = {STORED_DIGEST}");
-        let intact = format!("coalesce(s.digest = {STORED_DIGEST}, false)");
+        let save_where = format!("s.expires_at > $7 AND {}", intact("s."));
+        let readable = intact("s.");
+        let record_columns = record_columns();
+        // The digest each write leaves (see `crate::digest`): of the
+        // parameters, of a batch's rows, of a saved row's next version.
+        let created = digest_of("$1", "$2", "$4", "$5", "$3");
+        let created_many = digest_of("k", "usr", "ver", "cre", "dat");
+        let saved = digest_of("s.key", "$3", "s.version + 1", "$5", "$4");
+        let saved_many = digest_of("s.key", "v.usr", "s.version + 1", "v.cre", "v.dat");
         Self {
             // Inserts, or replaces a row that is no longer live; a live row
             // makes the upsert's WHERE false, so nothing changes (0 rows).
             create: format!(
                 "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at, \
-                 digest) VALUES ($1, $2, $3::json, $4, $5, $6, $8) \
+                 digest) VALUES ($1, $2, $3::json, $4, $5, $6, {created}) \
                  ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", \
                  data = EXCLUDED.data, version = EXCLUDED.version, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
                  digest = EXCLUDED.digest WHERE s.expires_at <= $7"
             )
             .into(),
-            load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2")
+            load: format!("SELECT {record_columns} FROM {t} WHERE key = $1 AND expires_at > $2")
                 .into(),
             // One row always: whether it saved, and, when it did not, the
             // stored version and readability of a live row under the key
@@ -90,10 +101,10 @@ impl Statements {
             // (and hashes) the row once.
             save: format!(
                 "WITH upd AS (UPDATE {t} AS s SET \"user\" = $3, data = $4::json, \
-                 created_at = $5, expires_at = $6, version = s.version + 1, digest = $8 \
+                 created_at = $5, expires_at = $6, version = s.version + 1, digest = {saved} \
                  WHERE s.key = $1 AND s.version = $2 AND {save_where} RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM upd), p.version, p.readable \
-                 FROM (SELECT 1) AS one LEFT JOIN (SELECT s.version, {intact} AS readable \
+                 FROM (SELECT 1) AS one LEFT JOIN (SELECT s.version, {readable} AS readable \
                  FROM {t} AS s \
                  WHERE s.key = $1 AND s.expires_at > $7 AND NOT EXISTS (SELECT 1 FROM upd)) \
                  AS p ON true"
@@ -103,7 +114,7 @@ impl Statements {
                 .into(),
             delete: format!("DELETE FROM {t} WHERE key = $1 RETURNING expires_at").into(),
             list_by_user: format!(
-                "SELECT {RECORD_COLUMNS} FROM {t} WHERE \"user\" = $1 AND expires_at > $2"
+                "SELECT {record_columns} FROM {t} WHERE \"user\" = $1 AND expires_at > $2"
             )
             .into(),
             delete_by_user: format!("DELETE FROM {t} WHERE \"user\" = $1 RETURNING expires_at")
@@ -118,12 +129,12 @@ impl Statements {
             // The batched forms (see `crate::batch`): one statement for many
             // distinct keys; each answers per key.
             load_many: format!(
-                "SELECT {RECORD_COLUMNS} FROM {t} WHERE key = ANY($1) AND expires_at > $2"
+                "SELECT {record_columns} FROM {t} WHERE key = ANY($1) AND expires_at > $2"
             )
             .into(),
             create_many: format!(
                 "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at, \
-                 digest) SELECT k, usr, dat::json, ver, cre, exp, dig FROM {RECORDS} \
+                 digest) SELECT k, usr, dat::json, ver, cre, exp, {created_many} FROM {RECORDS} \
                  ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", \
                  data = EXCLUDED.data, version = EXCLUDED.version, \
                  created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
@@ -135,11 +146,11 @@ impl Statements {
             save_many: format!(
                 "WITH upd AS (UPDATE {t} AS s SET \"user\" = v.usr, data = v.dat::json, \
                  created_at = v.cre, expires_at = v.exp, version = s.version + 1, \
-                 digest = v.dig \
+                 digest = {saved_many} \
                  FROM {RECORDS} WHERE s.key = v.k AND s.version = v.ver AND {save_where} \
                  RETURNING s.key) \
                  SELECT v.k, upd.key IS NOT NULL, s.version, \
-                 CASE WHEN upd.key IS NULL THEN {intact} END \
+                 CASE WHEN upd.key IS NULL THEN {readable} END \
                  FROM {RECORDS} LEFT JOIN upd ON upd.key = v.k \
                  LEFT JOIN {t} AS s ON s.key = v.k AND s.expires_at > $7"
             )
@@ -217,7 +228,7 @@ fn ddl(table: &TableName) -> Vec<String> {
              version bigint NOT NULL, \
              created_at bigint NOT NULL, \
              expires_at bigint NOT NULL, \
-             digest bytea)"
+             digest bigint)"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{name}_expires_at_idx\" ON {t} (expires_at)"),
         // A hash index: lookups are by equality only, and it takes user

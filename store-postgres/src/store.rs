@@ -207,7 +207,7 @@ impl SessionStore for PostgresStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let budget = self.inner.shared.budget();
-        let row = Row::for_create(record)?;
+        let row = Row::of("create", record)?;
         if self.inner.creates.run(row, budget).await? {
             Ok(())
         } else {
@@ -225,7 +225,7 @@ impl SessionStore for PostgresStore {
         // One budget for every run of the save.
         let budget = self.inner.shared.budget();
         record.check_save()?;
-        let row = Row::for_save(record)?;
+        let row = Row::of(op, record)?;
         for _ in 0..SAVE_RERUNS {
             match self.inner.saves.run(row.clone(), budget).await? {
                 // `check_save` keeps the version below `Record::MAX_VERSION`.

@@ -630,39 +630,41 @@ pub async fn plant_unreadable(store: &PostgresStore, record: &Record) -> Result<
 }
 
 /// Stores `record` in `store`'s table exactly as the store writes it
-/// (key, user, version, timestamps, and the integrity digest of the
-/// record's real data), except that inside the data one value is replaced
-/// by `1e400`: a number beyond `f64`, which the `json` column and the JSON
-/// grammar accept and serde_json refuses. Replaces what the key held. What
-/// a person or a tool editing the table leaves behind.
+/// (through the store itself: key, user, version, timestamps and the
+/// integrity digest of the record's real data), then replaces, inside the
+/// data, one value by `1e400`: a number beyond `f64`, which the `json`
+/// column and the JSON grammar accept and serde_json refuses. Replaces
+/// what the key held. What a person or a tool editing the table leaves
+/// behind.
 ///
 /// # Errors
 ///
-/// When the record cannot be encoded or the statement fails.
+/// When the record cannot be stored or the statement fails.
 pub async fn plant_damaged_data(store: &PostgresStore, record: &Record) -> Result<(), Error> {
     let op = "plant_damaged_data";
-    let row = crate::codec::Row::for_create(record)?;
+    store.delete(&record.key).await?;
+    store.create(record).await?;
     let data = damaged_text(&record.data).map_err(|e| Error::backend(op, false, e))?;
     let statement = format!(
-        "INSERT INTO {} (key, \"user\", data, version, created_at, expires_at, digest) \
-         VALUES ($1, $2, $3::json, $4, $5, $6, $7) \
-         ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", data = EXCLUDED.data, \
-         version = EXCLUDED.version, created_at = EXCLUDED.created_at, \
-         expires_at = EXCLUDED.expires_at, digest = EXCLUDED.digest",
+        "UPDATE {} SET data = $2::json WHERE key = $1",
         store.table().quoted()
     );
-    sqlx::query(sqlx::AssertSqlSafe(statement))
-        .bind(row.key.as_bytes().as_slice())
-        .bind(row.user.as_deref().map(str::as_bytes))
+    let changed = sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(record.key.as_bytes().as_slice())
         .bind(data)
-        .bind(row.version)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(row.digest.as_slice())
         .execute(store.pool())
         .await
-        .map(|_| ())
-        .map_err(|e| Error::backend(op, false, e))
+        .map_err(|e| Error::backend(op, false, e))?
+        .rows_affected();
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Error::backend(
+            op,
+            false,
+            format!("damaging the planted row changed {changed} rows"),
+        ))
+    }
 }
 
 /// `data`'s JSON text with its first value (or a new one, if it has

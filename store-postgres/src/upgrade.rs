@@ -5,7 +5,8 @@ use session_core::Error;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use crate::codec::digest_if_readable;
+use crate::codec::readable_key;
+use crate::digest::stored;
 use crate::error::map_sqlx;
 use crate::table::TableName;
 
@@ -14,14 +15,15 @@ const CHUNK: i64 = 1_000;
 
 /// From schema version 1 to 2: adds the `digest` column and fills it, in
 /// key order, a chunk at a time, for every row that decodes into a record
-/// (the digest is computed here, as the store computes it for its writes);
-/// a row that does not decode keeps no digest, and stays unreadable.
+/// (checked here; the digest computed by the server, as for the store's
+/// writes); a row that does not decode keeps no digest, and stays
+/// unreadable.
 pub(crate) async fn from_v1(conn: &mut PgConnection, table: &TableName) -> Result<(), Error> {
     let op = "migrate";
     let t = table.quoted();
     let run = |e: sqlx::Error| map_sqlx(op, e);
     sqlx::query(AssertSqlSafe(format!(
-        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS digest bytea"
+        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS digest bigint"
     )))
     .execute(&mut *conn)
     .await
@@ -31,8 +33,8 @@ pub(crate) async fn from_v1(conn: &mut PgConnection, table: &TableName) -> Resul
          WHERE key > $1 ORDER BY key LIMIT {CHUNK}"
     );
     let update = format!(
-        "UPDATE {t} AS s SET digest = v.dig FROM unnest($1::bytea[], $2::bytea[]) AS v(k, dig) \
-         WHERE s.key = v.k"
+        "UPDATE {t} AS s SET digest = {} WHERE s.key = ANY($1)",
+        stored("s.")
     );
     let mut after: Vec<u8> = Vec::new();
     loop {
@@ -45,14 +47,9 @@ pub(crate) async fn from_v1(conn: &mut PgConnection, table: &TableName) -> Resul
             break;
         };
         after = last.try_get(0).map_err(run)?;
-        let (keys, digests): (Vec<Vec<u8>>, Vec<Vec<u8>>) = rows
-            .iter()
-            .filter_map(digest_if_readable)
-            .map(|(key, digest)| (key, digest.to_vec()))
-            .unzip();
+        let keys: Vec<Vec<u8>> = rows.iter().filter_map(readable_key).collect();
         sqlx::query(AssertSqlSafe(update.clone()))
             .bind(keys)
-            .bind(digests)
             .execute(&mut *conn)
             .await
             .map_err(run)?;

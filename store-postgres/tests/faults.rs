@@ -594,15 +594,7 @@ async fn crash_mid_writes_loses_no_acknowledged_write() -> TestResult {
 }
 
 /// A row as it is stored, byte for byte.
-type RawRow = (
-    Vec<u8>,
-    Option<Vec<u8>>,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<Vec<u8>>,
-);
+type RawRow = (Vec<u8>, Option<Vec<u8>>, String, i64, i64, i64, Option<i64>);
 
 async fn raw_row(store: &PostgresStore, key: &StorageKey) -> TestResult<Option<RawRow>> {
     Ok(sqlx::query_as(

@@ -64,7 +64,7 @@ async fn setup() -> TestResult<(Arc<Cluster>, PostgresStore)> {
 async fn snapshot(store: &PostgresStore) -> TestResult<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT concat_ws(' | ', encode(key, 'hex'), encode(\"user\", 'escape'), data::text, \
-         version, created_at, expires_at, encode(digest, 'hex')) FROM sessions ORDER BY key",
+         version, created_at, expires_at, digest) FROM sessions ORDER BY key",
     )
     .fetch_all(store.pool())
     .await?)
