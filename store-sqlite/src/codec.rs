@@ -8,7 +8,7 @@ use session_core::{Data, Error, Record, StorageKey};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
-use crate::digest::digest_hex;
+use crate::digest::{digest_hex, escape_replacement_char};
 use crate::error::{BadKey, Damaged, VersionOutOfRange, map_sqlx};
 
 /// The largest version a record may carry: SQLite integers are signed 64
@@ -85,9 +85,12 @@ impl Row {
     }
 }
 
-/// The record's data as JSON text.
+/// The record's data as JSON text, U+FFFD escaped (see
+/// [`crate::digest`]).
 fn data_to_sql(operation: &'static str, data: &Data) -> Result<String, Error> {
-    serde_json::to_string(data).map_err(|e| Error::backend(operation, false, e))
+    serde_json::to_string(data)
+        .map(escape_replacement_char)
+        .map_err(|e| Error::backend(operation, false, e))
 }
 
 /// Decodes a row selected with [`crate::schema::RECORD_COLUMNS`].

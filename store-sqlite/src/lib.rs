@@ -45,13 +45,13 @@
 //! # Damage
 //!
 //! "Unreadable" means the same to every method: not what this store
-//! wrote. Each create and save writes, beside the row, the SHA-256 of its
-//! key, version, `created_at`, user and the data's exact text (not the
-//! expiry, so `touch` keeps it valid). A load or a listing checks it
+//! wrote. Each create and save writes, beside the row, a 64-bit hash of
+//! its key, version, `created_at`, user and the data's exact text (not
+//! the expiry, so `touch` keeps it valid). A load or a listing checks it
 //! before decoding. A save checks it in its compare-and-set statement,
 //! atomically: SQLite has no hash function, and registering one needs
-//! `unsafe` code, so the statement compares the row's fields (spelled in
-//! hex) with the digest under a collation the writer's connection
+//! `unsafe` code, so the statement compares the row's fields, spelled out
+//! as text, with the digest under a collation the writer's connection
 //! registers through sqlx's safe API, which orders a spelled-out row by
 //! its digest (a total order, so SQLite's rules for collations hold). A
 //! row edited behind the store's back, wherever (a number beyond `f64`

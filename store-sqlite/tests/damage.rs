@@ -126,6 +126,19 @@ async fn damage_anywhere_is_decode_and_left_alone() -> TestResult {
             "UPDATE sessions SET data = '{\"n\": tr' WHERE key = ?1".to_owned(),
             true,
         ),
+        // Not UTF-8 where the store's data (never) held U+FFFD: sqlx shows
+        // it to the collation as U+FFFD.
+        (
+            "UPDATE sessions SET data = '{\"n\": \"' || CAST(X'F09F98' AS TEXT) || '\"}' \
+             WHERE key = ?1"
+                .to_owned(),
+            true,
+        ),
+        (
+            "UPDATE sessions SET data = '{\"n\": \"' || char(65533) || '\"}' WHERE key = ?1"
+                .to_owned(),
+            true,
+        ),
         // Not UTF-8: no `&str` user id names it.
         (
             "UPDATE sessions SET user = CAST(X'64616E61FF' AS TEXT) WHERE key = ?1".to_owned(),
@@ -165,5 +178,20 @@ async fn touch_keeps_the_digest_valid() -> TestResult {
     assert_eq!(db.store.load(&record.key).await?, Some(record.clone()));
     record.version = db.store.save(&record).await?;
     assert_eq!(record.version, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replacement_char_in_the_data_round_trips() -> TestResult {
+    let db = TempFileStore::new("sessions").await?;
+    let mut record = live_record(HOUR)?;
+    record
+        .data
+        .insert("r".into(), json!("\u{FFFD} and \u{FFFD}"));
+    db.store.create(&record).await?;
+    assert_eq!(db.store.load(&record.key).await?, Some(record.clone()));
+    record.data.insert("n".into(), json!(1));
+    record.version = db.store.save(&record).await?;
+    assert_eq!(db.store.load(&record.key).await?, Some(record));
     Ok(())
 }
