@@ -67,7 +67,9 @@ impl Shared {
         &self,
         deadline: Instant,
     ) -> Result<PoolConnection<Postgres>, Failure> {
-        match timeout_at(deadline, self.pool.acquire()).await {
+        // Boxed: sqlx's acquire is a future of some kilobytes, which every
+        // operation's own future would otherwise carry and move around.
+        match timeout_at(deadline, Box::pin(self.pool.acquire())).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(error)) => Err(Failure::Sql(error)),
             Err(_) => Err(Failure::TimedOut { sent: false }),
