@@ -23,13 +23,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use session_core::coalesce::Coalescer;
-use session_core::{Error, Record, StorageKey, Timestamp};
+use session_core::{Error, Record, StorageKey};
 use sqlx::Row as _;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnection, PgRow, Postgres};
+use tokio::time::timeout_at;
 
 use crate::codec::{Row, decode_row};
-use crate::error::{SharedFailure, is_retryable, is_unavailable, map_sqlx};
-use crate::schema::Statements;
+use crate::deadline::{Budget, Ticket};
+use crate::shared::{Failure, General, Shared, now_ms, settle};
 
 /// The most operations one statement carries.
 const MAX_BATCH: usize = 256;
@@ -37,18 +39,6 @@ const MAX_BATCH: usize = 256;
 /// How many batches of one kind may be in flight at once (one per sender
 /// task), each on its own pooled connection.
 const SENDERS: usize = 2;
-
-/// What every statement needs: the pool and the statement texts.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) pool: PgPool,
-    pub(crate) sql: Statements,
-}
-
-/// Milliseconds since the epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    Timestamp::now().as_millis()
-}
 
 /// One kind of operation: how it runs alone, and how many run as one
 /// statement.
@@ -63,30 +53,39 @@ pub(crate) trait Kind: 'static {
     /// The key `item` works on.
     fn key(item: &Self::Item) -> StorageKey;
 
-    /// Runs `item` alone, as of `now`.
+    /// Runs `item` alone on `conn`, as of `now`.
     fn one(
         shared: &Shared,
+        conn: &mut PgConnection,
         item: &Self::Item,
         now: i64,
-    ) -> impl Future<Output = Result<Self::Out, Error>> + Send;
+    ) -> impl Future<Output = Result<Answer<Self>, sqlx::Error>> + Send;
 
-    /// Runs `items` (distinct keys) as one statement, as of `now`; answers
-    /// in the order of `items`.
+    /// Runs `items` (distinct keys) as one statement on `conn`, as of
+    /// `now`; answers in the order of `items`.
     fn many(
         shared: &Shared,
+        conn: &mut PgConnection,
         items: &[&Self::Item],
         now: i64,
-    ) -> impl Future<Output = Result<Vec<Result<Self::Out, Error>>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Answer<Self>>, sqlx::Error>> + Send;
 }
 
 /// What one operation of kind `K` answers.
-type Answer<K> = Result<<K as Kind>::Out, Error>;
+pub(crate) type Answer<K> = Result<<K as Kind>::Out, Error>;
+
+/// An operation with its deadline and whether it was sent (see
+/// [`Ticket`]).
+struct Timed<I> {
+    item: I,
+    ticket: Arc<Ticket>,
+}
 
 /// The operations of one kind of one store: alone, or coalesced.
 pub(crate) struct Batched<K: Kind> {
     shared: Arc<Shared>,
     /// `None` outside a tokio runtime: every operation runs alone.
-    batches: Option<Coalescer<K::Item, Answer<K>>>,
+    batches: Option<Coalescer<Timed<K::Item>, Answer<K>>>,
 }
 
 impl<K: Kind> Batched<K> {
@@ -105,7 +104,7 @@ impl<K: Kind> Batched<K> {
                     ),
                 ))
             },
-            move |items: Vec<K::Item>| {
+            move |items: Vec<Timed<K::Item>>| {
                 let shared = Arc::clone(&sender_shared);
                 async move { run_batch::<K>(&shared, items).await }
             },
@@ -118,72 +117,131 @@ impl<K: Kind> Batched<K> {
     }
 
     /// Runs `item`: alone when no other operation of its kind is in flight,
-    /// else in the next batch.
-    pub(crate) async fn run(&self, item: K::Item) -> Result<K::Out, Error> {
-        let alone = |item: K::Item| async move { K::one(&self.shared, &item, now_ms()).await };
-        match &self.batches {
-            Some(batches) => batches.run(item, alone).await,
-            None => alone(item).await,
+    /// else in the next batch; within `budget`.
+    pub(crate) async fn run(&self, item: K::Item, budget: Budget) -> Result<K::Out, Error> {
+        let ticket = Arc::new(Ticket::new(budget));
+        let timed = Timed {
+            item,
+            ticket: Arc::clone(&ticket),
+        };
+        let shared = &*self.shared;
+        let alone = |timed: Timed<K::Item>| async move { alone::<K>(shared, &timed).await };
+        let answer = async {
+            match &self.batches {
+                Some(batches) => batches.run(timed, alone).await,
+                None => alone(timed).await,
+            }
+        };
+        match timeout_at(budget.deadline(), answer).await {
+            Ok(answer) => answer,
+            // Sent or not, it never will be from now on.
+            Err(_) => Err(shared.timed_out(K::OPERATION, ticket.give_up())),
         }
     }
 }
 
-/// Runs a batch: the first operation on each key in one statement (each
-/// alone if that statement fails), then any later operations on the same
-/// keys alone, in order.
-async fn run_batch<K: Kind>(shared: &Shared, items: Vec<K::Item>) -> Vec<Result<K::Out, Error>> {
+/// Runs one operation alone, on a connection of its own.
+async fn alone<K: Kind>(shared: &Shared, timed: &Timed<K::Item>) -> Answer<K> {
+    let mut conn = shared
+        .acquire(timed.ticket.budget().deadline())
+        .await
+        .map_err(|f| shared.error(K::OPERATION, f))?;
+    if !timed.ticket.send() {
+        return Err(shared.timed_out(K::OPERATION, false));
+    }
+    one_on::<K>(shared, &mut conn, timed)
+        .await
+        .map_err(|f| shared.error(K::OPERATION, f))?
+}
+
+/// Runs one operation alone on `conn`, until its deadline.
+async fn one_on<K: Kind>(
+    shared: &Shared,
+    conn: &mut PoolConnection<Postgres>,
+    timed: &Timed<K::Item>,
+) -> Result<Answer<K>, Failure> {
+    let deadline = timed.ticket.budget().deadline();
+    let outcome = timeout_at(deadline, K::one(shared, conn, &timed.item, now_ms())).await;
+    settle(outcome, conn)
+}
+
+/// Every operation of a batch answered with `failure`.
+fn all_fail<K: Kind>(shared: &Shared, items: usize, failure: Failure) -> Vec<Answer<K>> {
+    let general = Shared::general(failure);
+    (0..items)
+        .map(|_| Err(shared.general_error(K::OPERATION, &general)))
+        .collect()
+}
+
+/// Runs a batch on one connection: the first operation on each key in one
+/// statement (each alone if that statement fails for a reason of its
+/// own), then any later operations on the same keys alone, in order. An
+/// operation is sent only within its send window, never after its caller
+/// gave up; the batch as a whole ends at its latest deadline, when no
+/// caller waits any more.
+async fn run_batch<K: Kind>(shared: &Shared, items: Vec<Timed<K::Item>>) -> Vec<Answer<K>> {
+    let Some(deadline) = items.iter().map(|t| t.ticket.budget().deadline()).max() else {
+        return Vec::new();
+    };
+    let mut conn = match shared.acquire(deadline).await {
+        Ok(conn) => conn,
+        // No connection: every operation would wait for one and fail the
+        // same way; they all get this failure now.
+        Err(failure) => return all_fail::<K>(shared, items.len(), failure),
+    };
+    let mut answers: Vec<Option<Answer<K>>> = items.iter().map(|_| None).collect();
     let mut seen = HashSet::with_capacity(items.len());
     let mut firsts = Vec::with_capacity(items.len());
     let mut later = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        if seen.insert(K::key(item)) {
+    for (i, timed) in items.iter().enumerate() {
+        if seen.contains(&K::key(&timed.item)) {
+            later.push(i);
+        } else if timed.ticket.send() {
+            seen.insert(K::key(&timed.item));
             firsts.push(i);
         } else {
-            later.push(i);
+            answers[i] = Some(Err(shared.timed_out(K::OPERATION, false)));
         }
     }
-    firsts.sort_by_key(|&i| K::key(&items[i]));
-    let mut answers: Vec<Option<Result<K::Out, Error>>> = items.iter().map(|_| None).collect();
-    let now = now_ms();
-    let batch: Vec<&K::Item> = firsts.iter().map(|&i| &items[i]).collect();
-    match K::many(shared, &batch, now).await {
+    if firsts.is_empty() {
+        // Every caller gave up; nothing to send.
+        return answers.into_iter().flatten().collect();
+    }
+    firsts.sort_by_key(|&i| K::key(&items[i].item));
+    let batch: Vec<&K::Item> = firsts.iter().map(|&i| &items[i].item).collect();
+    let outcome = timeout_at(deadline, K::many(shared, &mut conn, &batch, now_ms())).await;
+    match settle(outcome, &mut conn) {
         Ok(outs) if outs.len() == firsts.len() => {
             for (&i, out) in firsts.iter().zip(outs) {
                 answers[i] = Some(out);
             }
         }
-        Err(e) if is_unavailable(&e) => {
-            // The server or the connection is unavailable: every operation
-            // of the batch, later ones on the same keys included, would
-            // wait for a connection and fail the same way. They all get
-            // this failure now, rather than each waiting it out alone.
-            let retryable = is_retryable(&e);
-            let failure = SharedFailure(Arc::new(e));
-            return items
-                .iter()
-                .map(|_| Err(Error::backend(K::OPERATION, retryable, failure.clone())))
+        Err(failure) if failure.is_general() => {
+            // The server or the connection is unavailable, the statement
+            // waited out its statement timeout on a lock, or no answer
+            // came: every operation sent now, later ones on the same keys
+            // included, would fail the same way. They all get this
+            // failure now, rather than each waiting it out alone.
+            let general = Shared::general(failure);
+            return answers
+                .into_iter()
+                .map(|answer| {
+                    answer.unwrap_or_else(|| Err(shared.general_error(K::OPERATION, &general)))
+                })
                 .collect();
         }
         failed => {
             if let Err(e) = failed {
                 tracing::debug!(
                     operation = K::OPERATION,
-                    error = &e as &dyn std::error::Error,
+                    error = ?e,
                     "a batch statement failed; running its operations alone"
                 );
             }
-            let alone = firsts.iter().map(|&i| K::one(shared, &items[i], now));
-            for (&i, out) in firsts
-                .iter()
-                .zip(futures_util::future::join_all(alone).await)
-            {
-                answers[i] = Some(out);
-            }
+            later.splice(0..0, firsts);
         }
     }
-    for i in later {
-        answers[i] = Some(K::one(shared, &items[i], now_ms()).await);
-    }
+    one_by_one::<K>(shared, &mut conn, &items, later, &mut answers).await;
     answers
         .into_iter()
         .map(|answer| {
@@ -198,6 +256,40 @@ async fn run_batch<K: Kind>(shared: &Shared, items: Vec<K::Item>) -> Vec<Result<
         .collect()
 }
 
+/// Runs the operations `order` of `items` alone, in that order, on
+/// `conn`, each within its own send window and deadline; after a failure
+/// that any statement would meet, the rest meet it too.
+async fn one_by_one<K: Kind>(
+    shared: &Shared,
+    conn: &mut PoolConnection<Postgres>,
+    items: &[Timed<K::Item>],
+    order: Vec<usize>,
+    answers: &mut [Option<Answer<K>>],
+) {
+    let mut general: Option<General> = None;
+    for i in order {
+        let answer = if let Some(general) = &general {
+            Err(shared.general_error(K::OPERATION, general))
+        } else if !items[i].ticket.send() {
+            // Out of its window (or given up): a batch statement that
+            // carried it failed and was rolled back, or it never went out.
+            Err(shared.timed_out(K::OPERATION, false))
+        } else {
+            match one_on::<K>(shared, conn, &items[i]).await {
+                Ok(answer) => answer,
+                Err(failure) if failure.is_general() => {
+                    let failed = Shared::general(failure);
+                    let answer = Err(shared.general_error(K::OPERATION, &failed));
+                    general = Some(failed);
+                    answer
+                }
+                Err(failure) => Err(shared.error(K::OPERATION, failure)),
+            }
+        };
+        answers[i] = Some(answer);
+    }
+}
+
 fn keys_of<I>(items: &[&I], key: impl Fn(&I) -> StorageKey) -> Vec<Vec<u8>> {
     items
         .iter()
@@ -205,7 +297,7 @@ fn keys_of<I>(items: &[&I], key: impl Fn(&I) -> StorageKey) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The six parallel arrays of a batch of rows.
+/// The six parallel arrays `$1` to `$6` of a batch of rows.
 fn bind_rows<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     rows: &[&Row],
@@ -245,27 +337,33 @@ impl Kind for Load {
         *item
     }
 
-    async fn one(shared: &Shared, key: &StorageKey, now: i64) -> Result<Option<Record>, Error> {
+    async fn one(
+        shared: &Shared,
+        conn: &mut PgConnection,
+        key: &StorageKey,
+        now: i64,
+    ) -> Result<Answer<Self>, sqlx::Error> {
         let row = sqlx::query(shared.sql.load())
             .bind(key.as_bytes().as_slice())
             .bind(now)
-            .fetch_optional(&shared.pool)
-            .await
-            .map_err(|e| map_sqlx(Self::OPERATION, e))?;
+            .fetch_optional(&mut *conn)
+            .await?;
         let table = &shared.sql.table;
-        row.map(|row| decode_row(Self::OPERATION, table, &row))
-            .transpose()
+        Ok(row
+            .map(|row| decode_row(Self::OPERATION, table, &row))
+            .transpose())
     }
 
     async fn many(
         shared: &Shared,
+        conn: &mut PgConnection,
         keys: &[&StorageKey],
         now: i64,
     ) -> Result<Vec<Result<Option<Record>, Error>>, sqlx::Error> {
         let rows = sqlx::query(shared.sql.load_many())
             .bind(keys_of(keys, |k| *k))
             .bind(now)
-            .fetch_all(&shared.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -297,7 +395,12 @@ impl Kind for Create {
         row.key
     }
 
-    async fn one(shared: &Shared, row: &Row, now: i64) -> Result<bool, Error> {
+    async fn one(
+        shared: &Shared,
+        conn: &mut PgConnection,
+        row: &Row,
+        now: i64,
+    ) -> Result<Answer<Self>, sqlx::Error> {
         let done = sqlx::query(shared.sql.create())
             .bind(row.key.as_bytes().as_slice())
             .bind(row.user.as_deref().map(str::as_bytes))
@@ -306,20 +409,20 @@ impl Kind for Create {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(now)
-            .execute(&shared.pool)
-            .await
-            .map_err(|e| map_sqlx(Self::OPERATION, e))?;
-        Ok(done.rows_affected() == 1)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Ok(done.rows_affected() == 1))
     }
 
     async fn many(
         shared: &Shared,
+        conn: &mut PgConnection,
         rows: &[&Row],
         now: i64,
     ) -> Result<Vec<Result<bool, Error>>, sqlx::Error> {
         let written = bind_rows(sqlx::query(shared.sql.create_many()), rows)
             .bind(now)
-            .fetch_all(&shared.pool)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|row| key_at(row, 0))
@@ -337,7 +440,7 @@ pub(crate) enum SaveOutcome {
     Conflict,
     /// No live row holds the key.
     NotFound,
-    /// A live row holds data that is not a JSON object.
+    /// A live row does not match its digest: the store cannot read it.
     Unreadable,
     /// Not written although the statement's snapshot showed the presented
     /// version: a concurrent write changed the row while the statement
@@ -371,7 +474,12 @@ impl Kind for Save {
         row.key
     }
 
-    async fn one(shared: &Shared, row: &Row, now: i64) -> Result<SaveOutcome, Error> {
+    async fn one(
+        shared: &Shared,
+        conn: &mut PgConnection,
+        row: &Row,
+        now: i64,
+    ) -> Result<Answer<Self>, sqlx::Error> {
         let found = sqlx::query(shared.sql.save())
             .bind(row.key.as_bytes().as_slice())
             .bind(row.version)
@@ -380,26 +488,25 @@ impl Kind for Save {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(now)
-            .fetch_one(&shared.pool)
-            .await
-            .map_err(|e| map_sqlx(Self::OPERATION, e))?;
-        let decode = |e: sqlx::Error| map_sqlx(Self::OPERATION, e);
-        Ok(SaveOutcome::of(
-            found.try_get(0).map_err(decode)?,
-            found.try_get(1).map_err(decode)?,
-            found.try_get(2).map_err(decode)?,
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(Ok(SaveOutcome::of(
+            found.try_get(0)?,
+            found.try_get(1)?,
+            found.try_get(2)?,
             row.version,
-        ))
+        )))
     }
 
     async fn many(
         shared: &Shared,
+        conn: &mut PgConnection,
         rows: &[&Row],
         now: i64,
     ) -> Result<Vec<Result<SaveOutcome, Error>>, sqlx::Error> {
         let found = bind_rows(sqlx::query(shared.sql.save_many()), rows)
             .bind(now)
-            .fetch_all(&shared.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut by_key = HashMap::with_capacity(found.len());
         for row in &found {
@@ -438,19 +545,24 @@ impl Kind for Touch {
         item.key
     }
 
-    async fn one(shared: &Shared, item: &TouchItem, now: i64) -> Result<bool, Error> {
+    async fn one(
+        shared: &Shared,
+        conn: &mut PgConnection,
+        item: &TouchItem,
+        now: i64,
+    ) -> Result<Answer<Self>, sqlx::Error> {
         let done = sqlx::query(shared.sql.touch())
             .bind(item.key.as_bytes().as_slice())
             .bind(item.expires_at)
             .bind(now)
-            .execute(&shared.pool)
-            .await
-            .map_err(|e| map_sqlx(Self::OPERATION, e))?;
-        Ok(done.rows_affected() == 1)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Ok(done.rows_affected() == 1))
     }
 
     async fn many(
         shared: &Shared,
+        conn: &mut PgConnection,
         items: &[&TouchItem],
         now: i64,
     ) -> Result<Vec<Result<bool, Error>>, sqlx::Error> {
@@ -458,7 +570,7 @@ impl Kind for Touch {
             .bind(keys_of(items, |t| t.key))
             .bind(items.iter().map(|t| t.expires_at).collect::<Vec<_>>())
             .bind(now)
-            .fetch_all(&shared.pool)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|row| key_at(row, 0))
@@ -479,22 +591,28 @@ impl Kind for Delete {
         *item
     }
 
-    async fn one(shared: &Shared, key: &StorageKey, _now: i64) -> Result<Option<i64>, Error> {
+    async fn one(
+        shared: &Shared,
+        conn: &mut PgConnection,
+        key: &StorageKey,
+        _now: i64,
+    ) -> Result<Answer<Self>, sqlx::Error> {
         sqlx::query_scalar(shared.sql.delete())
             .bind(key.as_bytes().as_slice())
-            .fetch_optional(&shared.pool)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(|e| map_sqlx(Self::OPERATION, e))
+            .map(Ok)
     }
 
     async fn many(
         shared: &Shared,
+        conn: &mut PgConnection,
         keys: &[&StorageKey],
         _now: i64,
     ) -> Result<Vec<Result<Option<i64>, Error>>, sqlx::Error> {
         let rows = sqlx::query(shared.sql.delete_many())
             .bind(keys_of(keys, |k| *k))
-            .fetch_all(&shared.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut removed = HashMap::with_capacity(rows.len());
         for row in &rows {

@@ -5,13 +5,14 @@
 //! id may contain), the data map is `json` (kept as the exact
 //! text serde_json wrote, so every number and string loads back equal),
 //! timestamps are `bigint` milliseconds since the Unix epoch and the
-//! version a non-negative `bigint`.
+//! version a non-negative `bigint`. Each row read comes with whether it
+//! matches its integrity digest (see [`crate::digest`]).
 
 use session_core::{Error, Record, StorageKey};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::error::{BadKey, VersionOutOfRange, map_sqlx};
+use crate::error::{BadKey, Damaged, VersionOutOfRange, map_sqlx};
 use crate::table::TableName;
 
 /// The largest version a record may carry: `bigint` is signed 64 bits,
@@ -57,7 +58,8 @@ impl Row {
     }
 }
 
-/// Decodes a row selected with [`crate::schema::RECORD_COLUMNS`].
+/// Decodes a row selected with the schema's record columns (the last:
+/// whether it matches its digest).
 ///
 /// A row whose data or version cannot be read is [`Error::Decode`] naming
 /// its key; the row itself is not touched.
@@ -78,6 +80,12 @@ pub(crate) fn decode_row(
         )
     })?;
     let decode = |e: sqlx::Error| Error::decode(key, e);
+    // Checked first: a row the store did not write as it stands is not
+    // decoded at all, whatever it holds.
+    let intact: bool = row.try_get(6).map_err(decode)?;
+    if !intact {
+        return Err(Error::decode(key, Damaged));
+    }
     let user: Option<&[u8]> = row.try_get(1).map_err(decode)?;
     let user = user
         .map(|user| String::from_utf8(user.to_vec()).map_err(|e| Error::decode(key, e)))
@@ -87,6 +95,22 @@ pub(crate) fn decode_row(
     let created_at: i64 = row.try_get(4).map_err(decode)?;
     let expires_at: i64 = row.try_get(5).map_err(decode)?;
     Record::from_columns(key, user, data, version, created_at, expires_at)
+}
+
+/// The key of a row as the schema's upgrade reads it (key, user, data,
+/// version, created_at) when the row decodes into a record: `None` when
+/// it does not, so that it stays unreadable rather than be vouched for.
+pub(crate) fn readable_key(row: &PgRow) -> Option<Vec<u8>> {
+    let key_bytes: Vec<u8> = row.try_get(0).ok()?;
+    let key = StorageKey::from_slice(&key_bytes).ok()?;
+    let user: Option<Vec<u8>> = row.try_get(1).ok()?;
+    let user = user.map(String::from_utf8).transpose().ok()?;
+    let data: &str = row.try_get(2).ok()?;
+    let version: i64 = row.try_get(3).ok()?;
+    let created_at: i64 = row.try_get(4).ok()?;
+    // The expiry is not part of the digest; any valid one will do.
+    Record::from_columns(key, user, data, version, created_at, created_at).ok()?;
+    Some(key_bytes)
 }
 
 #[cfg(test)]

@@ -74,10 +74,51 @@ impl std::error::Error for SharedFailure {
     }
 }
 
+/// Whether `error` is the server cancelling the statement: its
+/// `statement_timeout` or `lock_timeout` passed (see
+/// [`crate::deadline`]), or someone cancelled it. The statement was rolled
+/// back, and every other statement sent now would likely wait as long.
+pub(crate) fn is_cancelled(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code == QUERY_CANCELED || code == LOCK_NOT_AVAILABLE),
+        _ => false,
+    }
+}
+
+/// SQLSTATE `query_canceled`: a statement timeout, or a cancel request.
+const QUERY_CANCELED: &str = "57014";
+/// SQLSTATE `lock_not_available`: a lock timeout.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The server cancelled a statement (see [`is_cancelled`]) and rolled it
+/// back; the source is its error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "PostgreSQL cancelled the statement (its statement_timeout or lock_timeout passed, or it \
+     was cancelled) and rolled it back: nothing of it was applied"
+)]
+pub(crate) struct Cancelled(#[source] pub(crate) Box<dyn std::error::Error + Send + Sync>);
+
 /// [`Error::Backend`] for a driver failure during `operation`.
 pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
     let retryable = is_retryable(&error);
+    if is_cancelled(&error) {
+        return Error::backend(operation, retryable, Cancelled(Box::new(error)));
+    }
     Error::backend(operation, retryable, error)
+}
+
+/// [`Error::Backend`] for a driver failure shared by every operation of a
+/// batch.
+pub(crate) fn map_shared(operation: &'static str, failure: &SharedFailure) -> Error {
+    let retryable = is_retryable(&failure.0);
+    if is_cancelled(&failure.0) {
+        let cancelled = Cancelled(Box::new(failure.clone()));
+        return Error::backend(operation, retryable, cancelled);
+    }
+    Error::backend(operation, retryable, failure.clone())
 }
 
 /// A record's version does not fit PostgreSQL's `bigint`.
@@ -85,10 +126,14 @@ pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
 #[error("version {0} is beyond what a bigint can store (at most {max})", max = i64::MAX - 1)]
 pub(crate) struct VersionOutOfRange(pub(crate) u64);
 
-/// A live row's data is not a JSON object; a save leaves it alone.
+/// A row that does not match its integrity digest (see
+/// [`crate::digest`]): loads, listings and saves leave it as it is.
 #[derive(Debug, thiserror::Error)]
-#[error("the row's data column does not hold a JSON object")]
-pub(crate) struct UnreadableData;
+#[error(
+    "the row does not match its integrity digest: this store did not write it as it stands \
+     (it was damaged or edited behind the store's back), so it is left as it is"
+)]
+pub(crate) struct Damaged;
 
 /// The table is not there: it was never migrated.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +152,21 @@ pub(crate) struct SchemaMissing {
      understands; upgrade session-store-postgres"
 )]
 pub(crate) struct SchemaTooNew {
+    pub(crate) table: String,
+    pub(crate) found: i64,
+    pub(crate) supported: i64,
+}
+
+/// The schema in the database was written by an older release and not
+/// migrated yet.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "table {table} has schema version {found}, older than the {supported} this release needs: \
+     migrate it with `PostgresOptions::migrate(true)` or `session_store_postgres::migrate` \
+     (stop the servers of the older release first: rows they write after the migration carry \
+     no valid digest and load as unreadable)"
+)]
+pub(crate) struct SchemaTooOld {
     pub(crate) table: String,
     pub(crate) found: i64,
     pub(crate) supported: i64,

@@ -7,6 +7,7 @@ use session_core::Error;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::PostgresStore;
+use crate::deadline::{DEFAULT_OPERATION_TIMEOUT, clamp, statement_timeout};
 use crate::error::map_sqlx;
 use crate::table::TableName;
 
@@ -53,6 +54,7 @@ pub struct PostgresOptions {
     table: TableName,
     max_connections: u32,
     acquire_timeout: Duration,
+    operation_timeout: Duration,
     sweep_batch: u32,
     migrate: bool,
 }
@@ -62,14 +64,15 @@ impl PostgresOptions {
     /// (`postgres://user:password@host:port/database?options`, as
     /// libpq and sqlx read it; `host=/path` names a unix socket's
     /// directory), with the defaults: table [`crate::DEFAULT_TABLE_NAME`],
-    /// [`DEFAULT_MAX_CONNECTIONS`], [`DEFAULT_ACQUIRE_TIMEOUT`], no
-    /// migration.
+    /// [`DEFAULT_MAX_CONNECTIONS`], [`DEFAULT_ACQUIRE_TIMEOUT`],
+    /// [`DEFAULT_OPERATION_TIMEOUT`], no migration.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             table: TableName::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             sweep_batch: DEFAULT_SWEEP_BATCH,
             migrate: false,
         }
@@ -89,9 +92,26 @@ impl PostgresOptions {
 
     /// How long an operation waits for a pooled connection (including
     /// reconnecting after the server went away) before it fails with a
-    /// retryable error.
+    /// retryable error; never longer than the
+    /// [operation timeout](Self::operation_timeout) allows. It also bounds
+    /// [`PostgresOptions::connect`]'s first connection.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long a store call may take, all of it (waiting for a
+    /// connection, for its batch, for the server's answer), before it
+    /// fails with a retryable [`Error::Backend`] (default
+    /// [`DEFAULT_OPERATION_TIMEOUT`], at least 3 ms). The store's
+    /// connections also run with a server-side `statement_timeout` of 45%
+    /// of it ([`crate::statement_timeout`]), so that the server cancels
+    /// and rolls back a statement stuck on a lock and the caller learns
+    /// that nothing of it was applied (see the crate docs, "Timeouts").
+    /// [`delete_expired`](session_core::SessionStore::delete_expired)
+    /// bounds each of its statements by it.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = clamp(timeout);
         self
     }
 
@@ -113,8 +133,10 @@ impl PostgresOptions {
     }
 
     /// Connects the pool (connections idle for [`IDLE_PING_AFTER`] or more
-    /// are pinged before use, others not), migrates if asked to, checks the table's schema
-    /// version, and starts the store.
+    /// are pinged before use, others not; each new connection is set to
+    /// the server-side `statement_timeout` that goes with the operation
+    /// timeout), migrates if asked to, checks the table's schema version,
+    /// and starts the store.
     ///
     /// # Errors
     ///
@@ -124,10 +146,24 @@ impl PostgresOptions {
     pub async fn connect(self) -> Result<PostgresStore, Error> {
         let op = "open";
         let connect: PgConnectOptions = self.url.parse().map_err(|e| map_sqlx(op, e))?;
+        let statement_ms = statement_timeout(self.operation_timeout)
+            .as_millis()
+            .to_string();
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
             .test_before_acquire(false)
+            .after_connect(move |conn, _meta| {
+                let statement_ms = statement_ms.clone();
+                Box::pin(async move {
+                    // Bound parameters: `SET` takes none.
+                    sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+                        .bind(statement_ms)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for >= IDLE_PING_AFTER {
@@ -142,6 +178,6 @@ impl PostgresOptions {
         if self.migrate {
             crate::schema::migrate(&pool, &self.table).await?;
         }
-        PostgresStore::from_parts(pool, self.table, self.sweep_batch).await
+        PostgresStore::from_parts(pool, self.table, self.sweep_batch, self.operation_timeout).await
     }
 }

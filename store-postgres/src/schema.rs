@@ -12,16 +12,24 @@ use session_core::Error;
 use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, SqlStr};
 
-use crate::error::{SchemaMissing, SchemaTooNew, map_sqlx};
+use crate::digest::{digest_of, intact};
+use crate::error::{SchemaMissing, SchemaTooNew, SchemaTooOld, map_sqlx};
 use crate::table::TableName;
+use crate::upgrade;
 
-/// The schema version this release writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// The schema version this release writes and understands: 2 added the
+/// `digest` column (see [`crate::digest`]).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The columns a record is read from, in this order (see
-/// [`crate::codec::decode_row`]).
-pub(crate) const RECORD_COLUMNS: &str =
-    "key, \"user\", data::text, version, created_at, expires_at";
+/// [`crate::codec::decode_row`]): the last says whether the row matches
+/// its digest.
+fn record_columns() -> String {
+    format!(
+        "key, \"user\", data::text, version, created_at, expires_at, {}",
+        intact("")
+    )
+}
 
 /// SQLSTATE `undefined_table`.
 const UNDEFINED_TABLE: &str = "42P01";
@@ -59,37 +67,45 @@ impl Statements {
     pub(crate) fn new(table: TableName) -> Self {
         let t = table.quoted();
         // A save's compare-and-set, for one record or many: it writes only
-        // a live row holding the presented version and a JSON object, and
-        // reports, from the same snapshot, what the key held, so a failed
-        // save tells Conflict from NotFound from unreadable data without
-        // another statement. (`json_typeof` reads only the first token.)
-        let save_where = "s.expires_at > $7 AND json_typeof(s.data) = 'object'";
+        // a live row holding the presented version and matching its
+        // digest (what this store wrote), and reports, from the same
+        // snapshot, what the key held, so a failed save tells Conflict from
+        // NotFound from a row it cannot read without another statement.
+        let save_where = format!("s.expires_at > $7 AND {}", intact("s."));
+        let readable = intact("s.");
+        let record_columns = record_columns();
+        // The digest each write leaves (see `crate::digest`): of the
+        // parameters, of a batch's rows, of a saved row's next version.
+        let created = digest_of("$1", "$2", "$4", "$5", "$3");
+        let created_many = digest_of("k", "usr", "ver", "cre", "dat");
+        let saved = digest_of("s.key", "$3", "s.version + 1", "$5", "$4");
+        let saved_many = digest_of("s.key", "v.usr", "s.version + 1", "v.cre", "v.dat");
         Self {
             // Inserts, or replaces a row that is no longer live; a live row
             // makes the upsert's WHERE false, so nothing changes (0 rows).
             create: format!(
-                "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at) \
-                 VALUES ($1, $2, $3::json, $4, $5, $6) \
+                "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at, \
+                 digest) VALUES ($1, $2, $3::json, $4, $5, $6, {created}) \
                  ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", \
                  data = EXCLUDED.data, version = EXCLUDED.version, \
-                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at \
-                 WHERE s.expires_at <= $7"
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+                 digest = EXCLUDED.digest WHERE s.expires_at <= $7"
             )
             .into(),
-            load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2")
+            load: format!("SELECT {record_columns} FROM {t} WHERE key = $1 AND expires_at > $2")
                 .into(),
             // One row always: whether it saved, and, when it did not, the
             // stored version and readability of a live row under the key
             // (NULLs: none). The probe is gated on the update finding
             // nothing (a one-time filter), so a save that succeeds reads
-            // the row once.
+            // (and hashes) the row once.
             save: format!(
                 "WITH upd AS (UPDATE {t} AS s SET \"user\" = $3, data = $4::json, \
-                 created_at = $5, expires_at = $6, version = s.version + 1 \
+                 created_at = $5, expires_at = $6, version = s.version + 1, digest = {saved} \
                  WHERE s.key = $1 AND s.version = $2 AND {save_where} RETURNING 1) \
                  SELECT EXISTS (SELECT 1 FROM upd), p.version, p.readable \
-                 FROM (SELECT 1) AS one LEFT JOIN (SELECT s.version, \
-                 json_typeof(s.data) = 'object' AS readable FROM {t} AS s \
+                 FROM (SELECT 1) AS one LEFT JOIN (SELECT s.version, {readable} AS readable \
+                 FROM {t} AS s \
                  WHERE s.key = $1 AND s.expires_at > $7 AND NOT EXISTS (SELECT 1 FROM upd)) \
                  AS p ON true"
             )
@@ -98,7 +114,7 @@ impl Statements {
                 .into(),
             delete: format!("DELETE FROM {t} WHERE key = $1 RETURNING expires_at").into(),
             list_by_user: format!(
-                "SELECT {RECORD_COLUMNS} FROM {t} WHERE \"user\" = $1 AND expires_at > $2"
+                "SELECT {record_columns} FROM {t} WHERE \"user\" = $1 AND expires_at > $2"
             )
             .into(),
             delete_by_user: format!("DELETE FROM {t} WHERE \"user\" = $1 RETURNING expires_at")
@@ -113,24 +129,28 @@ impl Statements {
             // The batched forms (see `crate::batch`): one statement for many
             // distinct keys; each answers per key.
             load_many: format!(
-                "SELECT {RECORD_COLUMNS} FROM {t} WHERE key = ANY($1) AND expires_at > $2"
+                "SELECT {record_columns} FROM {t} WHERE key = ANY($1) AND expires_at > $2"
             )
             .into(),
             create_many: format!(
-                "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at) \
-                 SELECT k, usr, dat::json, ver, cre, exp FROM {RECORDS} \
+                "INSERT INTO {t} AS s (key, \"user\", data, version, created_at, expires_at, \
+                 digest) SELECT k, usr, dat::json, ver, cre, exp, {created_many} FROM {RECORDS} \
                  ON CONFLICT (key) DO UPDATE SET \"user\" = EXCLUDED.\"user\", \
                  data = EXCLUDED.data, version = EXCLUDED.version, \
-                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at \
-                 WHERE s.expires_at <= $7 RETURNING key"
+                 created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, \
+                 digest = EXCLUDED.digest WHERE s.expires_at <= $7 RETURNING key"
             )
             .into(),
+            // The outer SELECT sees the rows as before the update; it
+            // hashes only those the update left alone.
             save_many: format!(
                 "WITH upd AS (UPDATE {t} AS s SET \"user\" = v.usr, data = v.dat::json, \
-                 created_at = v.cre, expires_at = v.exp, version = s.version + 1 \
+                 created_at = v.cre, expires_at = v.exp, version = s.version + 1, \
+                 digest = {saved_many} \
                  FROM {RECORDS} WHERE s.key = v.k AND s.version = v.ver AND {save_where} \
                  RETURNING s.key) \
-                 SELECT v.k, upd.key IS NOT NULL, s.version, json_typeof(s.data) = 'object' \
+                 SELECT v.k, upd.key IS NOT NULL, s.version, \
+                 CASE WHEN upd.key IS NULL THEN {readable} END \
                  FROM {RECORDS} LEFT JOIN upd ON upd.key = v.k \
                  LEFT JOIN {t} AS s ON s.key = v.k AND s.expires_at > $7"
             )
@@ -207,7 +227,8 @@ fn ddl(table: &TableName) -> Vec<String> {
              data json NOT NULL, \
              version bigint NOT NULL, \
              created_at bigint NOT NULL, \
-             expires_at bigint NOT NULL)"
+             expires_at bigint NOT NULL, \
+             digest bigint)"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{name}_expires_at_idx\" ON {t} (expires_at)"),
         // A hash index: lookups are by equality only, and it takes user
@@ -225,9 +246,18 @@ fn ddl(table: &TableName) -> Vec<String> {
 }
 
 /// Installs the session table `table` (and its schema, indexes and
-/// version record) where it is missing, and checks the recorded schema
+/// version record) where it is missing, brings a table installed by an
+/// older release up to this one's schema, and checks the recorded schema
 /// version. Idempotent, and safe to run from several app servers at once:
 /// it holds a transaction-scoped advisory lock named after the table.
+///
+/// The upgrade from schema version 1 (before the integrity digest) adds
+/// the `digest` column and fills it for every row that decodes into a
+/// record; a row that does not stays unreadable. It runs in one
+/// transaction, without the store's statement timeout (on a big table it
+/// takes a while). Stop the servers of the older release before it: a row
+/// they write afterwards carries no valid digest and loads as
+/// [`Error::Decode`].
 ///
 /// ```no_run
 /// use session_store_postgres::{PostgresStore, TableName, migrate};
@@ -247,6 +277,12 @@ fn ddl(table: &TableName) -> Vec<String> {
 pub async fn migrate(pool: &PgPool, table: &TableName) -> Result<(), Error> {
     let op = "migrate";
     let mut tx = pool.begin().await.map_err(|e| map_sqlx(op, e))?;
+    // The store's connections run with a statement timeout meant for
+    // session operations, not for filling a column of a big table.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx(op, e))?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("session-store-postgres {table}"))
         .execute(&mut *tx)
@@ -259,17 +295,17 @@ pub async fn migrate(pool: &PgPool, table: &TableName) -> Result<(), Error> {
             .map_err(|e| map_sqlx(op, e))?;
     }
     let found = version_in(&mut tx, table).await?;
-    check_version(op, table, found)?;
+    check_version(op, table, found, true)?;
+    if found < SCHEMA_VERSION {
+        upgrade::from_v1(&mut tx, table).await?;
+    }
     tx.commit().await.map_err(|e| map_sqlx(op, e))
 }
 
-/// Checks that `table` was installed by a release that this one
-/// understands.
-pub(crate) async fn check(pool: &PgPool, table: &TableName) -> Result<(), Error> {
-    let op = "open";
-    let mut conn = pool.acquire().await.map_err(|e| map_sqlx(op, e))?;
-    let found = version_in(&mut conn, table).await?;
-    check_version(op, table, found)
+/// Checks on `conn` that `table` has the schema this release writes.
+pub(crate) async fn check(conn: &mut sqlx::PgConnection, table: &TableName) -> Result<(), Error> {
+    let found = version_in(conn, table).await?;
+    check_version("open", table, found, false)
 }
 
 /// The schema version recorded for `table`.
@@ -303,12 +339,30 @@ async fn version_in(conn: &mut sqlx::PgConnection, table: &TableName) -> Result<
     }
 }
 
-fn check_version(op: &'static str, table: &TableName, found: i64) -> Result<(), Error> {
+/// Refuses a schema version newer than this release's, and, unless
+/// `older_ok` (a migration, which upgrades it), an older one.
+fn check_version(
+    op: &'static str,
+    table: &TableName,
+    found: i64,
+    older_ok: bool,
+) -> Result<(), Error> {
     if found > SCHEMA_VERSION {
         return Err(Error::backend(
             op,
             false,
             SchemaTooNew {
+                table: table.to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+        ));
+    }
+    if found < SCHEMA_VERSION && !older_ok {
+        return Err(Error::backend(
+            op,
+            false,
+            SchemaTooOld {
                 table: table.to_string(),
                 found,
                 supported: SCHEMA_VERSION,

@@ -8,13 +8,13 @@ use session_core::sweeper::{SweeperHandle, spawn_sweeper};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 use sqlx::postgres::PgPool;
 
-use crate::batch::{
-    Batched, Create, Delete, Load, Save, SaveOutcome, Shared, Touch, TouchItem, now_ms,
-};
+use crate::batch::{Batched, Create, Delete, Load, Save, SaveOutcome, Touch, TouchItem};
 use crate::codec::{Row, decode_row};
-use crate::error::{UnreadableData, map_sqlx};
+use crate::deadline::DEFAULT_OPERATION_TIMEOUT;
+use crate::error::Damaged;
 use crate::options::{DEFAULT_SWEEP_BATCH, PostgresOptions};
 use crate::schema::{self, Statements};
+use crate::shared::{Shared, now_ms};
 use crate::table::TableName;
 
 /// How often a save runs again after a concurrent write changed its row
@@ -94,6 +94,10 @@ impl PostgresStore {
 
     /// A store over a pool you configured yourself, in the table
     /// `sessions`, which must have been installed (see [`crate::migrate`]).
+    /// Its calls are bounded by [`DEFAULT_OPERATION_TIMEOUT`]; for the
+    /// server to cancel a statement stuck on a lock before that, give the
+    /// pool's connections a `statement_timeout` (see the crate docs,
+    /// "Timeouts").
     ///
     /// # Errors
     ///
@@ -110,19 +114,26 @@ impl PostgresStore {
     /// [`Error::Backend`] when the table is missing or newer than this
     /// release.
     pub async fn from_pool_with_table(pool: PgPool, table: TableName) -> Result<Self, Error> {
-        Self::from_parts(pool, table, DEFAULT_SWEEP_BATCH).await
+        Self::from_parts(pool, table, DEFAULT_SWEEP_BATCH, DEFAULT_OPERATION_TIMEOUT).await
     }
 
     pub(crate) async fn from_parts(
         pool: PgPool,
         table: TableName,
         sweep_batch: u32,
+        timeout: Duration,
     ) -> Result<Self, Error> {
-        schema::check(&pool, &table).await?;
         let shared = Arc::new(Shared {
             pool,
             sql: Statements::new(table),
+            timeout: crate::deadline::clamp(timeout),
         });
+        let table = &shared.sql.table;
+        shared
+            .bounded("open", shared.budget(), async |conn| {
+                Ok(schema::check(conn, table).await)
+            })
+            .await??;
         Ok(Self {
             inner: Arc::new(Inner {
                 loads: Batched::new(&shared),
@@ -154,6 +165,11 @@ impl PostgresStore {
     /// The table sessions are kept in.
     pub fn table(&self) -> &TableName {
         &self.inner.shared.sql.table
+    }
+
+    /// How long a call may take (see [`PostgresOptions::operation_timeout`]).
+    pub fn operation_timeout(&self) -> Duration {
+        self.inner.shared.timeout
     }
 
     /// Spawns a task on the current tokio runtime that calls
@@ -190,8 +206,9 @@ struct KeptChanging;
 impl SessionStore for PostgresStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
+        let budget = self.inner.shared.budget();
         let row = Row::of("create", record)?;
-        if self.inner.creates.run(row).await? {
+        if self.inner.creates.run(row, budget).await? {
             Ok(())
         } else {
             Err(Error::Exists)
@@ -199,20 +216,23 @@ impl SessionStore for PostgresStore {
     }
 
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
-        self.inner.loads.run(*key).await
+        let budget = self.inner.shared.budget();
+        self.inner.loads.run(*key, budget).await
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         let op = "save";
+        // One budget for every run of the save.
+        let budget = self.inner.shared.budget();
         record.check_save()?;
         let row = Row::of(op, record)?;
         for _ in 0..SAVE_RERUNS {
-            match self.inner.saves.run(row.clone()).await? {
+            match self.inner.saves.run(row.clone(), budget).await? {
                 // `check_save` keeps the version below `Record::MAX_VERSION`.
                 SaveOutcome::Saved => return Ok(record.version + 1),
                 SaveOutcome::Conflict => return Err(Error::Conflict),
                 SaveOutcome::NotFound => return Err(Error::NotFound),
-                SaveOutcome::Unreadable => return Err(Error::decode(record.key, UnreadableData)),
+                SaveOutcome::Unreadable => return Err(Error::decode(record.key, Damaged)),
                 SaveOutcome::Changed => {}
             }
         }
@@ -220,30 +240,33 @@ impl SessionStore for PostgresStore {
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
-        self.inner
-            .touches
-            .run(TouchItem {
-                key: *key,
-                expires_at: expires_at.as_millis(),
-            })
-            .await
+        let budget = self.inner.shared.budget();
+        let item = TouchItem {
+            key: *key,
+            expires_at: expires_at.as_millis(),
+        };
+        self.inner.touches.run(item, budget).await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
+        let budget = self.inner.shared.budget();
         // Removes an expired row too, but only a live one counts.
-        let removed = self.inner.deletes.run(*key).await?;
+        let removed = self.inner.deletes.run(*key, budget).await?;
         Ok(live_count(removed, now_ms()) > 0)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         let op = "list_by_user";
         let shared = &self.inner.shared;
-        let rows = sqlx::query(shared.sql.list_by_user())
-            .bind(user.as_bytes())
-            .bind(now_ms())
-            .fetch_all(&shared.pool)
-            .await
-            .map_err(|e| map_sqlx(op, e))?;
+        let rows = shared
+            .bounded(op, shared.budget(), async |conn| {
+                sqlx::query(shared.sql.list_by_user())
+                    .bind(user.as_bytes())
+                    .bind(now_ms())
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
         let table = &shared.sql.table;
         let mut found = UserSessions::default();
         for row in &rows {
@@ -261,11 +284,14 @@ impl SessionStore for PostgresStore {
         let shared = &self.inner.shared;
         let now = now_ms();
         // Removes the user's expired rows too, but counts only live ones.
-        let removed: Vec<i64> = sqlx::query_scalar(shared.sql.delete_by_user())
-            .bind(user.as_bytes())
-            .fetch_all(&shared.pool)
-            .await
-            .map_err(|e| map_sqlx("delete_by_user", e))?;
+        let removed: Vec<i64> = shared
+            .bounded("delete_by_user", shared.budget(), async |conn| {
+                sqlx::query_scalar(shared.sql.delete_by_user())
+                    .bind(user.as_bytes())
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
         Ok(live_count(removed, now))
     }
 
@@ -274,13 +300,18 @@ impl SessionStore for PostgresStore {
         let batch = self.inner.sweep_batch;
         let mut total = 0u64;
         loop {
-            // One short statement per batch, so no row stays locked long.
-            let removed = sqlx::query(shared.sql.sweep())
-                .bind(now_ms())
-                .bind(i64::from(batch))
-                .execute(&shared.pool)
-                .await
-                .map_err(|e| map_sqlx("delete_expired", e))?
+            // One short statement per batch, so no row stays locked long;
+            // each statement is a call of its own, bounded by the
+            // operation timeout.
+            let removed = shared
+                .bounded("delete_expired", shared.budget(), async |conn| {
+                    sqlx::query(shared.sql.sweep())
+                        .bind(now_ms())
+                        .bind(i64::from(batch))
+                        .execute(conn)
+                        .await
+                })
+                .await?
                 .rows_affected();
             total += removed;
             if removed < u64::from(batch) {

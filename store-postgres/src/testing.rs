@@ -279,6 +279,61 @@ impl Cluster {
         let pid = fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
         pid.lines().next().map(str::to_owned)
     }
+
+    /// Sends `signal` (a name `kill` knows, such as `STOP` or `CONT`) to
+    /// the postmaster, then to every process it started (its backends,
+    /// checkpointer, ...). `STOP` freezes the whole server: connections
+    /// stay open and nothing answers, as when a server hangs; `CONT` lets
+    /// it go on. The fault tests use it.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster has no pid file or `kill` fails.
+    pub fn signal(&self, signal: &str) -> Result<(), String> {
+        let postmaster = self.pid().ok_or("the cluster has no postmaster.pid")?;
+        let kill = |pids: &[String]| -> Result<(), String> {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .args(pids)
+                .status()
+                .map_err(|e| format!("cannot run kill: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "kill -{signal} {} failed ({status})",
+                    pids.join(" ")
+                ))
+            }
+        };
+        // The postmaster first: once it is stopped, it starts no more.
+        kill(std::slice::from_ref(&postmaster))?;
+        let children = children_of(&postmaster);
+        if children.is_empty() {
+            return Ok(());
+        }
+        kill(&children)
+    }
+}
+
+/// The process ids whose parent is `parent`, from `/proc/*/stat`.
+fn children_of(parent: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.to_owned();
+            pid.parse::<u32>().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; the command may hold spaces and
+            // parentheses, so the fields are counted after the last `)`.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid = after.split_whitespace().nth(1)?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 impl Drop for Cluster {
@@ -526,13 +581,23 @@ impl TestStore {
 
     /// Stores `record`'s key, user and deadline with data that is not a
     /// JSON object (so no load can decode it), for the suite's unreadable
-    /// cases.
+    /// cases ([`plant_unreadable`]).
     ///
     /// # Errors
     ///
     /// When the statement fails.
     pub async fn plant_unreadable(&self, record: &Record) -> Result<(), Error> {
         plant_unreadable(&self.store, record).await
+    }
+
+    /// Stores `record` as the store would, but with a value inside its
+    /// data damaged ([`plant_damaged_data`]).
+    ///
+    /// # Errors
+    ///
+    /// When the record cannot be encoded or the statement fails.
+    pub async fn plant_damaged_data(&self, record: &Record) -> Result<(), Error> {
+        plant_damaged_data(&self.store, record).await
     }
 }
 
@@ -562,6 +627,64 @@ pub async fn plant_unreadable(store: &PostgresStore, record: &Record) -> Result<
         .await
         .map(|_| ())
         .map_err(|e| Error::backend("plant_unreadable", false, e))
+}
+
+/// Stores `record` in `store`'s table exactly as the store writes it
+/// (through the store itself: key, user, version, timestamps and the
+/// integrity digest of the record's real data), then replaces, inside the
+/// data, one value by `1e400`: a number beyond `f64`, which the `json`
+/// column and the JSON grammar accept and serde_json refuses. Replaces
+/// what the key held. What a person or a tool editing the table leaves
+/// behind.
+///
+/// # Errors
+///
+/// When the record cannot be stored or the statement fails.
+pub async fn plant_damaged_data(store: &PostgresStore, record: &Record) -> Result<(), Error> {
+    let op = "plant_damaged_data";
+    store.delete(&record.key).await?;
+    store.create(record).await?;
+    let data = damaged_text(&record.data).map_err(|e| Error::backend(op, false, e))?;
+    let statement = format!(
+        "UPDATE {} SET data = $2::json WHERE key = $1",
+        store.table().quoted()
+    );
+    let changed = sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(record.key.as_bytes().as_slice())
+        .bind(data)
+        .execute(store.pool())
+        .await
+        .map_err(|e| Error::backend(op, false, e))?
+        .rows_affected();
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Error::backend(
+            op,
+            false,
+            format!("damaging the planted row changed {changed} rows"),
+        ))
+    }
+}
+
+/// `data`'s JSON text with its first value (or a new one, if it has
+/// none) replaced by `1e400`.
+fn damaged_text(data: &session_core::Data) -> Result<String, String> {
+    const MARKER: &str = "\u{1}damage\u{1}";
+    // How serde_json writes the marker: control characters escaped.
+    const WRITTEN: &str = "\"\\u0001damage\\u0001\"";
+    let mut damaged = data.clone();
+    let first = damaged
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| "n".to_owned());
+    damaged.insert(first, serde_json::Value::String(MARKER.to_owned()));
+    let text = serde_json::to_string(&damaged).map_err(|e| e.to_string())?;
+    if !text.contains(WRITTEN) {
+        return Err(format!("cannot find the marker in {text}"));
+    }
+    Ok(text.replacen(WRITTEN, "1e400", 1))
 }
 
 impl Drop for TestStore {

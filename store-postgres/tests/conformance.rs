@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use session_core::{Error, Record};
-use session_store_conformance::Namespace;
+use session_store_conformance::{Damage, Namespace};
 use session_store_postgres::testing::TestStore;
 
 async fn factory(ns: Namespace) -> Result<TestStore, String> {
     TestStore::in_schema(ns.as_str(), |options| options).await
 }
 
-async fn plant(store: Arc<TestStore>, record: Record) -> Result<(), Error> {
-    store.plant_unreadable(&record).await
+async fn plant(store: Arc<TestStore>, record: Record, damage: Damage) -> Result<(), Error> {
+    match damage {
+        Damage::Frame => store.plant_unreadable(&record).await,
+        Damage::Data => store.plant_damaged_data(&record).await,
+    }
 }
 
 session_store_conformance::suite!(factory, unreadable = plant);

@@ -17,12 +17,12 @@
 //!   PostgreSQL, not of the machine; what it proves is that the store
 //!   acknowledges a write only once PostgreSQL committed it.)
 //! - Rows damaged behind the store's back (data not a JSON object, a
-//!   negative version): load and save answer `Error::Decode` naming the
-//!   key and leave the row byte for byte as it was, `list_by_user`
-//!   reports the key as unreadable, `delete` removes it. Data that is a
-//!   JSON object serde cannot read, or a user that is not UTF-8: the same
-//!   for load, list and delete; saves over them are a known gap, kept as
-//!   ignored tests (`SAVE_FINDING`).
+//!   negative version, data that is a JSON object serde cannot read, a
+//!   user that is not UTF-8): load and save (at the stored version and
+//!   others) answer `Error::Decode` naming the key and leave the row byte
+//!   for byte as it was, `list_by_user` reports the key as unreadable,
+//!   `delete` removes it. The row's integrity digest no longer matches
+//!   what it holds, and loads and saves both check it.
 //! - A key of the wrong length cannot be planted: the table's CHECK
 //!   refuses it.
 //!
@@ -594,11 +594,12 @@ async fn crash_mid_writes_loses_no_acknowledged_write() -> TestResult {
 }
 
 /// A row as it is stored, byte for byte.
-type RawRow = (Vec<u8>, Option<Vec<u8>>, String, i64, i64, i64);
+type RawRow = (Vec<u8>, Option<Vec<u8>>, String, i64, i64, i64, Option<i64>);
 
 async fn raw_row(store: &PostgresStore, key: &StorageKey) -> TestResult<Option<RawRow>> {
     Ok(sqlx::query_as(
-        "SELECT key, \"user\", data::text, version, created_at, expires_at FROM sessions \
+        "SELECT key, \"user\", data::text, version, created_at, expires_at, digest \
+         FROM sessions \
          WHERE key = $1",
     )
     .bind(key.as_bytes().as_slice())
@@ -615,23 +616,58 @@ enum Damage {
     User(&'static [u8]),
 }
 
-/// Which checks a damaged-row test makes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Checks {
-    /// Load, save, list and delete.
-    All,
-    /// Load, list and delete, not save (see the `#[ignore]`d tests).
-    AllButSave,
-    /// Only that saves are `Decode` and leave the row alone.
-    SaveOnly,
+/// Saves over the damaged row of `session` (stored as `before`) at
+/// several versions, the stored one last: each must be `Decode` naming
+/// its key and leave the row byte for byte.
+async fn saves_leave_it_alone(
+    store: &PostgresStore,
+    session: &Record,
+    before: &RawRow,
+) -> TestResult {
+    // Every answer is collected before judging, so a failure shows
+    // them all; the stored version goes last, as it may overwrite.
+    let stored = u64::try_from(before.3).unwrap_or(0);
+    let mut versions = vec![0, 2, 7, stored + 1];
+    versions.sort_unstable();
+    versions.dedup();
+    versions.retain(|&v| v != stored);
+    versions.push(stored);
+    let mut wrong = Vec::new();
+    for version in versions {
+        let mut attempt = session.clone();
+        attempt.version = version;
+        attempt.data.insert("overwrite".into(), json!(true));
+        let answer = store.save(&attempt).await;
+        let unchanged = raw_row(store, &session.key).await?.as_ref() == Some(before);
+        if !matches!(&answer, Err(Error::Decode { key, .. }) if *key == session.key) || !unchanged {
+            wrong.push(format!(
+                "save at version {version}: {answer:?}, row {}",
+                if unchanged {
+                    "unchanged"
+                } else {
+                    "OVERWRITTEN"
+                }
+            ));
+        }
+    }
+    if !wrong.is_empty() {
+        return Err(format!(
+            "saves over the damaged row (stored version {}) must be Err(Decode) naming \
+             its key and leave it alone; got: {}",
+            before.3,
+            wrong.join("; ")
+        )
+        .into());
+    }
+    Ok(())
 }
 
-/// Stores a session of `user` at version 1, damages its row, and checks
-/// (as `checks` says): load is `Decode` naming the key; saves at several
-/// versions (the stored one last) are `Decode` and leave the row byte for
-/// byte; `list_by_user` reports the key unreadable (unless the damage took
-/// the row away from the user); `delete` removes it and answers `true`.
-async fn damaged_row_is_decode_and_left_alone(damage: Damage, checks: Checks) -> TestResult {
+/// Stores a session of `user` at version 1, damages its row, and checks:
+/// load is `Decode` naming the key; saves at several versions (the stored
+/// one last) are `Decode` and leave the row byte for byte; `list_by_user`
+/// reports the key unreadable (unless the damage took the row away from
+/// the user); `delete` removes it and answers `true`.
+async fn damaged_row_is_decode_and_left_alone(damage: Damage) -> TestResult {
     let cluster = own_cluster().await?;
     let store = connect(&cluster, |o| o).await?;
     let user = "dana";
@@ -684,54 +720,11 @@ async fn damaged_row_is_decode_and_left_alone(damage: Damage, checks: Checks) ->
             .into()),
         }
     };
-    if checks != Checks::SaveOnly {
-        decode_of_key(
-            "load",
-            store.load(&session.key).await.map(|r| format!("{r:?}")),
-        )?;
-    }
-    if checks != Checks::AllButSave {
-        // Every answer is collected before judging, so a failure shows
-        // them all; the stored version goes last, as it may overwrite.
-        let stored = u64::try_from(before.3).unwrap_or(0);
-        let mut versions = vec![0, 2, 7, stored + 1];
-        versions.sort_unstable();
-        versions.dedup();
-        versions.retain(|&v| v != stored);
-        versions.push(stored);
-        let mut wrong = Vec::new();
-        for version in versions {
-            let mut attempt = session.clone();
-            attempt.version = version;
-            attempt.data.insert("overwrite".into(), json!(true));
-            let answer = store.save(&attempt).await;
-            let unchanged = raw_row(&store, &session.key).await?.as_ref() == Some(&before);
-            if !matches!(&answer, Err(Error::Decode { key, .. }) if *key == session.key)
-                || !unchanged
-            {
-                wrong.push(format!(
-                    "save at version {version}: {answer:?}, row {}",
-                    if unchanged {
-                        "unchanged"
-                    } else {
-                        "OVERWRITTEN"
-                    }
-                ));
-            }
-        }
-        if !wrong.is_empty() {
-            return Err(format!(
-                "saves over the damaged row (stored version {}) must be Err(Decode) naming \
-                 its key and leave it alone; got: {}",
-                before.3,
-                wrong.join("; ")
-            )
-            .into());
-        }
-        if checks == Checks::SaveOnly {
-            return Ok(());
-        }
-    }
+    decode_of_key(
+        "load",
+        store.load(&session.key).await.map(|r| format!("{r:?}")),
+    )?;
+    saves_leave_it_alone(&store, &session, &before).await?;
     // Still damaged, still there.
     decode_of_key(
         "load again",
@@ -759,23 +752,23 @@ async fn damaged_row_is_decode_and_left_alone(damage: Damage, checks: Checks) ->
 /// Data that is valid JSON but not an object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_that_is_a_json_array_is_decode_and_left_alone() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Data(r#"["x"]"#), Checks::All).await
+    damaged_row_is_decode_and_left_alone(Damage::Data(r#"["x"]"#)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_that_is_json_null_is_decode_and_left_alone() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Data("null"), Checks::All).await
+    damaged_row_is_decode_and_left_alone(Damage::Data("null")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negative_version_is_decode_and_left_alone() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Version(-3), Checks::All).await
+    damaged_row_is_decode_and_left_alone(Damage::Version(-3)).await
 }
 
 // JSON objects the `json` column takes and serde_json cannot read (a
 // number beyond `f64`, nesting beyond serde_json's 128 levels, a lone
-// UTF-16 surrogate), and a user column that is not UTF-8. Load, list and
-// delete treat them as damaged; a save does not (the ignored tests).
+// UTF-16 surrogate), and a user column that is not UTF-8: before the
+// integrity digest, a save presenting the row's version overwrote them.
 const BEYOND_F64: &str = r#"{"a": 1e400}"#;
 const LONE_SURROGATE: &str = r#"{"a": "\ud800"}"#;
 const NOT_UTF8: &[u8] = b"dana\xff";
@@ -789,63 +782,23 @@ fn nested_too_deep() -> Damage {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_with_a_number_beyond_f64_is_decode_for_load_list_and_delete() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Data(BEYOND_F64), Checks::AllButSave).await
+async fn data_with_a_number_beyond_f64_is_decode_and_left_alone() -> TestResult {
+    damaged_row_is_decode_and_left_alone(Damage::Data(BEYOND_F64)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_nested_too_deep_is_decode_for_load_list_and_delete() -> TestResult {
-    damaged_row_is_decode_and_left_alone(nested_too_deep(), Checks::AllButSave).await
+async fn data_nested_too_deep_is_decode_and_left_alone() -> TestResult {
+    damaged_row_is_decode_and_left_alone(nested_too_deep()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_with_a_lone_surrogate_is_decode_for_load_list_and_delete() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Data(LONE_SURROGATE), Checks::AllButSave).await
+async fn data_with_a_lone_surrogate_is_decode_and_left_alone() -> TestResult {
+    damaged_row_is_decode_and_left_alone(Damage::Data(LONE_SURROGATE)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_that_is_not_utf8_is_decode_for_load_list_and_delete() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::User(NOT_UTF8), Checks::AllButSave).await
-}
-
-/// What the store's save checks in SQL (a live row, the presented
-/// version, `json_typeof(data) = 'object'`) cannot see these damages: a
-/// save at the stored version overwrites the row, one at another version
-/// answers `Conflict`. Kept as ignored tests until the store decides
-/// readability as its loads do (`--ignored` shows each failure).
-const SAVE_FINDING: &str = "finding: a save overwrites, at the stored version, a JSON object \
-     serde cannot read (or a row whose user is not UTF-8), and answers Conflict at others";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a save overwrites data serde cannot read (SAVE_FINDING)"]
-async fn data_with_a_number_beyond_f64_is_left_alone_by_save() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Data(BEYOND_F64), Checks::SaveOnly)
-        .await
-        .map_err(|e| format!("{SAVE_FINDING}: {e}").into())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a save overwrites data serde cannot read (SAVE_FINDING)"]
-async fn data_nested_too_deep_is_left_alone_by_save() -> TestResult {
-    damaged_row_is_decode_and_left_alone(nested_too_deep(), Checks::SaveOnly)
-        .await
-        .map_err(|e| format!("{SAVE_FINDING}: {e}").into())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a save overwrites data serde cannot read (SAVE_FINDING)"]
-async fn data_with_a_lone_surrogate_is_left_alone_by_save() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::Data(LONE_SURROGATE), Checks::SaveOnly)
-        .await
-        .map_err(|e| format!("{SAVE_FINDING}: {e}").into())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a save overwrites a row whose user is not UTF-8 (SAVE_FINDING)"]
-async fn a_user_that_is_not_utf8_is_left_alone_by_save() -> TestResult {
-    damaged_row_is_decode_and_left_alone(Damage::User(NOT_UTF8), Checks::SaveOnly)
-        .await
-        .map_err(|e| format!("{SAVE_FINDING}: {e}").into())
+async fn a_user_that_is_not_utf8_is_decode_and_left_alone() -> TestResult {
+    damaged_row_is_decode_and_left_alone(Damage::User(NOT_UTF8)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

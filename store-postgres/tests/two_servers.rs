@@ -51,7 +51,7 @@ two_servers!(
     lifecycle_two_managers_lose_no_update,
     lifecycle_many_managers_lose_no_update,
     lifecycle_concurrent_updates_lose_no_increment,
-    lifecycle_commit_after_login_reaches_the_new_session,
+    lifecycle_commit_after_a_move_is_forwarded_or_superseded,
     requests_login_after_logout_elsewhere_is_never_resurrected,
     requests_random_concurrent_requests_are_explained_by_some_order,
 );

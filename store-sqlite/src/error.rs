@@ -33,6 +33,17 @@ pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the database stayed locked by another connection
+/// (`SQLITE_BUSY` after the busy timeout, or `SQLITE_LOCKED`): the
+/// statement did not run, and any other sent now would wait as long.
+pub(crate) fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => primary_code(db.as_ref())
+            .is_some_and(|code| matches!(code, SQLITE_BUSY | SQLITE_LOCKED)),
+        _ => false,
+    }
+}
+
 /// Whether `error`, raised by a statement inside an explicit transaction,
 /// may have rolled back the whole transaction (SQLite documents this for
 /// `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM` and
@@ -70,10 +81,14 @@ pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
 #[error("version {0} is beyond what SQLite can store (at most {max})", max = i64::MAX - 1)]
 pub(crate) struct VersionOutOfRange(pub(crate) u64);
 
-/// A live row's data column is not valid JSON; a save leaves it alone.
+/// A row that does not match its integrity digest (see
+/// [`crate::digest`]): loads, listings and saves leave it as it is.
 #[derive(Debug, thiserror::Error)]
-#[error("the row's data column is not valid JSON")]
-pub(crate) struct UnreadableData;
+#[error(
+    "the row does not match its integrity digest: this store did not write it as it stands \
+     (it was damaged or edited behind the store's back), so it is left as it is"
+)]
+pub(crate) struct Damaged;
 
 /// The schema in the database was written by a newer release.
 #[derive(Debug, thiserror::Error)]

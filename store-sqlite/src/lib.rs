@@ -19,11 +19,13 @@
 //! One table (default `sessions`, configurable with [`TableName`]):
 //! `key BLOB PRIMARY KEY` (the 32-byte storage key), `user TEXT`, `data
 //! TEXT` (the session map as JSON), `version INTEGER`, and `created_at`,
-//! `expires_at` as `INTEGER` milliseconds since the epoch, `WITHOUT ROWID`.
-//! An index on `expires_at` serves the sweeper; a partial index on `user`
-//! (only bound sessions) serves the per-user methods. A companion table
-//! `<table>_meta` records the schema version so a later release can
-//! migrate. Everything is created on open, idempotently.
+//! `expires_at` as `INTEGER` milliseconds since the epoch, and `digest
+//! TEXT` (see "Damage"), `WITHOUT ROWID`. An index on `expires_at` serves
+//! the sweeper; a partial index on `user` (only bound sessions) serves the
+//! per-user methods. A companion table `<table>_meta` records the schema
+//! version (2) so a later release can migrate. Everything is created on
+//! open, idempotently, and a table of schema version 1 is upgraded then; a
+//! newer one is refused.
 //!
 //! # Semantics
 //!
@@ -33,11 +35,37 @@
 //! [sweeper](SqliteStore::spawn_sweeper)) removes it physically in short
 //! batches. `create` is an upsert that only replaces an expired row;
 //! `save` is `UPDATE ... WHERE key = ? AND version = ? AND expires_at >
-//! now` (leaving the `user` column, and so its index, alone when the user
-//! is unchanged), followed only when nothing changed by a read that tells
-//! `Conflict` from `NotFound`, on the writer's connection (so no other
-//! write of this store comes in between; inside the batch's transaction
-//! when the batch has one).
+//! now AND <digest matches>` (leaving the `user` column, and so its
+//! index, alone when the user is unchanged), followed only when nothing
+//! changed by a read that tells `Conflict` from `NotFound` from a row the
+//! store cannot read, on the writer's connection (so no other write of
+//! this store comes in between; inside the batch's transaction when the
+//! batch has one).
+//!
+//! # Damage
+//!
+//! "Unreadable" means the same to every method: not what this store
+//! wrote. Each create and save writes, beside the row, a 64-bit hash of
+//! its key, version, `created_at`, user and the data's exact text (not
+//! the expiry, so `touch` keeps it valid). A load or a listing checks it
+//! before decoding. A save checks it in its compare-and-set statement,
+//! atomically: SQLite has no hash function, and registering one needs
+//! `unsafe` code, so the statement compares the row's fields, spelled out
+//! as text, with the digest under a collation the writer's connection
+//! registers through sqlx's safe API, which orders a spelled-out row by
+//! its digest (a total order, so SQLite's rules for collations hold). A
+//! row edited behind the store's back, wherever (a number beyond `f64`
+//! inside a JSON object, a value changed by hand, a user that is not
+//! UTF-8, a version changed, data that is not JSON), is
+//! [`Decode`](session_core::Error::Decode) naming its key for loads and
+//! saves alike, stays in place, is reported by `list_by_user` and removed
+//! by `delete` and `delete_by_user`. A digest catches damage, not
+//! forgery: whoever rewrites the digest to match is trusted. The upgrade
+//! from schema version 1 fills the digest of every row that decodes into
+//! a record; one that does not stays unreadable. It runs when the store
+//! opens, in one transaction (on a big table, a while); close the older
+//! release's stores first, or the rows they write afterwards load as
+//! `Decode`.
 //!
 //! # Writes: one writer, group commit, few statements
 //!
@@ -86,13 +114,39 @@
 //! waits on a timer to fill a batch. `list_by_user` runs directly on the
 //! pool.
 //!
+//! # Timeouts
+//!
+//! Every call is bounded by the operation timeout
+//! ([`DEFAULT_OPERATION_TIMEOUT`], 3 s, as the other stores';
+//! [`SqliteOptions::operation_timeout`]): waiting for the writer, for a
+//! write lock another process holds, for a pooled connection and for
+//! SQLite together (each batch of
+//! [`delete_expired`](session_core::SessionStore::delete_expired) on its
+//! own). SQLite's busy timeout is the operation timeout too, unless set
+//! lower. A call that runs out of time fails with a retryable
+//! [`Error::Backend`](session_core::Error::Backend) naming the operation,
+//! whose source is a [`TimedOut`]; a write that found the database locked
+//! for its whole busy timeout fails the same way, saying so.
+//!
+//! A write whose caller gave up is never committed: the writer skips it
+//! if it is still queued, and the writer connection's commit hook refuses
+//! a batch's first commit when a caller of the batch has given up (SQLite
+//! then rolls it back, and the writer runs the batch again without that
+//! write). So a timed-out write was not applied, and never will be,
+//! unless its commit had already begun when its caller gave up
+//! ([`TimedOut::may_have_applied`]). A statement that found the database
+//! locked ends its batch at once (the batch's other writes fail with the
+//! same retryable error) rather than each waiting for the lock again.
+//! Reads never wait for a writer in WAL mode. Each write stays all or
+//! nothing.
+//!
 //! # Durability
 //!
 //! Files use WAL and, by default, `synchronous = NORMAL`: a crashed or
 //! killed process loses no acknowledged write, but a power cut or OS crash
 //! may lose the last few commits. [`Synchronous::Full`] syncs every commit.
-//! See [`SqliteOptions`] for the busy timeout, pool size and the in-memory
-//! mode.
+//! See [`SqliteOptions`] for the operation and busy timeouts, pool size and
+//! the in-memory mode.
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -106,6 +160,8 @@
 pub struct ReadmeDoctests;
 
 mod codec;
+mod deadline;
+mod digest;
 mod error;
 mod options;
 mod reader;
@@ -116,6 +172,7 @@ mod sweeper;
 mod test_db;
 mod write;
 
+pub use deadline::{DEFAULT_OPERATION_TIMEOUT, TimedOut};
 pub use options::{
     DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,
     Synchronous, TableName,

@@ -13,6 +13,8 @@ use sqlx::sqlite::{
 };
 
 use crate::SqliteStore;
+use crate::deadline::DEFAULT_OPERATION_TIMEOUT;
+use crate::digest::{COLLATION, collate};
 use crate::error::map_sqlx;
 
 /// The longest accepted table name, in bytes. Leaves room for the suffixes
@@ -142,9 +144,10 @@ enum Location {
 /// Options for opening a [`SqliteStore`]; start from
 /// [`SqliteOptions::file`] or [`SqliteOptions::in_memory`].
 ///
-/// Defaults: WAL journal, [`Synchronous::Normal`], a 5 s busy timeout, a
-/// pool of at most 4 connections, the table `sessions`, sweeps in batches
-/// of [`DEFAULT_SWEEP_BATCH`] rows.
+/// Defaults: WAL journal, [`Synchronous::Normal`], every call bounded by
+/// [`DEFAULT_OPERATION_TIMEOUT`] (3 s), and so is the busy timeout, a pool
+/// of at most 4 connections, the table `sessions`, sweeps in batches of
+/// [`DEFAULT_SWEEP_BATCH`] rows.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -167,7 +170,9 @@ pub struct SqliteOptions {
     location: Location,
     table: TableName,
     synchronous: Synchronous,
-    busy_timeout: Duration,
+    /// `None`: the operation timeout.
+    busy_timeout: Option<Duration>,
+    operation_timeout: Duration,
     max_connections: u32,
     acquire_timeout: Duration,
     sweep_batch: u32,
@@ -179,7 +184,8 @@ impl SqliteOptions {
             location,
             table: TableName::default(),
             synchronous: Synchronous::default(),
-            busy_timeout: Duration::from_secs(5),
+            busy_timeout: None,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             max_connections: 4,
             acquire_timeout: Duration::from_secs(30),
             sweep_batch: DEFAULT_SWEEP_BATCH,
@@ -222,9 +228,23 @@ impl SqliteOptions {
     }
 
     /// How long a statement waits for another connection's write lock
-    /// before failing with a retryable error (default 5 s).
+    /// before failing with a retryable error (default, and at most: the
+    /// [operation timeout](Self::operation_timeout)).
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
+        self.busy_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a store call may take, all of it (waiting for the writer,
+    /// for a write lock another process holds, for a pooled connection,
+    /// for SQLite), before it fails with a retryable
+    /// [`Error::Backend`] whose source is a [`TimedOut`](crate::TimedOut)
+    /// (default [`DEFAULT_OPERATION_TIMEOUT`]). A write whose caller gave
+    /// up is never committed afterwards (see the crate docs, "Timeouts").
+    /// [`delete_expired`](session_core::SessionStore::delete_expired)
+    /// bounds each of its batches by it.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
         self
     }
 
@@ -257,7 +277,10 @@ impl SqliteOptions {
     /// [`Error::Backend`] when the file cannot be opened or created, or
     /// the schema cannot be created or was written by a newer release.
     pub async fn open(self) -> Result<SqliteStore, Error> {
-        let busy = self.busy_timeout;
+        let busy = self
+            .busy_timeout
+            .unwrap_or(self.operation_timeout)
+            .min(self.operation_timeout);
         let pool_options = SqlitePoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout);
@@ -284,8 +307,18 @@ impl SqliteOptions {
                 (connect, pool_options, Some(keeper))
             }
         };
+        // The collation of the digest checks (see `crate::digest`), on
+        // every connection: the writer's runs the saves, any may inspect.
+        let connect = connect.collation(COLLATION, collate);
         let pool = pool_options.connect_lazy_with(connect);
-        SqliteStore::from_parts(pool, self.table, self.sweep_batch, keeper.map(Keeper::new)).await
+        SqliteStore::from_parts(
+            pool,
+            self.table,
+            self.sweep_batch,
+            self.operation_timeout,
+            keeper.map(Keeper::new),
+        )
+        .await
     }
 }
 

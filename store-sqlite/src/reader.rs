@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use session_core::{Error, StorageKey};
 use sqlx::Row as _;
@@ -29,7 +30,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, SqliteExecutor};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
 
+use crate::deadline::TimedOut;
 use crate::error::{is_retryable, map_sqlx};
 use crate::schema::Statements;
 use crate::schema::params;
@@ -49,6 +52,8 @@ type Found = Result<Option<Arc<SqliteRow>>, Error>;
 struct Load {
     key: StorageKey,
     now: i64,
+    /// When its caller gives up.
+    deadline: Instant,
     reply: oneshot::Sender<Found>,
 }
 
@@ -60,6 +65,8 @@ pub(crate) struct Reader {
     in_flight: AtomicUsize,
     pool: SqlitePool,
     sql: Statements,
+    /// The operation timeout, for the errors of loads that ran out of it.
+    timeout: Duration,
 }
 
 /// The reader tasks are gone (their runtime shut down) with this load.
@@ -83,7 +90,7 @@ impl Drop for InFlight<'_> {
 
 impl Reader {
     /// Starts one reader task per connection the pool may open.
-    pub(crate) fn spawn(pool: SqlitePool, sql: Statements) -> Self {
+    pub(crate) fn spawn(pool: SqlitePool, sql: Statements, timeout: Duration) -> Self {
         let readers = pool.options().get_max_connections().max(1);
         let (queue, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -95,31 +102,39 @@ impl Reader {
             in_flight: AtomicUsize::new(0),
             pool,
             sql,
+            timeout,
         }
     }
 
-    /// The row of `key` if it is live at `now` (the caller decodes it).
-    pub(crate) async fn load(&self, key: &StorageKey, now: i64) -> Found {
+    /// The row of `key` if it is live at `now` (the caller decodes it),
+    /// unless `deadline` passes first.
+    pub(crate) async fn load(&self, key: &StorageKey, now: i64, deadline: Instant) -> Found {
         let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
         let _in_flight = InFlight(&self.in_flight);
-        if !alone {
-            let (reply, answer) = oneshot::channel();
-            let load = Load {
-                key: *key,
-                now,
-                reply,
-            };
-            // A closed queue means the reader tasks are gone: load directly.
-            if self.queue.send(load).await.is_ok() {
-                return answer
-                    .await
-                    .map_err(|_| Error::backend(OP, false, ReaderGone))?;
+        let found = timeout_at(deadline, async {
+            if !alone {
+                let (reply, answer) = oneshot::channel();
+                let load = Load {
+                    key: *key,
+                    now,
+                    deadline,
+                    reply,
+                };
+                // A closed queue means the reader tasks are gone: load
+                // directly.
+                if self.queue.send(load).await.is_ok() {
+                    return answer
+                        .await
+                        .map_err(|_| Error::backend(OP, false, ReaderGone))?;
+                }
             }
-        }
-        load_one(&self.pool, &self.sql, key, now)
-            .await
-            .map(|row| row.map(Arc::new))
-            .map_err(|e| map_sqlx(OP, e))
+            load_one(&self.pool, &self.sql, key, now)
+                .await
+                .map(|row| row.map(Arc::new))
+                .map_err(|e| map_sqlx(OP, e))
+        })
+        .await;
+        found.unwrap_or_else(|_| Err(Error::backend(OP, true, TimedOut::new(self.timeout, false))))
     }
 }
 
@@ -137,9 +152,18 @@ async fn run(receiver: Arc<Mutex<mpsc::Receiver<Load>>>, pool: SqlitePool, sql: 
     }
 }
 
-/// Answers every load of `batch`, leaving it empty.
+/// Answers every load of `batch` whose caller still waits, leaving it
+/// empty; waits for a connection until the batch's latest deadline at
+/// most.
 async fn serve(pool: &SqlitePool, sql: &Statements, batch: &mut Vec<Load>) {
-    let mut conn = match pool.acquire().await {
+    batch.retain(|load| !load.reply.is_closed());
+    let Some(deadline) = batch.iter().map(|load| load.deadline).max() else {
+        return;
+    };
+    let acquired = timeout_at(deadline, pool.acquire())
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    let mut conn = match acquired {
         Ok(conn) => conn,
         Err(error) => {
             let retryable = is_retryable(&error);
@@ -184,9 +208,15 @@ pub(crate) async fn serve_batch(
 ) -> Vec<Found> {
     let mut answers = Vec::new();
     let mut batch = Vec::new();
+    let deadline = Instant::now() + crate::deadline::DEFAULT_OPERATION_TIMEOUT;
     for &(key, now) in loads {
         let (reply, answer) = oneshot::channel();
-        batch.push(Load { key, now, reply });
+        batch.push(Load {
+            key,
+            now,
+            deadline,
+            reply,
+        });
         answers.push(answer);
     }
     serve(pool, sql, &mut batch).await;

@@ -3,12 +3,16 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 use sqlx::sqlite::SqlitePool;
+use tokio::time::{Instant, timeout_at};
 
 use crate::codec::{Row, decode_row};
-use crate::error::{UnreadableData, map_sqlx};
+use crate::deadline::{DEFAULT_OPERATION_TIMEOUT, TimedOut};
+use crate::digest::{COLLATION, collate};
+use crate::error::{Damaged, map_sqlx};
 use crate::options::{DEFAULT_SWEEP_BATCH, Keeper, SqliteOptions, TableName};
 use crate::reader::Reader;
 use crate::schema::{self, Statements};
@@ -57,6 +61,8 @@ struct Inner {
     writer: Writer,
     sql: Statements,
     sweep_batch: u32,
+    /// How long a call may take.
+    timeout: Duration,
     // Declared last: dropped after the pool handle.
     _keeper: Option<Keeper>,
 }
@@ -98,7 +104,10 @@ impl SqliteStore {
     ///
     /// The pool's connect options decide journal mode, `synchronous` and
     /// busy timeout; set a busy timeout, or concurrent writers fail with
-    /// "database is locked". A plain `:memory:` URL gives every pooled
+    /// "database is locked" (no longer than [`DEFAULT_OPERATION_TIMEOUT`],
+    /// which bounds every call of this store; the writer never commits a
+    /// write after its caller gave up, whatever the busy timeout). A
+    /// plain `:memory:` URL gives every pooled
     /// connection its own database: use [`SqliteOptions::in_memory`]
     /// instead, or a pool of exactly one connection that never expires.
     ///
@@ -115,36 +124,55 @@ impl SqliteStore {
     ///
     /// [`Error::Backend`] when the schema cannot be created.
     pub async fn from_pool_with_table(pool: SqlitePool, table: TableName) -> Result<Self, Error> {
-        Self::from_parts(pool, table, DEFAULT_SWEEP_BATCH, None).await
+        Self::from_parts(
+            pool,
+            table,
+            DEFAULT_SWEEP_BATCH,
+            DEFAULT_OPERATION_TIMEOUT,
+            None,
+        )
+        .await
     }
 
     pub(crate) async fn from_parts(
         pool: SqlitePool,
         table: TableName,
         sweep_batch: u32,
+        timeout: Duration,
         keeper: Option<Keeper>,
     ) -> Result<Self, Error> {
-        schema::ensure(&pool, &table).await?;
+        let op = "open";
+        let deadline = Instant::now() + timeout;
+        let timed_out = || Error::backend(op, true, TimedOut::new(timeout, false));
+        schema::ensure(&pool, &table, deadline).await?;
         // The writer's own connection, opened with the pool's options (the
         // same file or in-memory database, journal mode and busy timeout).
         // Its temporary files live in memory: a multi-row statement inside
         // the batch transaction keeps a statement journal (the pages it
         // changed, to undo it alone if it fails), which would otherwise
         // spill into a temporary file, created and deleted per statement.
+        // It compares rows with their digests under the collation of
+        // `crate::digest`.
         let writer_options = (*pool.connect_options())
             .clone()
-            .pragma("temp_store", "MEMORY");
-        let conn = sqlx::ConnectOptions::connect(&writer_options)
-            .await
-            .map_err(|e| map_sqlx("open", e))?;
+            .pragma("temp_store", "MEMORY")
+            .collation(COLLATION, collate);
         let sql = Statements::new(table);
+        let writer = timeout_at(deadline, async {
+            let conn = sqlx::ConnectOptions::connect(&writer_options).await?;
+            Writer::start(conn, sql.clone(), timeout).await
+        })
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| map_sqlx(op, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                reader: Reader::spawn(pool.clone(), sql.clone()),
+                reader: Reader::spawn(pool.clone(), sql.clone(), timeout),
                 pool,
-                writer: Writer::spawn(conn, sql.clone()),
+                writer,
                 sql,
                 sweep_batch: sweep_batch.max(1),
+                timeout,
                 _keeper: keeper,
             }),
         })
@@ -158,6 +186,16 @@ impl SqliteStore {
     /// The table sessions are kept in.
     pub fn table(&self) -> &TableName {
         &self.inner.sql.table
+    }
+
+    /// How long a call may take (see [`SqliteOptions::operation_timeout`]).
+    pub fn operation_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.timeout
     }
 }
 
@@ -174,10 +212,14 @@ fn now_ms() -> i64 {
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, record: &Record) -> Result<(), Error> {
-        let op = "create";
         record.check_create()?;
-        let row = Row::of(op, record)?;
-        if self.inner.writer.create(row, now_ms()).await? {
+        let row = Row::for_create(record)?;
+        if self
+            .inner
+            .writer
+            .create(row, now_ms(), self.deadline())
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::Exists)
@@ -185,20 +227,28 @@ impl SessionStore for SqliteStore {
     }
 
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
-        let row = self.inner.reader.load(key, now_ms()).await?;
+        let row = self
+            .inner
+            .reader
+            .load(key, now_ms(), self.deadline())
+            .await?;
         row.map(|row| decode_row("load", self.inner.sql.table.as_str(), &row))
             .transpose()
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
-        let op = "save";
         record.check_save()?;
-        let row = Row::of(op, record)?;
-        match self.inner.writer.save(row, now_ms()).await? {
+        let row = Row::for_save(record)?;
+        match self
+            .inner
+            .writer
+            .save(row, now_ms(), self.deadline())
+            .await?
+        {
             // `check_save` keeps the version below `Record::MAX_VERSION`.
             SaveOutcome::Saved => Ok(record.version + 1),
             SaveOutcome::Conflict => Err(Error::Conflict),
-            SaveOutcome::Unreadable => Err(Error::decode(record.key, UnreadableData)),
+            SaveOutcome::Unreadable => Err(Error::decode(record.key, Damaged)),
             SaveOutcome::NotFound => Err(Error::NotFound),
         }
     }
@@ -208,23 +258,28 @@ impl SessionStore for SqliteStore {
             key: *key,
             expires_at: expires_at.as_millis(),
         };
-        self.inner.writer.touch(touch, now_ms()).await
+        self.inner
+            .writer
+            .touch(touch, now_ms(), self.deadline())
+            .await
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
         let now = now_ms();
         // Removes an expired row too, but only a live one counts.
-        let removed = self.inner.writer.delete(*key, now).await?;
+        let removed = self.inner.writer.delete(*key, now, self.deadline()).await?;
         Ok(live_count(removed, now) > 0)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
         let op = "list_by_user";
-        let rows = sqlx::query(self.inner.sql.list_by_user())
+        let listed = sqlx::query(self.inner.sql.list_by_user())
             .bind(user)
             .bind(now_ms())
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&self.inner.pool);
+        let rows = timeout_at(self.deadline(), listed)
             .await
+            .map_err(|_| Error::backend(op, true, TimedOut::new(self.inner.timeout, false)))?
             .map_err(|e| map_sqlx(op, e))?;
         let mut found = UserSessions::default();
         for row in &rows {
@@ -244,7 +299,7 @@ impl SessionStore for SqliteStore {
         let removed = self
             .inner
             .writer
-            .delete_by_user(user.to_owned(), now)
+            .delete_by_user(user.to_owned(), now, self.deadline())
             .await?;
         Ok(live_count(removed, now))
     }
@@ -254,8 +309,14 @@ impl SessionStore for SqliteStore {
         let mut total = 0u64;
         loop {
             // One short write transaction per batch, so writers wait at
-            // most one batch for the lock.
-            let removed = self.inner.writer.sweep(i64::from(batch), now_ms()).await?;
+            // most one batch for the lock; each a call of its own,
+            // bounded by the operation timeout.
+            let limit = i64::from(batch);
+            let removed = self
+                .inner
+                .writer
+                .sweep(limit, now_ms(), self.deadline())
+                .await?;
             total += removed;
             if removed < u64::from(batch) {
                 return Ok(total);

@@ -16,8 +16,9 @@ mod file {
     async fn plant(
         store: std::sync::Arc<TempFileStore>,
         record: session_core::Record,
+        damage: session_store_conformance::Damage,
     ) -> Result<(), String> {
-        crate::common::plant_unreadable(&store.store, &record).await
+        crate::common::plant_unreadable(&store.store, &record, damage).await
     }
 
     session_store_conformance::suite!(factory, unreadable = plant);
@@ -40,8 +41,9 @@ mod memory {
     async fn plant(
         store: std::sync::Arc<SqliteStore>,
         record: session_core::Record,
+        damage: session_store_conformance::Damage,
     ) -> Result<(), String> {
-        crate::common::plant_unreadable(&store, &record).await
+        crate::common::plant_unreadable(&store, &record, damage).await
     }
 
     session_store_conformance::suite!(factory, unreadable = plant);

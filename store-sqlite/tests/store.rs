@@ -196,7 +196,7 @@ async fn tables_in_one_file_are_independent_and_schema_is_idempotent() -> TestRe
         sqlx::query_scalar("SELECT value FROM alpha_meta WHERE name = 'schema_version'")
             .fetch_one(a.pool())
             .await?;
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     // The indexes exist, and the per-user query uses the partial index.
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'alpha' ORDER BY name",

@@ -10,16 +10,19 @@ use session_core::Error;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{AssertSqlSafe, Connection, SqlStr};
 
+use crate::digest::intact;
 use crate::error::{SchemaTooNew, map_sqlx};
 use crate::options::TableName;
 
 pub(crate) mod params;
+mod upgrade;
 
-/// The schema version this release writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// The schema version this release writes and understands: 2 added the
+/// `digest` column (see [`crate::digest`]).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
-/// The columns a record is read from, in this order.
-pub(crate) const RECORD_COLUMNS: &str = "key, user, data, version, created_at, expires_at";
+/// The columns a record is read from (and written to), in this order.
+pub(crate) const RECORD_COLUMNS: &str = "key, user, data, version, created_at, expires_at, digest";
 
 /// Every statement of the store, for one table.
 #[derive(Debug, Clone)]
@@ -49,10 +52,11 @@ pub(crate) struct Statements {
 const KEYS: &str = "SELECT unhex(value) FROM json_each(?1)";
 
 /// The records of a batch, from its JSON payload: one array
-/// `[key as hex, version, user, data, created_at, expires_at]` per record
-/// (see [`params`]).
+/// `[key as hex, version, user, data, created_at, expires_at, digest]` per
+/// record (see [`params`]).
 const RECORDS: &str = "SELECT unhex(value ->> 0) AS k, value ->> 1 AS ver, value ->> 2 AS usr, \
-     value ->> 3 AS dat, value ->> 4 AS cre, value ->> 5 AS exp FROM json_each(?1)";
+     value ->> 3 AS dat, value ->> 4 AS cre, value ->> 5 AS exp, value ->> 6 AS dig \
+     FROM json_each(?1)";
 
 fn sql(text: &Arc<str>) -> SqlStr {
     // Built only from fixed text and a validated `TableName`.
@@ -62,14 +66,20 @@ fn sql(text: &Arc<str>) -> SqlStr {
 impl Statements {
     pub(crate) fn new(table: TableName) -> Self {
         let t = table.as_str();
+        // Whether the row matches its digest (what this store wrote): a
+        // save writes only such a row, and the probes tell a conflict from
+        // a row the store cannot read by it (see `crate::digest`).
+        let row_intact = intact("");
+        let t_intact = intact(&format!("\"{t}\"."));
         Self {
             // Inserts, or replaces a row that is no longer live; a live row
             // makes the upsert's WHERE false, so nothing changes (0 rows).
             create: format!(
-                "INSERT INTO \"{t}\" ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                "INSERT INTO \"{t}\" ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8) \
                  ON CONFLICT(key) DO UPDATE SET user = excluded.user, data = excluded.data, \
                  version = excluded.version, created_at = excluded.created_at, \
-                 expires_at = excluded.expires_at WHERE \"{t}\".expires_at <= ?7"
+                 expires_at = excluded.expires_at, digest = excluded.digest \
+                 WHERE \"{t}\".expires_at <= ?7"
             )
             .into(),
             load: format!(
@@ -78,25 +88,23 @@ impl Statements {
             .into(),
             save: format!(
                 "UPDATE \"{t}\" SET user = ?3, data = ?4, created_at = ?5, expires_at = ?6, \
-                 version = version + 1 \
-                 WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND json_valid(data)"
+                 version = version + 1, digest = ?8 \
+                 WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND {row_intact}"
             )
             .into(),
             // The same compare-and-set when the user is unchanged: the
             // user column (and so its index entry) is not rewritten.
             save_same_user: format!(
                 "UPDATE \"{t}\" SET data = ?4, created_at = ?5, expires_at = ?6, \
-                 version = version + 1 \
+                 version = version + 1, digest = ?8 \
                  WHERE key = ?1 AND version = ?2 AND expires_at > ?7 AND user IS ?3 \
-                 AND json_valid(data)"
+                 AND {row_intact}"
             )
             .into(),
-            // A live row: 1 when its data is readable JSON (a conflict), 0
+            // A live row: 1 when it matches its digest (a conflict), 0
             // when not (unreadable: a save never overwrites it).
-            probe: format!(
-                "SELECT json_valid(data) FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2"
-            )
-            .into(),
+            probe: format!("SELECT {row_intact} FROM \"{t}\" WHERE key = ?1 AND expires_at > ?2")
+                .into(),
             touch: format!("UPDATE \"{t}\" SET expires_at = ?2 WHERE key = ?1 AND expires_at > ?3")
                 .into(),
             delete: format!("DELETE FROM \"{t}\" WHERE key = ?1 RETURNING expires_at").into(),
@@ -120,38 +128,40 @@ impl Statements {
             .into(),
             create_many: format!(
                 "INSERT INTO \"{t}\" ({RECORD_COLUMNS}) \
-                 SELECT k, usr, dat, ver, cre, exp FROM ({RECORDS}) WHERE true \
+                 SELECT k, usr, dat, ver, cre, exp, dig FROM ({RECORDS}) WHERE true \
                  ON CONFLICT(key) DO UPDATE SET user = excluded.user, data = excluded.data, \
                  version = excluded.version, created_at = excluded.created_at, \
-                 expires_at = excluded.expires_at WHERE \"{t}\".expires_at <= ?2 \
-                 RETURNING key"
+                 expires_at = excluded.expires_at, digest = excluded.digest \
+                 WHERE \"{t}\".expires_at <= ?2 RETURNING key"
             )
             .into(),
             save_many: format!(
                 "UPDATE \"{t}\" SET user = v.usr, data = v.dat, created_at = v.cre, \
-                 expires_at = v.exp, version = \"{t}\".version + 1 FROM ({RECORDS}) AS v \
+                 expires_at = v.exp, version = \"{t}\".version + 1, digest = v.dig \
+                 FROM ({RECORDS}) AS v \
                  WHERE \"{t}\".key = v.k AND \"{t}\".version = v.ver AND \"{t}\".expires_at > ?2 \
-                 AND json_valid(\"{t}\".data) RETURNING key"
+                 AND {t_intact} RETURNING key"
             )
             .into(),
             save_many_same_user: format!(
                 "UPDATE \"{t}\" SET data = v.dat, created_at = v.cre, \
-                 expires_at = v.exp, version = \"{t}\".version + 1 FROM ({RECORDS}) AS v \
+                 expires_at = v.exp, version = \"{t}\".version + 1, digest = v.dig \
+                 FROM ({RECORDS}) AS v \
                  WHERE \"{t}\".key = v.k AND \"{t}\".version = v.ver AND \"{t}\".expires_at > ?2 \
-                 AND \"{t}\".user IS v.usr AND json_valid(\"{t}\".data) \
+                 AND \"{t}\".user IS v.usr AND {t_intact} \
                  RETURNING key"
             )
             .into(),
-            // Live rows with readable data (conflicts), and live rows
-            // with unreadable data.
+            // Live rows that match their digest (conflicts), and live rows
+            // that do not (unreadable).
             probe_many: format!(
                 "SELECT key FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2 \
-                 AND json_valid(data)"
+                 AND {row_intact}"
             )
             .into(),
             unreadable_many: format!(
                 "SELECT key FROM \"{t}\" WHERE key IN ({KEYS}) AND expires_at > ?2 \
-                 AND NOT json_valid(data)"
+                 AND NOT {row_intact}"
             )
             .into(),
             // Records here are `[key as hex, expires_at]`.
@@ -240,7 +250,8 @@ fn ddl(table: &TableName) -> [String; 5] {
              data TEXT NOT NULL, \
              version INTEGER NOT NULL, \
              created_at INTEGER NOT NULL, \
-             expires_at INTEGER NOT NULL\
+             expires_at INTEGER NOT NULL, \
+             digest TEXT\
              ) WITHOUT ROWID"
         ),
         format!("CREATE INDEX IF NOT EXISTS \"{t}_expires_at_idx\" ON \"{t}\" (expires_at)"),
@@ -254,12 +265,22 @@ fn ddl(table: &TableName) -> [String; 5] {
     ]
 }
 
-/// Creates the schema for `table` if it is missing, in one `BEGIN
-/// IMMEDIATE` transaction (so concurrent openers of one file serialise),
-/// and checks the recorded schema version.
-pub(crate) async fn ensure(pool: &SqlitePool, table: &TableName) -> Result<(), Error> {
+/// Creates the schema for `table` if it is missing, brings a table of an
+/// older release up to this one's schema (see [`upgrade`]), all in one
+/// `BEGIN IMMEDIATE` transaction (so concurrent openers of one file
+/// serialise), and checks the recorded schema version. Waiting for a
+/// pooled connection ends at `deadline`; waiting for the write lock at the
+/// busy timeout; an upgrade of a big table takes as long as it takes.
+pub(crate) async fn ensure(
+    pool: &SqlitePool,
+    table: &TableName,
+    deadline: tokio::time::Instant,
+) -> Result<(), Error> {
     let op = "open";
-    let mut conn = pool.acquire().await.map_err(|e| map_sqlx(op, e))?;
+    let mut conn = tokio::time::timeout_at(deadline, pool.acquire())
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        .map_err(|e| map_sqlx(op, e))?;
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -288,6 +309,9 @@ pub(crate) async fn ensure(pool: &SqlitePool, table: &TableName) -> Result<(), E
                 supported: SCHEMA_VERSION,
             },
         ));
+    }
+    if found < SCHEMA_VERSION {
+        upgrade::from_v1(&mut tx, table).await?;
     }
     tx.commit().await.map_err(|e| map_sqlx(op, e))
 }

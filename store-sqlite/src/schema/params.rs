@@ -29,8 +29,8 @@ pub(crate) fn keys<'a>(
     serde_json::to_string(&hexes)
 }
 
-/// A JSON array of `[key, version, user, data, created_at, expires_at]`,
-/// one per row.
+/// A JSON array of `[key, version, user, data, created_at, expires_at,
+/// digest]`, one per row.
 pub(crate) fn records<'a>(
     rows: impl IntoIterator<Item = &'a Row>,
 ) -> Result<String, serde_json::Error> {
@@ -44,6 +44,7 @@ pub(crate) fn records<'a>(
                 row.data.as_str(),
                 row.created_at,
                 row.expires_at,
+                row.digest.as_str(),
             )
         })
         .collect();
@@ -63,9 +64,10 @@ pub(crate) fn expiries<'a>(
 
 /// Roughly how many payload bytes `row` takes.
 pub(crate) fn size(row: &Row) -> usize {
-    // Key as hex, the integers, quotes and separators; the data may grow
-    // when escaped, which the margin to SQLite's limit absorbs.
-    160 + row.data.len() + row.user.as_ref().map_or(0, String::len)
+    // Key as hex, the integers, the digest, quotes and separators; the
+    // data may grow when escaped, which the margin to SQLite's limit
+    // absorbs.
+    230 + row.data.len() + row.user.as_ref().map_or(0, String::len)
 }
 
 #[cfg(test)]
@@ -83,10 +85,11 @@ mod tests {
             version: 7,
             created_at: -5,
             expires_at: i64::MAX,
+            digest: "d1".to_owned(),
         };
         assert_eq!(
             records([&row])?,
-            format!(r#"[["{hex}",7,null,"{{\"a\":\"b\\\"c\"}}",-5,9223372036854775807]]"#)
+            format!(r#"[["{hex}",7,null,"{{\"a\":\"b\\\"c\"}}",-5,9223372036854775807,"d1"]]"#)
         );
         assert_eq!(keys([&key])?, format!(r#"["{hex}"]"#));
         assert_eq!(expiries([(&key, 3)])?, format!(r#"[["{hex}",3]]"#));

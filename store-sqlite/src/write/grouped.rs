@@ -44,7 +44,7 @@ use super::plan::{Step, plan};
 use super::single;
 use super::types::{Job, Reply, SaveOutcome, Touch, Write};
 use crate::codec::Row;
-use crate::error::{map_sqlx, voids_transaction};
+use crate::error::{is_busy, map_sqlx, voids_transaction};
 use crate::schema::Statements;
 use crate::schema::params::{self, MAX_PAYLOAD};
 
@@ -101,7 +101,8 @@ fn size(write: &Write) -> usize {
 /// Runs `jobs` as planned, settling each job's reply; `Err` when, in
 /// [`Mode::Transaction`], a statement failed in a way that may have rolled
 /// back the whole transaction (the caller must then roll back and fail
-/// every job).
+/// every job), or, in [`Mode::Autocommit`], a statement found the
+/// database locked (the caller fails the jobs not settled).
 pub(crate) async fn run(
     conn: &mut SqliteConnection,
     sql: &Statements,
@@ -213,11 +214,13 @@ struct Runner<'c> {
 
 impl Runner<'_> {
     /// Whether `error` (just raised) rolled back, or may have rolled back,
-    /// the transaction. In autocommit mode a failed statement undoes only
-    /// itself.
+    /// the transaction, or, in autocommit mode (where a failed statement
+    /// undoes only itself), found the database locked by another
+    /// connection: then every other write would wait for the lock again,
+    /// and the run ends.
     fn voids(&self, error: &sqlx::Error) -> bool {
         match self.mode {
-            Mode::Autocommit => false,
+            Mode::Autocommit => is_busy(error),
             Mode::Transaction(rolled_back) => {
                 voids_transaction(error) || rolled_back.load(Ordering::Acquire)
             }

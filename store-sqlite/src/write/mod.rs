@@ -10,6 +10,8 @@
 //! - [`plan`]: orders a batch into steps that keep every write's
 //!   one-by-one result.
 //! - [`single`]: one write's own statements.
+//! - [`gate`]: the commit hook that never lets a write commit after its
+//!   caller gave up.
 //! - [`types`]: what travels through all of them: each write with its
 //!   typed reply. A leaf.
 //!
@@ -17,6 +19,7 @@
 //! batched forms with the reader, through [`crate::schema`], and the
 //! record's columns through [`crate::codec::Row`].
 
+mod gate;
 mod grouped;
 mod plan;
 mod single;

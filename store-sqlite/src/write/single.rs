@@ -54,6 +54,7 @@ pub(crate) async fn create(
 ) -> Result<bool, sqlx::Error> {
     let done = bind_row(sqlx::query(sql.create()), row)
         .bind(now)
+        .bind(row.digest.as_str())
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() > 0)
@@ -78,6 +79,7 @@ pub(crate) async fn save(
             return Ok(SaveOutcome::Saved);
         }
     }
+    // 1: matches its digest; 0: not (see `crate::digest::intact`).
     let live: Option<i64> = sqlx::query_scalar(sql.probe())
         .bind(row.key.as_bytes().as_slice())
         .bind(now)
@@ -124,7 +126,8 @@ pub(crate) async fn delete(
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Binds `?1`…`?6` in [`crate::schema::RECORD_COLUMNS`] order.
+/// Binds `?1`…`?6` in [`crate::schema::RECORD_COLUMNS`] order (the
+/// digest, `?8`, comes after `now`).
 fn bind_row<'q>(query: Query<'q>, row: &'q Row) -> Query<'q> {
     query
         .bind(row.key.as_bytes().as_slice())
@@ -145,4 +148,5 @@ fn bind_save<'q>(query: Query<'q>, row: &'q Row, now: i64) -> Query<'q> {
         .bind(row.created_at)
         .bind(row.expires_at)
         .bind(now)
+        .bind(row.digest.as_str())
 }

@@ -47,10 +47,12 @@ async fn batch(db: &mut Db, writes: Vec<Planned>) -> Vec<Outcome> {
     let mut jobs = Vec::new();
     let mut answers = Vec::new();
     for Planned { write, answer } in writes {
-        jobs.push(Job { write, now });
+        let deadline = tokio::time::Instant::now() + crate::deadline::DEFAULT_OPERATION_TIMEOUT;
+        let claim = std::sync::Arc::new(crate::deadline::Claim::new(deadline));
+        jobs.push(Job { write, now, claim });
         answers.push(answer);
     }
-    run_batch(&mut db.conn, &db.sql, jobs).await;
+    run_batch(&mut db.conn, &db.sql, jobs).await.unwrap();
     let mut outcomes = Vec::new();
     for answer in answers {
         outcomes.push(answer.await);
@@ -58,21 +60,17 @@ async fn batch(db: &mut Db, writes: Vec<Planned>) -> Vec<Outcome> {
     outcomes
 }
 
-fn row(record: &Record) -> Row {
-    Row::of("test", record).unwrap()
-}
-
 fn changed(wrote: bool) -> String {
     format!("changed {}", u8::from(wrote))
 }
 
 fn create(record: &Record) -> Planned {
-    let row = row(record);
+    let row = Row::for_create(record).unwrap();
     planned(|reply| Write::Create(row, reply), changed)
 }
 
 fn save(record: &Record) -> Planned {
-    let row = row(record);
+    let row = Row::for_save(record).unwrap();
     let show = |outcome| match outcome {
         SaveOutcome::Saved => "saved".into(),
         SaveOutcome::Conflict => "conflict".into(),

@@ -7,10 +7,13 @@
 //! removed …), so the store matches every answer exhaustively and no
 //! runner can hand a write the answer of another kind.
 
+use std::sync::Arc;
+
 use session_core::{Error, StorageKey};
 use tokio::sync::oneshot;
 
 use crate::codec::Row;
+use crate::deadline::Claim;
 
 /// The outcome of a compare-and-set save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +53,14 @@ pub(crate) enum Write {
     Sweep(i64, Reply<u64>),
 }
 
-/// A write and the instant it was issued at.
+/// A write, the instant it was issued at, and its caller's deadline.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) write: Write,
     /// Milliseconds since the epoch when the caller issued the write.
     pub(crate) now: i64,
+    /// Whether the write may still be committed (see [`Claim`]).
+    pub(crate) claim: Arc<Claim>,
 }
 
 /// Where one write's result goes: kept until the batch is settled (a
@@ -93,6 +98,11 @@ impl<T> Reply<T> {
         self.result.is_some()
     }
 
+    /// Forgets the recorded result: the write runs again.
+    fn reset(&mut self) {
+        self.result = None;
+    }
+
     fn send(self, operation: &'static str) {
         let result = self
             .result
@@ -122,6 +132,29 @@ impl Write {
             Write::Touch(touch, _) => Some(&touch.key),
             Write::Delete(key, _) => Some(key),
             Write::DeleteByUser(..) | Write::Sweep(..) => None,
+        }
+    }
+
+    /// Whether the write has a result.
+    pub(crate) fn is_settled(&self) -> bool {
+        match self {
+            Write::Create(_, reply) | Write::Touch(_, reply) => reply.is_settled(),
+            Write::Save(_, reply) => reply.is_settled(),
+            Write::Delete(_, reply) => reply.is_settled(),
+            Write::DeleteByUser(_, reply) => reply.is_settled(),
+            Write::Sweep(_, reply) => reply.is_settled(),
+        }
+    }
+
+    /// Forgets the write's result: it runs again (its batch was not
+    /// committed).
+    pub(crate) fn reset(&mut self) {
+        match self {
+            Write::Create(_, reply) | Write::Touch(_, reply) => reply.reset(),
+            Write::Save(_, reply) => reply.reset(),
+            Write::Delete(_, reply) => reply.reset(),
+            Write::DeleteByUser(_, reply) => reply.reset(),
+            Write::Sweep(_, reply) => reply.reset(),
         }
     }
 

@@ -26,17 +26,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use session_core::{Error, StorageKey};
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
 
+use super::gate::Gate;
 use super::grouped::{self, Mode};
 use super::single;
 use super::types::{Job, Reply, SaveOutcome, Touch, Write};
 use crate::codec::Row;
-use crate::error::{is_retryable, map_sqlx};
+use crate::deadline::{Claim, TimedOut};
+use crate::error::{is_busy, is_retryable, map_sqlx};
 use crate::schema::Statements;
 
 /// The most writes the writer takes from its queue at once (one batch).
@@ -50,6 +54,8 @@ const QUEUE: usize = 4096;
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Job>,
+    /// The operation timeout, for the errors of writes that ran out of it.
+    timeout: Duration,
 }
 
 /// The writer task has ended (its runtime shut down, or it could not start).
@@ -68,81 +74,165 @@ pub(crate) struct CommitFailed(#[source] Arc<sqlx::Error>);
 #[error("the transaction holding this write was rolled back by an error in its batch")]
 pub(crate) struct BatchRolledBack(#[source] Arc<sqlx::Error>);
 
+/// The database was locked (by another connection or process) for this
+/// write's batch; shared by the writes of the batch that had not run.
+#[derive(Debug, thiserror::Error)]
+#[error("the database stayed locked by another connection: nothing of it was applied")]
+pub(crate) struct Locked(#[source] Arc<sqlx::Error>);
+
+/// What the writer connection's hooks report.
+struct Hooks {
+    /// Set when SQLite rolls back a whole transaction on the connection,
+    /// including the automatic rollbacks some errors cause; a statement
+    /// that fails alone does not set it.
+    rolled_back: Arc<AtomicBool>,
+    /// The commit gate (see [`super::gate`]).
+    gate: Gate,
+}
+
 /// Each method queues one write issued at `now` (milliseconds since the
 /// epoch) and waits until it is committed (or failed), answering that
-/// kind of write's type.
+/// kind of write's type, or until `deadline`.
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub(crate) fn spawn(conn: SqliteConnection, sql: Statements) -> Self {
+    /// Installs the commit gate and the rollback watch on `conn` and
+    /// starts the writer task on it.
+    ///
+    /// # Errors
+    ///
+    /// When the connection's hooks cannot be installed (its driver
+    /// thread is gone).
+    pub(crate) async fn start(
+        mut conn: SqliteConnection,
+        sql: Statements,
+        timeout: Duration,
+    ) -> Result<Self, sqlx::Error> {
+        let hooks = install_hooks(&mut conn).await?;
         let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run(conn, sql, receiver));
-        Self { queue }
+        tokio::spawn(run(conn, sql, hooks, timeout, receiver));
+        Ok(Self { queue, timeout })
     }
 
     /// Inserts `row`, or replaces an expired row of its key; whether it
     /// wrote (false: a live row holds the key).
-    pub(crate) async fn create(&self, row: Row, now: i64) -> Result<bool, Error> {
+    pub(crate) async fn create(
+        &self,
+        row: Row,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<bool, Error> {
         let (reply, answer) = Reply::channel();
-        self.send(Write::Create(row, reply), now, answer).await
+        self.send(Write::Create(row, reply), now, deadline, answer)
+            .await
     }
 
     /// Compare-and-set of `row` on its version.
-    pub(crate) async fn save(&self, row: Row, now: i64) -> Result<SaveOutcome, Error> {
+    pub(crate) async fn save(
+        &self,
+        row: Row,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<SaveOutcome, Error> {
         let (reply, answer) = Reply::channel();
-        self.send(Write::Save(row, reply), now, answer).await
+        self.send(Write::Save(row, reply), now, deadline, answer)
+            .await
     }
 
     /// Moves the expiry of a live row; whether one moved.
-    pub(crate) async fn touch(&self, touch: Touch, now: i64) -> Result<bool, Error> {
+    pub(crate) async fn touch(
+        &self,
+        touch: Touch,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<bool, Error> {
         let (reply, answer) = Reply::channel();
-        self.send(Write::Touch(touch, reply), now, answer).await
+        self.send(Write::Touch(touch, reply), now, deadline, answer)
+            .await
     }
 
     /// Removes the row of `key`, live or not; its `expires_at` if there
     /// was one.
-    pub(crate) async fn delete(&self, key: StorageKey, now: i64) -> Result<Option<i64>, Error> {
+    pub(crate) async fn delete(
+        &self,
+        key: StorageKey,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Option<i64>, Error> {
         let (reply, answer) = Reply::channel();
-        self.send(Write::Delete(key, reply), now, answer).await
+        self.send(Write::Delete(key, reply), now, deadline, answer)
+            .await
     }
 
     /// Removes `user`'s rows, live or not; the `expires_at` of each.
-    pub(crate) async fn delete_by_user(&self, user: String, now: i64) -> Result<Vec<i64>, Error> {
+    pub(crate) async fn delete_by_user(
+        &self,
+        user: String,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Vec<i64>, Error> {
         let (reply, answer) = Reply::channel();
-        self.send(Write::DeleteByUser(user, reply), now, answer)
+        self.send(Write::DeleteByUser(user, reply), now, deadline, answer)
             .await
     }
 
     /// Removes up to `limit` rows expired at `now`; how many went.
-    pub(crate) async fn sweep(&self, limit: i64, now: i64) -> Result<u64, Error> {
+    pub(crate) async fn sweep(
+        &self,
+        limit: i64,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<u64, Error> {
         let (reply, answer) = Reply::channel();
-        self.send(Write::Sweep(limit, reply), now, answer).await
+        self.send(Write::Sweep(limit, reply), now, deadline, answer)
+            .await
     }
 
     async fn send<T>(
         &self,
         write: Write,
         now: i64,
+        deadline: Instant,
         answer: oneshot::Receiver<Result<T, Error>>,
     ) -> Result<T, Error> {
         let operation = write.operation();
-        self.queue
-            .send(Job { write, now })
-            .await
-            .map_err(|_| Error::backend(operation, false, WriterGone))?;
-        answer
-            .await
-            .map_err(|_| Error::backend(operation, false, WriterGone))?
+        let claim = Arc::new(Claim::new(deadline));
+        let job = Job {
+            write,
+            now,
+            claim: Arc::clone(&claim),
+        };
+        let waited = timeout_at(deadline, async {
+            self.queue
+                .send(job)
+                .await
+                .map_err(|_| Error::backend(operation, false, WriterGone))?;
+            answer
+                .await
+                .map_err(|_| Error::backend(operation, false, WriterGone))?
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            // Unless its commit had begun, the write is never committed now.
+            Err(_) => Err(timed_out(operation, self.timeout, claim.give_up())),
+        }
     }
 }
 
-async fn run(mut conn: SqliteConnection, sql: Statements, mut receiver: mpsc::Receiver<Job>) {
-    // Set when SQLite rolls back a whole transaction on this connection,
-    // including the automatic rollbacks some errors cause; a statement
-    // that fails alone does not set it.
-    let rolled_back = watch_rollbacks(&mut conn).await;
+/// The error of a write that ran out of its operation timeout.
+fn timed_out(operation: &'static str, after: Duration, committing: bool) -> Error {
+    Error::backend(operation, true, TimedOut::new(after, committing))
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    sql: Statements,
+    hooks: Hooks,
+    timeout: Duration,
+    mut receiver: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&mut conn, &sql, &rolled_back, &mut batch).await;
+        commit_batch(&mut conn, &sql, &hooks, timeout, &mut batch).await;
     }
     // Every handle is gone: close the connection cleanly.
     if let Err(error) = conn.close().await {
@@ -150,33 +240,80 @@ async fn run(mut conn: SqliteConnection, sql: Statements, mut receiver: mpsc::Re
     }
 }
 
-/// A flag that the connection's rollback hook sets whenever SQLite rolls
-/// back a whole transaction on `conn`, including the automatic rollbacks
-/// some errors cause; a statement that fails alone does not set it.
-async fn watch_rollbacks(conn: &mut SqliteConnection) -> Arc<AtomicBool> {
+/// Installs the rollback watch and the commit gate on `conn`.
+async fn install_hooks(conn: &mut SqliteConnection) -> Result<Hooks, sqlx::Error> {
     let rolled_back = Arc::new(AtomicBool::new(false));
+    let gate = Gate::default();
+    let mut handle = conn.lock_handle().await?;
     let flag = Arc::clone(&rolled_back);
-    match conn.lock_handle().await {
-        Ok(mut handle) => handle.set_rollback_hook(move || flag.store(true, Ordering::Release)),
-        // The error codes that may roll back a transaction still count.
-        Err(error) => tracing::warn!(%error, "could not watch the SQLite writer's rollbacks"),
-    }
-    rolled_back
+    handle.set_rollback_hook(move || flag.store(true, Ordering::Release));
+    let hook_gate = gate.clone();
+    handle.set_commit_hook(move || hook_gate.on_commit());
+    Ok(Hooks { rolled_back, gate })
 }
 
 /// Runs `jobs` as one batch on `conn`, as the writer task would, and
 /// answers each: for tests that need a batch of known content.
 #[cfg(test)]
-pub(crate) async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, mut jobs: Vec<Job>) {
-    let rolled_back = watch_rollbacks(conn).await;
-    commit_batch(conn, sql, &rolled_back, &mut jobs).await;
+pub(crate) async fn run_batch(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    mut jobs: Vec<Job>,
+) -> Result<(), sqlx::Error> {
+    let hooks = install_hooks(conn).await?;
+    let timeout = crate::deadline::DEFAULT_OPERATION_TIMEOUT;
+    commit_batch(conn, sql, &hooks, timeout, &mut jobs).await;
+    Ok(())
 }
 
+/// Runs the batch, and answers each write: a write whose caller gave up
+/// before its batch's first commit is dropped (answered as timed out,
+/// though nobody listens), and when a caller gives up just before that
+/// commit, the gate refuses it and the batch runs again without it.
 async fn commit_batch(
     conn: &mut SqliteConnection,
     sql: &Statements,
-    rolled_back: &AtomicBool,
+    hooks: &Hooks,
+    timeout: Duration,
     batch: &mut Vec<Job>,
+) {
+    loop {
+        let (wanted, abandoned): (Vec<Job>, Vec<Job>) =
+            batch.drain(..).partition(|job| job.claim.is_wanted());
+        for mut job in abandoned {
+            job.write
+                .fail(timed_out(job.write.operation(), timeout, false));
+            job.write.answer();
+        }
+        *batch = wanted;
+        if batch.is_empty() {
+            return;
+        }
+        hooks
+            .gate
+            .arm(batch.iter().map(|job| Arc::clone(&job.claim)));
+        run_once(conn, sql, &hooks.rolled_back, batch).await;
+        if !hooks.gate.refused() {
+            break;
+        }
+        // Nothing of the batch was committed: run it again, without the
+        // writes whose callers gave up.
+        for job in batch.iter_mut() {
+            job.write.reset();
+        }
+    }
+    hooks.gate.disarm();
+    for job in batch.drain(..) {
+        job.write.answer();
+    }
+}
+
+/// Runs the batch once, settling each write's reply.
+async fn run_once(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    rolled_back: &AtomicBool,
+    batch: &mut [Job],
 ) {
     // A lone write needs no explicit transaction: its statements are the
     // only writes on this connection, and each commits as it runs. That
@@ -184,10 +321,11 @@ async fn commit_batch(
     if batch.len() <= 1 {
         one_by_one(conn, sql, batch).await;
     } else if !grouped::needs_transaction(batch) {
-        // One multi-row statement: it commits atomically by itself.
+        // One multi-row statement: it commits atomically by itself. A
+        // statement that found the database locked ends the run; the
+        // writes it had not settled fail with that.
         if let Err(error) = grouped::run(conn, sql, Mode::Autocommit, batch).await {
-            // Only a transaction can be voided; cannot happen.
-            rolled_back_batch(batch, error);
+            fail_unsettled(batch, error);
         }
     } else {
         match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
@@ -195,6 +333,9 @@ async fn commit_batch(
                 rolled_back.store(false, Ordering::Release);
                 in_transaction(conn, sql, rolled_back, batch).await;
             }
+            // Another connection holds the write lock: every write would
+            // wait for it again, one by one.
+            Err(error) if is_busy(&error) => fail_unsettled(batch, error),
             Err(error) => {
                 // Still serve every write, each in its own implicit transaction.
                 tracing::warn!(%error, "BEGIN IMMEDIATE failed; running the batch unbatched");
@@ -202,18 +343,37 @@ async fn commit_batch(
             }
         }
     }
-    for job in batch.drain(..) {
-        job.write.answer();
-    }
 }
 
-/// Runs each write with its own statements.
+/// Runs each write with its own statements; once one finds the database
+/// locked, the rest fail with that rather than wait for it again.
 async fn one_by_one(conn: &mut SqliteConnection, sql: &Statements, batch: &mut [Job]) {
-    for job in batch {
+    for i in 0..batch.len() {
+        let job = &mut batch[i];
         if let Err(error) = single::apply(conn, sql, &mut job.write, job.now).await {
+            if is_busy(&error) {
+                fail_unsettled(&mut batch[i..], error);
+                return;
+            }
             let operation = job.write.operation();
             job.write.fail(map_sqlx(operation, error));
         }
+    }
+}
+
+/// Fails every write of `batch` not settled yet with `error`, which kept
+/// it from running (the statements that settled the others committed).
+fn fail_unsettled(batch: &mut [Job], error: sqlx::Error) {
+    let retryable = is_retryable(&error);
+    let error = Arc::new(error);
+    for job in batch.iter_mut().filter(|job| !job.write.is_settled()) {
+        let operation = job.write.operation();
+        let failed = if is_busy(&error) {
+            Error::backend(operation, retryable, Locked(Arc::clone(&error)))
+        } else {
+            Error::backend(operation, retryable, BatchRolledBack(Arc::clone(&error)))
+        };
+        job.write.fail(failed);
     }
 }
 
