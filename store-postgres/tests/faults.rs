@@ -30,33 +30,17 @@
 //! `PG_BIN`, `PATH` or `/usr/lib/postgresql/*/bin`), whatever
 //! `DATABASE_URL` says.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{HOUR, SLACK, TestResult, record};
 use serde_json::json;
 use session_core::{Error, Record, SessionId, SessionStore, StorageKey, Timestamp};
 use session_store_postgres::testing::Cluster;
 use session_store_postgres::{PostgresOptions, PostgresStore, sqlx};
-
-type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-const HOUR: Duration = Duration::from_secs(3600);
-/// Scheduling slack on a loaded 2-core machine.
-const SLACK: Duration = Duration::from_secs(2);
-
-/// A fresh live record of `user`, at version 0.
-fn record(user: Option<&str>) -> TestResult<Record> {
-    let now = Timestamp::now();
-    let mut record = Record::new(
-        SessionId::generate()?.storage_key(),
-        now,
-        now.saturating_add(HOUR),
-    );
-    record.user = user.map(str::to_owned);
-    record.data.insert("n".into(), json!(0));
-    Ok(record)
-}
 
 /// A cluster of the test's own (`initdb` + `pg_ctl start` block, so they
 /// run off the runtime's workers).

@@ -199,7 +199,7 @@ impl SessionManager {
     pub async fn commit(&self, session: &Session) -> Result<CookieAction, Error> {
         let mut state = session.inner.state.lock().await;
         let state = &mut *state;
-        if state.logged_out {
+        if session.is_logged_out() {
             return self.commit_logout(session, state).await;
         }
         let changed = !state.ops.is_empty() || state.rotation.is_some();

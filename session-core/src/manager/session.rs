@@ -28,8 +28,8 @@ pub(super) struct SessionInner {
     pub(super) manager: SessionManager,
     pub(super) incoming: Incoming,
     pub(super) state: Mutex<State>,
-    /// Set by [`Session::logout`] (beside `State::logged_out`), readable
-    /// without the state's lock.
+    /// Set by [`Session::logout`] (under the state's lock, so a commit
+    /// holding it sees it), readable without that lock.
     logged_out: AtomicBool,
 }
 
@@ -114,7 +114,6 @@ pub(super) struct State {
     pub(super) phase: Phase,
     pub(super) ops: Vec<Op>,
     pub(super) rotation: Option<Rotation>,
-    pub(super) logged_out: bool,
 }
 
 pub(super) enum Phase {
@@ -219,7 +218,6 @@ impl Session {
                     phase: Phase::Unloaded,
                     ops: Vec::new(),
                     rotation: None,
-                    logged_out: false,
                 }),
                 logged_out: AtomicBool::new(false),
             }),
@@ -514,7 +512,6 @@ impl Session {
     /// [`Session::is_logged_out`]): a user who logged out keeps no cookie.
     pub async fn logout(&self) {
         let mut state = self.inner.state.lock().await;
-        state.logged_out = true;
         state.ops.clear();
         state.rotation = None;
         self.inner.logged_out.store(true, Ordering::Release);
