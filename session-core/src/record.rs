@@ -177,13 +177,21 @@ impl Record {
 /// Whether `data` (an object: level 1) nests at most `max` levels deep.
 /// Iterative, so no input can exhaust the stack.
 fn within_depth(data: &Data, max: usize) -> bool {
+    values_within_depth(data.values(), max)
+}
+
+/// Whether data holding `values` at its top level (the object is level 1)
+/// nests at most `max` levels deep: the check of [`within_depth`] for just
+/// the values a change puts in, so that checking a change costs what the
+/// change costs, not what the session holds.
+pub(crate) fn values_within_depth<'a>(values: impl Iterator<Item = &'a Value>, max: usize) -> bool {
     if max == 0 {
         return false;
     }
     // Level 1 is the data object; its values' containers are level 2.
     // Only containers are pushed, so flat data allocates nothing.
     let nested = |v: &&Value| v.is_array() || v.is_object();
-    let mut stack: Vec<(&Value, usize)> = data.values().filter(nested).map(|v| (v, 2)).collect();
+    let mut stack: Vec<(&Value, usize)> = values.filter(nested).map(|v| (v, 2)).collect();
     while let Some((value, level)) = stack.pop() {
         // Every container counts, empty or not: parsers count brackets.
         match value {

@@ -1,4 +1,6 @@
-//! One request's view of its session: lazy loading and the change log.
+//! One request's view of its session: lazy loading, the change log, and
+//! what a commit's outcome makes of the request's state (the only file
+//! that writes it).
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,8 +11,15 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::{SessionManager, moved, traced};
-use crate::{Data, Error, Record, SessionId, StorageKey, Timestamp};
+use super::change::{Op, Rotation, Updater, View};
+use super::commit;
+use super::config::CookieAction;
+use super::core::Core;
+use super::job::{Job, Outcome};
+use super::load::{Found, Incoming, find};
+use super::stored::Stored;
+use super::trace::traced;
+use crate::{Error, Record, SessionId, StorageKey};
 
 /// One request's view of its session. Cheap to clone; clones share state,
 /// so tasks of one request may use it concurrently.
@@ -21,13 +30,13 @@ use crate::{Data, Error, Record, SessionId, StorageKey, Timestamp};
 /// winner's data.
 #[derive(Clone)]
 pub struct Session {
-    pub(super) inner: Arc<SessionInner>,
+    inner: Arc<SessionInner>,
 }
 
-pub(super) struct SessionInner {
-    pub(super) manager: SessionManager,
-    pub(super) incoming: Incoming,
-    pub(super) state: Mutex<State>,
+struct SessionInner {
+    core: Arc<Core>,
+    incoming: Incoming,
+    state: Mutex<State>,
     /// Set by [`Session::logout`] (under the state's lock, so a commit
     /// holding it sees it), readable without that lock.
     logged_out: AtomicBool,
@@ -39,84 +48,14 @@ impl fmt::Debug for Session {
     }
 }
 
-/// What the request's cookies said.
-pub(super) struct Incoming {
-    /// The well-formed ids among the request's cookies of the session's
-    /// name, in the order sent, without repeats, at most
-    /// [`SessionManager::MAX_COOKIE_CANDIDATES`] (kept inline: a request
-    /// with a cookie allocates nothing for it).
-    pub(super) ids: Ids,
-    /// Whether the request carried any cookie of the session's name.
-    pub(super) sent: bool,
-    /// Whether every such cookie was looked at: malformed, or among
-    /// `ids` (not dropped past the limit).
-    pub(super) complete: bool,
+struct State {
+    phase: Phase,
+    /// This request's changes not yet committed, in order.
+    ops: Vec<Op>,
+    rotation: Option<Rotation>,
 }
 
-impl Incoming {
-    /// Sorts cookie values: malformed ones are dropped (no store call
-    /// ever sees them), well-formed ones kept in order, up to the limit.
-    pub(super) fn from_values<V: AsRef<[u8]>>(values: impl IntoIterator<Item = V>) -> Self {
-        let mut incoming = Self {
-            ids: Ids::default(),
-            sent: false,
-            complete: true,
-        };
-        for value in values {
-            incoming.sent = true;
-            let Ok(id) = SessionId::parse_bytes(value.as_ref()) else {
-                continue;
-            };
-            if incoming.ids.iter().any(|known| *known == id) {
-                continue;
-            }
-            if !incoming.ids.push(id) {
-                incoming.complete = false;
-                break;
-            }
-        }
-        incoming
-    }
-}
-
-/// Up to [`SessionManager::MAX_COOKIE_CANDIDATES`] ids, inline.
-#[derive(Default)]
-pub(super) struct Ids {
-    ids: [Option<SessionId>; SessionManager::MAX_COOKIE_CANDIDATES],
-    len: usize,
-}
-
-impl Ids {
-    /// Adds `id`; `false` (and nothing added) when full.
-    fn push(&mut self, id: SessionId) -> bool {
-        match self.ids.get_mut(self.len) {
-            Some(slot) => {
-                *slot = Some(id);
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The ids, in order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &SessionId> + '_ {
-        self.ids.iter().take(self.len).flatten()
-    }
-
-    /// How many there are.
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-pub(super) struct State {
-    pub(super) phase: Phase,
-    pub(super) ops: Vec<Op>,
-    pub(super) rotation: Option<Rotation>,
-}
-
-pub(super) enum Phase {
+enum Phase {
     Unloaded,
     Loaded(Loaded),
     /// Logged out, found deleted or expired by a commit, or moved away
@@ -128,91 +67,30 @@ pub(super) enum Phase {
     Moved,
 }
 
-pub(super) struct Loaded {
-    pub(super) id: SessionId,
-    /// The record as last read or written; `None` for a new session.
-    pub(super) stored: Option<Record>,
-    /// The current contents, with this request's changes applied.
-    pub(super) data: Data,
-    pub(super) user: Option<String>,
+struct Loaded {
+    id: SessionId,
+    /// The record as last read or written, shared with other requests
+    /// and rounds; `None` for a new session.
+    stored: Option<Arc<Stored>>,
+    /// This request's changes over it.
+    view: View,
 }
 
-/// What the request's ids led to.
-enum Found {
-    /// This id names this live session.
-    Live(SessionId, Record),
-    /// One of them was moved away from by a rotation.
-    Moved,
-}
-
-/// Why a session moves to a fresh id.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Rotation {
-    /// A login: a new absolute lifetime.
-    Login,
-    /// `cycle_id`: the same absolute lifetime.
-    Cycle,
-}
-
-/// The new value of a key from its current one (`None`: leave the key as
-/// it is, for a current value of another type).
-type UpdateFn = dyn Fn(Option<&Value>) -> Option<Value> + Send + Sync;
-
-/// A read-modify-write of one key.
-#[derive(Clone)]
-pub(super) struct Updater(Arc<UpdateFn>);
-
-impl fmt::Debug for Updater {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Updater(..)")
+impl Loaded {
+    fn base(&self) -> Option<&Record> {
+        self.stored.as_deref().map(|s| &**s)
     }
-}
 
-/// A change to a session, replayable onto fresh data.
-#[derive(Clone, Debug)]
-pub(super) enum Op {
-    Insert(String, Value),
-    /// Recomputed from the value it finds at each replay, so a
-    /// read-modify-write (a counter) loses nothing to a concurrent commit.
-    Update(String, Updater),
-    Remove(String),
-    Clear,
-    /// Binds the session to a user; from another user's session, the data
-    /// goes first (the new user starts empty), from an anonymous one or
-    /// the same user's, it stays.
-    Login(String),
-}
-
-impl Op {
-    pub(super) fn apply(&self, data: &mut Data, user: &mut Option<String>) {
-        match self {
-            Self::Insert(k, v) => {
-                data.insert(k.clone(), v.clone());
-            }
-            Self::Update(k, update) => {
-                if let Some(v) = (update.0)(data.get(k)) {
-                    data.insert(k.clone(), v);
-                }
-            }
-            Self::Remove(k) => {
-                data.remove(k);
-            }
-            Self::Clear => data.clear(),
-            Self::Login(new) => {
-                if user.as_ref().is_some_and(|old| old != new) {
-                    data.clear();
-                }
-                *user = Some(new.clone());
-            }
-        }
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.view.get(self.base(), key)
     }
 }
 
 impl Session {
-    pub(super) fn new(manager: SessionManager, incoming: Incoming) -> Self {
+    pub(super) fn new(core: Arc<Core>, incoming: Incoming) -> Self {
         Self {
             inner: Arc::new(SessionInner {
-                manager,
+                core,
                 incoming,
                 state: Mutex::new(State {
                     phase: Phase::Unloaded,
@@ -228,80 +106,42 @@ impl Session {
     /// access.
     async fn loaded(&self) -> Result<MutexGuard<'_, State>, Error> {
         let mut state = self.inner.state.lock().await;
-        let first = match state.phase {
-            Phase::Unloaded => true,
-            Phase::Gone => false,
+        let found = match state.phase {
+            Phase::Unloaded => find(&self.inner.core, &self.inner.incoming.ids).await?,
+            // A session that ended under this request starts afresh.
+            Phase::Gone => None,
             Phase::Loaded(_) | Phase::Moved => return Ok(state),
         };
-        let found = if first { self.find().await? } else { None };
         state.phase = match found {
-            Some(Found::Live(id, record)) => Phase::Loaded(Loaded {
+            Some(Found::Live(id, stored)) => Phase::Loaded(Loaded {
                 id,
-                data: record.data.clone(),
-                user: record.user.clone(),
-                stored: Some(record),
+                stored: Some(stored),
+                view: View::default(),
             }),
             Some(Found::Moved) => Phase::Moved,
             // Never adopt the client's id: a fresh one.
             None => Phase::Loaded(Loaded {
                 id: SessionId::generate()?,
                 stored: None,
-                data: Data::new(),
-                user: None,
+                view: View::default(),
             }),
         };
         Ok(state)
     }
 
-    /// The storage key of the first of the request's ids that names a
-    /// live session, looked up without keeping the state.
-    pub(super) async fn live_key(&self) -> Result<Option<StorageKey>, Error> {
-        Ok(match self.find().await? {
-            Some(Found::Live(_, record)) => Some(record.key),
-            Some(Found::Moved) | None => None,
-        })
-    }
-
-    /// The first of the request's ids that names a live session; failing
-    /// that, whether one of them was moved away from by a rotation whose
-    /// marker still stands. At most two loads per id, and only for ids
-    /// that missed.
-    async fn find(&self) -> Result<Option<Found>, Error> {
-        let manager = &self.inner.manager;
-        let ids = &self.inner.incoming.ids;
-        for id in ids.iter() {
-            let key = id.storage_key();
-            if let Some(record) = traced("load", Some(&key), manager.store().load(&key))
-                .await?
-                .filter(|r| manager.alive(r, Timestamp::now()))
-            {
-                return Ok(Some(Found::Live(id.clone(), record)));
-            }
-        }
-        for id in ids.iter() {
-            let marker = moved::marker_key(&id.storage_key());
-            if traced("load", Some(&marker), manager.store().load(&marker))
-                .await?
-                .is_some_and(|m| m.is_live_at(Timestamp::now()) && moved::moved_to(&m).is_some())
-            {
-                return Ok(Some(Found::Moved));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Applies `op` to the current data and logs it for replay (and, for
-    /// a login, marks the rotation in the same critical section). Returns
-    /// the former value of the key a removal names.
+    /// Applies `op` to the request's view and logs it for replay (and,
+    /// for a login, marks the rotation in the same critical section).
+    /// Returns the former value of the key a removal names.
     async fn change(&self, op: Op, rotation: Option<Rotation>) -> Result<Option<Value>, Error> {
         let mut state = self.loaded().await?;
         let state = &mut *state;
         let mut previous = None;
         if let Phase::Loaded(loaded) = &mut state.phase {
             if let Op::Remove(key) = &op {
-                previous = loaded.data.get(key).cloned();
+                previous = loaded.get(key).cloned();
             }
-            op.apply(&mut loaded.data, &mut loaded.user);
+            let base = loaded.stored.as_deref().map(|s| &**s);
+            loaded.view.apply(base, &op);
         }
         state.ops.push(op);
         if rotation.is_some() {
@@ -321,7 +161,7 @@ impl Session {
         let Phase::Loaded(loaded) = &state.phase else {
             return Ok(None);
         };
-        match loaded.data.get(key) {
+        match loaded.get(key) {
             None => Ok(None),
             Some(value) => T::deserialize(value)
                 .map(Some)
@@ -340,7 +180,7 @@ impl Session {
     pub async fn get_value(&self, key: &str) -> Result<Option<Value>, Error> {
         let state = self.loaded().await?;
         Ok(match &state.phase {
-            Phase::Loaded(loaded) => loaded.data.get(key).cloned(),
+            Phase::Loaded(loaded) => loaded.get(key).cloned(),
             _ => None,
         })
     }
@@ -414,7 +254,7 @@ impl Session {
             state.ops.push(Op::Update(key, updater));
             return Ok(f(None));
         };
-        let current = match loaded.data.get(&key) {
+        let current = match loaded.get(&key) {
             None => None,
             Some(value) => Some(T::deserialize(value).map_err(|source| Error::ValueType {
                 key: key.clone(),
@@ -423,7 +263,7 @@ impl Session {
         };
         let new = f(current);
         let value = serde_json::to_value(&new).map_err(Error::Encode)?;
-        loaded.data.insert(key.clone(), value);
+        loaded.view.set(key.clone(), Some(value));
         state.ops.push(Op::Update(key, updater));
         Ok(new)
     }
@@ -455,7 +295,7 @@ impl Session {
     pub async fn user(&self) -> Result<Option<String>, Error> {
         let state = self.loaded().await?;
         Ok(match &state.phase {
-            Phase::Loaded(loaded) => loaded.user.clone(),
+            Phase::Loaded(loaded) => loaded.view.user(loaded.base()).map(str::to_owned),
             _ => None,
         })
     }
@@ -529,11 +369,145 @@ impl Session {
     /// marking "this session" on an active-sessions page.
     pub async fn storage_key(&self) -> Option<StorageKey> {
         match &self.inner.state.lock().await.phase {
-            Phase::Loaded(Loaded {
-                stored: Some(record),
-                ..
-            }) => Some(record.key),
+            Phase::Loaded(loaded) => loaded.base().map(|record| record.key),
             _ => None,
         }
+    }
+}
+
+/// Commits: what the request hands to [`commit`], and what the answer
+/// makes of its state.
+impl Session {
+    /// Commits this request's changes through `core` (see
+    /// [`SessionManager::commit`](super::SessionManager::commit)).
+    pub(super) async fn commit(&self, core: &Core) -> Result<CookieAction, Error> {
+        let mut guard = self.inner.state.lock().await;
+        let state = &mut *guard;
+        if self.is_logged_out() {
+            return self.commit_logout(core, state).await;
+        }
+        let changed = !state.ops.is_empty() || state.rotation.is_some();
+        let loaded = match &mut state.phase {
+            Phase::Unloaded | Phase::Gone => return Ok(CookieAction::Unchanged),
+            Phase::Moved if changed => {
+                state.ops.clear();
+                state.rotation = None;
+                return Ok(CookieAction::Superseded);
+            }
+            Phase::Moved => return Ok(CookieAction::Unchanged),
+            Phase::Loaded(loaded) => loaded,
+        };
+        let outcome = match &loaded.stored {
+            // A new session that stayed empty is never stored. The
+            // request's cookies name no session: clear them, unless some
+            // were not looked at (one of those may be live).
+            None if loaded.view.is_empty(None) => {
+                let incoming = &self.inner.incoming;
+                return Ok(if incoming.sent && incoming.complete {
+                    CookieAction::Clear
+                } else {
+                    CookieAction::Unchanged
+                });
+            }
+            // A new session's id is fresh already: a rotation changes nothing.
+            None => {
+                let (data, user) = loaded.view.to_new();
+                commit::create(core, loaded.id.clone(), data, user).await?
+            }
+            Some(stored) if !changed => commit::read(core, stored).await?,
+            Some(stored) => {
+                let ops = Arc::new(std::mem::take(&mut state.ops));
+                let job = Job {
+                    base: Arc::clone(stored),
+                    ops: Arc::clone(&ops),
+                    rotation: state.rotation,
+                };
+                match commit::change(core, job).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        // Kept for a retry of the commit.
+                        state.ops = Arc::try_unwrap(ops).unwrap_or_else(|ops| Vec::clone(&ops));
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        state.ops.clear();
+        state.rotation = None;
+        Ok(state.settle(outcome))
+    }
+
+    /// Deletes the session the request loaded. A request that logs out
+    /// without having used its session first deletes what its one id
+    /// names, unread (a store call saved), or, carrying several, the first
+    /// that names a live session; one that came with a moved id deletes
+    /// nothing.
+    async fn commit_logout(&self, core: &Core, state: &mut State) -> Result<CookieAction, Error> {
+        let key = match &state.phase {
+            Phase::Loaded(loaded) => loaded.base().map(|r| r.key),
+            Phase::Gone | Phase::Moved => None,
+            Phase::Unloaded => {
+                let ids = &self.inner.incoming.ids;
+                match ids.len() {
+                    0 => None,
+                    1 => ids.iter().next().map(SessionId::storage_key),
+                    _ => match find(core, ids).await? {
+                        Some(Found::Live(_, record)) => Some(record.key),
+                        Some(Found::Moved) | None => None,
+                    },
+                }
+            }
+        };
+        state.ops.clear();
+        state.rotation = None;
+        if let Some(key) = key {
+            traced("delete", Some(&key), core.store.delete(&key)).await?;
+        }
+        state.phase = Phase::Gone;
+        Ok(CookieAction::Clear)
+    }
+}
+
+impl State {
+    /// Takes in what a commit did: the stored record becomes the
+    /// request's base (its changes are in it), or the session is gone.
+    fn settle(&mut self, outcome: Outcome) -> CookieAction {
+        let Phase::Loaded(loaded) = &mut self.phase else {
+            return CookieAction::Unchanged;
+        };
+        let (action, stored) = match outcome {
+            Outcome::Saved(record) => (set_cookie(&loaded.id, record.expires_at), record),
+            Outcome::Rotated(id, record) => {
+                loaded.id = id;
+                (set_cookie(&loaded.id, record.expires_at), record)
+            }
+            Outcome::Untouched => return CookieAction::Unchanged,
+            Outcome::Forwarded => {
+                self.phase = Phase::Gone;
+                return CookieAction::Unchanged;
+            }
+            Outcome::Superseded => {
+                self.phase = Phase::Gone;
+                return CookieAction::Superseded;
+            }
+            Outcome::Gone { clear } => {
+                self.phase = Phase::Gone;
+                return if clear {
+                    CookieAction::Clear
+                } else {
+                    CookieAction::Unchanged
+                };
+            }
+        };
+        loaded.stored = Some(stored);
+        loaded.view = View::default();
+        action
+    }
+}
+
+fn set_cookie(id: &SessionId, expires_at: crate::Timestamp) -> CookieAction {
+    CookieAction::Set {
+        value: id.to_cookie_value(),
+        expires_at,
     }
 }

@@ -1,4 +1,5 @@
-//! Coalescing: commits of one session inside one manager never race.
+//! The commit queue: commits of one session inside one manager never
+//! race, they queue and are folded into rounds.
 //!
 //! Every storage key with a commit in flight has a *lane*. The first
 //! commit to arrive leads: it runs a round (one compare-and-set save, or
@@ -17,46 +18,13 @@
 //! hands leadership on, so nobody waits for an answer that never comes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use super::session::{Op, Rotation};
-use crate::{Error, Record, SessionId, StorageKey};
-
-/// One request's commit, as a round sees it.
-pub(super) struct Job {
-    /// The record the request loaded.
-    pub(super) base: Record,
-    /// The request's changes, in order.
-    pub(super) ops: Vec<Op>,
-    /// The rotation the request asked for, if any.
-    pub(super) rotation: Option<Rotation>,
-}
-
-/// What a round did for one job.
-pub(super) enum Outcome {
-    /// Saved under the job's own key; the record as now stored.
-    Saved(Record),
-    /// This job's rotation moved the session to `id`.
-    Rotated(SessionId, Record),
-    /// Nothing needed writing.
-    Untouched,
-    /// Saved into the session this one was rotated into, whose id this
-    /// request must not learn.
-    Forwarded,
-    /// Not saved: a login moved the session to a new owner after this
-    /// request loaded it.
-    Superseded,
-    /// The session ended; `clear` says whether the cookie must be cleared
-    /// (not when the cookie may by now hold a rotated session's id).
-    Gone {
-        /// Whether to clear the browser's cookie.
-        clear: bool,
-    },
-}
-
-pub(super) type Answer = Result<Outcome, Error>;
+use super::job::{Answer, Job};
+use super::stored::Stored;
+use crate::{Error, StorageKey};
 
 struct Waiter {
     job: Job,
@@ -75,16 +43,16 @@ struct Lane {
     queue: VecDeque<Waiter>,
     /// The record the last round stored under this key, fresher than any
     /// request's own copy.
-    latest: Option<Record>,
+    latest: Option<Arc<Stored>>,
 }
 
-/// The lanes of one manager.
+/// The lanes of one manager, by storage key.
 #[derive(Default)]
-pub(super) struct Lanes {
+pub(super) struct CommitQueue {
     map: Mutex<HashMap<StorageKey, Lane>>,
 }
 
-impl Lanes {
+impl CommitQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StorageKey, Lane>> {
         // Nothing panics while holding this lock; if something did, the
         // map is still consistent (every update is a single step).
@@ -144,10 +112,10 @@ impl Lanes {
 /// the leading request is cancelled mid-round) re-queues whatever it did
 /// not answer and hands the lane to the next waiter, or closes the lane.
 pub(super) struct Leader<'a> {
-    lanes: &'a Lanes,
+    lanes: &'a CommitQueue,
     key: StorageKey,
     batch: Vec<Waiter>,
-    latest: Option<Record>,
+    latest: Option<Arc<Stored>>,
 }
 
 impl Leader<'_> {
@@ -157,14 +125,14 @@ impl Leader<'_> {
     }
 
     /// The record the previous round stored, if known.
-    pub(super) fn take_latest(&mut self) -> Option<Record> {
+    pub(super) fn take_latest(&mut self) -> Option<Arc<Stored>> {
         self.latest.take()
     }
 
     /// Answers the round's waiters (one answer per job, in order), records
     /// what is now stored, hands the lane on, and returns the leader's own
     /// answer.
-    pub(super) fn finish(mut self, answers: Vec<Answer>, latest: Option<Record>) -> Answer {
+    pub(super) fn finish(mut self, answers: Vec<Answer>, latest: Option<Arc<Stored>>) -> Answer {
         let mut mine = None;
         for (waiter, answer) in std::mem::take(&mut self.batch).into_iter().zip(answers) {
             match waiter.reply {

@@ -1,0 +1,115 @@
+//! What every part of a commit shares: the store, the configuration and
+//! the commit queue, with the checks and calls that need only them.
+
+use std::sync::Arc;
+
+use super::change::Op;
+use super::commit_queue::CommitQueue;
+use super::config::SessionConfig;
+use super::size::DataSize;
+use super::stored::Stored;
+use super::trace::traced;
+use crate::record::values_within_depth;
+use crate::{
+    Error, ExpiryPolicy, Record, SessionId, SessionStore, StorageKey, Timestamp, Unstorable,
+};
+
+/// One manager's store, configuration and commit queue.
+pub(super) struct Core {
+    pub(super) store: Arc<dyn SessionStore>,
+    pub(super) config: SessionConfig,
+    pub(super) queue: CommitQueue,
+}
+
+impl Core {
+    pub(super) fn new(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        Self {
+            store,
+            config,
+            queue: CommitQueue::default(),
+        }
+    }
+
+    pub(super) fn policy(&self) -> &ExpiryPolicy {
+        self.config.expiry()
+    }
+
+    /// Whether a stored record is usable at `now` under this policy: live,
+    /// and not past the absolute deadline counted from its creation.
+    pub(super) fn alive(&self, record: &Record, now: Timestamp) -> bool {
+        record.is_live_at(now) && now < self.policy().absolute_deadline(record.created_at)
+    }
+
+    /// Loads `key`; `None` when it is gone or past its deadline.
+    pub(super) async fn load_alive(&self, key: &StorageKey) -> Result<Option<Arc<Stored>>, Error> {
+        Ok(traced("load", Some(key), self.store.load(key))
+            .await?
+            .filter(|r| self.alive(r, Timestamp::now()))
+            .map(Stored::loaded))
+    }
+
+    /// Loads `key` again after a conflict; `None` when it is gone or past
+    /// its deadline.
+    pub(super) async fn reload(&self, key: &StorageKey) -> Result<Option<Arc<Stored>>, Error> {
+        tracing::debug!(%key, "session save conflicted; reloading to replay");
+        self.load_alive(key).await
+    }
+
+    /// Whether `record`, whose data is `size` large, may be stored after
+    /// `ops` were applied to it: within the size limit, and within the
+    /// limits every store enforces, checked for what `ops` touched (the
+    /// rest was stored before).
+    pub(super) fn check_fits<'a>(
+        &self,
+        record: &Record,
+        size: DataSize,
+        ops: impl Iterator<Item = &'a Op>,
+    ) -> Result<(), Error> {
+        self.check_size(record, size)?;
+        if record.version > Record::MAX_VERSION - 1 {
+            return Err(Error::Unstorable(Unstorable::Version {
+                version: record.version,
+                max: Record::MAX_VERSION - 1,
+            }));
+        }
+        let touched = ops.filter_map(|op| op.key().and_then(|k| record.data.get(k)));
+        if !values_within_depth(touched, Record::MAX_DEPTH) {
+            return Err(Error::Unstorable(Unstorable::Depth {
+                max: Record::MAX_DEPTH,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Whether `record`, whose data is `size` large, is within
+    /// [`SessionConfig::max_size`] (data and user name).
+    pub(super) fn check_size(&self, record: &Record, size: DataSize) -> Result<(), Error> {
+        let size = size.total() + record.user.as_deref().map_or(0, str::len);
+        let limit = self.config.max_size();
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Creates `record` under `id`; should the key be taken (a 2^-256
+    /// event, or a buggy store), retries with fresh ids a few times.
+    pub(super) async fn create_with_fresh_key(
+        &self,
+        record: &mut Record,
+        mut id: SessionId,
+    ) -> Result<SessionId, Error> {
+        let mut attempts = 0;
+        loop {
+            record.key = id.storage_key();
+            match traced("create", Some(&record.key), self.store.create(record)).await {
+                Ok(()) => return Ok(id),
+                Err(Error::Exists) if attempts < 3 => {
+                    attempts += 1;
+                    id = SessionId::generate()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
