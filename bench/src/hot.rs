@@ -39,8 +39,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use session_core::{
-    CookieAction, Error, Record, SessionId, SessionManager, SessionStore, StorageKey, Timestamp,
-    UserSessions,
+    CookieAction, Error, Record, Reload, SessionId, SessionManager, SessionStore, StorageKey,
+    Timestamp, UserSessions,
 };
 use session_store_memory::MemoryStore;
 use session_store_redis::RedisStore;
@@ -103,6 +103,9 @@ impl<S: SessionStore> SessionStore for Counting<S> {
     }
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
         self.inner.load(key).await
+    }
+    async fn load_if_changed(&self, key: &StorageKey, known: &Record) -> Result<Reload, Error> {
+        self.inner.load_if_changed(key, known).await
     }
     async fn save(&self, record: &Record) -> Result<u64, Error> {
         self.saves.fetch_add(1, Ordering::Relaxed);

@@ -40,5 +40,5 @@ pub use id::{
 };
 pub use manager::{CookieAction, Session, SessionConfig, SessionManager};
 pub use record::{Data, Record, Unstorable, UserSessions};
-pub use store::SessionStore;
+pub use store::{Reload, SessionStore};
 pub use time::Timestamp;

@@ -65,6 +65,30 @@ pub trait SessionStore: Send + Sync + 'static {
     ///   stored for inspection.
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error>;
 
+    /// Reads the record stored under `key` unless it is still `known`, a
+    /// record this store returned for `key` before: what a caller that
+    /// keeps recent records asks to skip decoding one it already holds.
+    ///
+    /// The provided method loads; a store that keeps the version and
+    /// expiry beside the data can answer [`Reload::Unchanged`] without
+    /// decoding (the memory store does).
+    ///
+    /// # Behavior
+    ///
+    /// - [`Reload::Unchanged`] only when a live, readable record is stored
+    ///   under `key` with `known`'s version, `created_at` and
+    ///   `expires_at` (every save bumps the version, so its data and user
+    ///   are `known`'s too).
+    /// - Otherwise [`Reload::Loaded`] with what [`SessionStore::load`]
+    ///   returns: the record as saved or touched since, or `None` when it
+    ///   was deleted or has expired.
+    /// - An unreadable value is [`Error::Decode`] naming `key`, never
+    ///   [`Reload::Unchanged`].
+    async fn load_if_changed(&self, key: &StorageKey, known: &Record) -> Result<Reload, Error> {
+        let _ = known;
+        Ok(Reload::Loaded(self.load(key).await?))
+    }
+
     /// Compare-and-set: replaces the stored record with `record` (data,
     /// user, `created_at`, `expires_at`) if and only if the stored version
     /// equals `record.version`; stores `record.version + 1` and returns it.
@@ -146,6 +170,17 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete_expired(&self) -> Result<u64, Error>;
 }
 
+/// What [`SessionStore::load_if_changed`] found.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Reload {
+    /// The stored record is still the `known` one.
+    Unchanged,
+    /// What [`SessionStore::load`] returns: the record as it is now, or
+    /// `None` when none is live.
+    Loaded(Option<Record>),
+}
+
 macro_rules! forward_store {
     ($($ty:ty),*) => {$(
         #[async_trait::async_trait]
@@ -155,6 +190,9 @@ macro_rules! forward_store {
             }
             async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
                 (**self).load(key).await
+            }
+            async fn load_if_changed(&self, key: &StorageKey, known: &Record) -> Result<Reload, Error> {
+                (**self).load_if_changed(key, known).await
             }
             async fn save(&self, record: &Record) -> Result<u64, Error> {
                 (**self).save(record).await

@@ -122,7 +122,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
+use session_core::{Error, Record, Reload, SessionStore, StorageKey, Timestamp, UserSessions};
 
 use entry::{Entry, Payload, ShortKey, Snapshot, Tail};
 use index::UserIndex;
@@ -490,6 +490,36 @@ impl SessionStore for MemoryStore {
             return Ok(None);
         }
         head.decode(*key).map(Some)
+    }
+
+    /// Compares the entry's version and timestamps with `known`'s and
+    /// checks its checksum (a nanosecond per 8 bytes); decodes only when
+    /// the record changed.
+    async fn load_if_changed(&self, key: &StorageKey, known: &Record) -> Result<Reload, Error> {
+        let now = Timestamp::now();
+        self.maybe_sweep(now).await;
+        let (short, tail) = entry::split(key);
+        let Some(entry) = self.inner.cache.get(&short).await else {
+            return Ok(Reload::Loaded(None));
+        };
+        let snapshot = entry.snapshot();
+        let head = snapshot
+            .head()
+            .ok_or_else(|| Error::decode(*key, "damaged entry"))?;
+        if head.tail != tail || !head.is_live_at(now) {
+            return Ok(Reload::Loaded(None));
+        }
+        if head.version == known.version
+            && head.created_at == known.created_at.as_millis()
+            && head.expires_at == known.expires_at.as_millis()
+            && known.key == *key
+        {
+            if !head.is_intact() {
+                return Err(Error::decode(*key, entry::DAMAGED));
+            }
+            return Ok(Reload::Unchanged);
+        }
+        head.decode(*key).map(|r| Reload::Loaded(Some(r)))
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {

@@ -73,5 +73,8 @@ pub(super) async fn change(core: &Core, job: Job) -> Answer {
         [job] if job.rotation.is_some() => (vec![rotate(core, job, latest).await], None),
         _ => save_round(core, &jobs, latest).await,
     };
+    if let Some(stored) = &latest {
+        core.recent.put(stored);
+    }
     leader.finish(answers, latest)
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use super::change::Op;
 use super::commit_queue::CommitQueue;
 use super::config::SessionConfig;
+use super::recent::Recent;
 use super::size::DataSize;
 use super::stored::Stored;
 use super::trace::traced;
 use crate::record::values_within_depth;
 use crate::{
-    Error, ExpiryPolicy, Record, SessionId, SessionStore, StorageKey, Timestamp, Unstorable,
+    Error, ExpiryPolicy, Record, Reload, SessionId, SessionStore, StorageKey, Timestamp, Unstorable,
 };
 
 /// One manager's store, configuration and commit queue.
@@ -19,6 +20,7 @@ pub(super) struct Core {
     pub(super) store: Arc<dyn SessionStore>,
     pub(super) config: SessionConfig,
     pub(super) queue: CommitQueue,
+    pub(super) recent: Recent,
 }
 
 impl Core {
@@ -27,6 +29,7 @@ impl Core {
             store,
             config,
             queue: CommitQueue::default(),
+            recent: Recent::default(),
         }
     }
 
@@ -41,9 +44,30 @@ impl Core {
     }
 
     /// Loads `key`; `None` when it is gone or past its deadline.
+    /// A record this manager wrote lately is only checked for changes
+    /// (and shared when unchanged), any other loaded.
     pub(super) async fn load_alive(&self, key: &StorageKey) -> Result<Option<Arc<Stored>>, Error> {
-        Ok(traced("load", Some(key), self.store.load(key))
-            .await?
+        let loaded = match self.recent.get(key) {
+            None => traced("load", Some(key), self.store.load(key)).await?,
+            Some(known) => {
+                let call = self.store.load_if_changed(key, &known);
+                match traced("load_if_changed", Some(key), call).await? {
+                    Reload::Unchanged => {
+                        return Ok(Some(known).filter(|r| self.alive(r, Timestamp::now())));
+                    }
+                    Reload::Loaded(None) => {
+                        self.recent.forget(key);
+                        None
+                    }
+                    Reload::Loaded(Some(record)) => {
+                        let stored = Stored::loaded(record);
+                        self.recent.put(&stored);
+                        return Ok(Some(stored).filter(|r| self.alive(r, Timestamp::now())));
+                    }
+                }
+            }
+        };
+        Ok(loaded
             .filter(|r| self.alive(r, Timestamp::now()))
             .map(Stored::loaded))
     }

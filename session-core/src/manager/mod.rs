@@ -36,6 +36,7 @@ mod follow;
 mod job;
 mod load;
 mod marker;
+mod recent;
 mod retry;
 mod rotate;
 mod save;

@@ -461,6 +461,7 @@ impl Session {
         state.ops.clear();
         state.rotation = None;
         if let Some(key) = key {
+            core.recent.forget(&key);
             traced("delete", Some(&key), core.store.delete(&key)).await?;
         }
         state.phase = Phase::Gone;
