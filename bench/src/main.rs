@@ -51,6 +51,7 @@ mod driver;
 mod hot;
 mod postgres;
 mod profile;
+mod profile_hot;
 mod proto;
 mod report;
 mod systems;

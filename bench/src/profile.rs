@@ -16,7 +16,9 @@
 //! and decode a stored session) and `redis-cycle` (the W1 request cycle:
 //! load, change, save; each task on its own stripe of sessions, as in the
 //! benchmark), and the same on the memory store, `memory-load` and
-//! `memory-cycle` (the whole call is counted there: no server).
+//! `memory-cycle` (the whole call is counted there: no server), and
+//! `memory-hot`, the W4 hot-session request through the manager (see
+//! `profile_hot.rs`).
 
 use std::sync::Arc;
 
@@ -38,6 +40,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
         [operation, calls, tasks] => (operation, calls.parse()?, tasks.parse::<u64>()?),
         _ => return Err("profile: expected OPERATION CALLS [TASKS]".into()),
     };
+    if operation == "memory-hot" {
+        return crate::profile_hot::run(calls);
+    }
     let (redis, cycle) = match operation.as_str() {
         "redis-load" => (true, false),
         "redis-cycle" => (true, true),
@@ -46,7 +51,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
         other => {
             return Err(format!(
                 "profile: unknown operation {other} (known: redis-load, redis-cycle, \
-                 memory-load, memory-cycle)"
+                 memory-load, memory-cycle, memory-hot)"
             )
             .into());
         }

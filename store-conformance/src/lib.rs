@@ -25,7 +25,7 @@
 //! so cases can share one server and run in parallel. Each test builds its
 //! own multi-threaded tokio runtime, so your crate needs no tokio attribute.
 //!
-//! Nine more cases check unreadable records ([`UNREADABLE_CASES`]):
+//! Eleven more cases check unreadable records ([`UNREADABLE_CASES`]):
 //! records whose framing is broken and records damaged inside their data
 //! ([`Damage`]). Only the store's author knows how to damage a record, so
 //! they run when you pass a way to plant one (see [`PlantUnreadable`]);
@@ -711,6 +711,8 @@ macro_rules! __for_each_unreadable_case {
             unreadable::save_over_damaged_data_is_decode_and_leaves_it,
             unreadable::damaged_data_is_reported_not_fatal_in_list_by_user,
             unreadable::damaged_data_goes_with_delete_by_user,
+            unreadable::load_if_changed_of_an_unreadable_record_is_decode,
+            unreadable::load_if_changed_of_damaged_data_is_decode,
         }
     };
 }
@@ -736,6 +738,10 @@ macro_rules! __for_each_case {
             load::load_past_deadline_is_none,
             load::load_far_future_record,
             load::short_real_deadline_disappears,
+            reload::load_if_changed_of_an_unchanged_record_is_unchanged_or_equal,
+            reload::load_if_changed_after_save_is_the_saved_record,
+            reload::load_if_changed_after_touch_is_the_touched_record,
+            reload::load_if_changed_of_a_deleted_or_expired_record_is_none,
             save::save_bumps_version_and_returns_it,
             save::save_writes_every_field,
             save::save_with_stale_version_is_conflict_and_changes_nothing,

@@ -224,3 +224,26 @@ fn a_save_that_checks_only_the_frame_is_caught() {
         BTreeSet::from(["save_over_damaged_data_is_decode_and_leaves_it"])
     );
 }
+
+#[test]
+fn a_reload_that_trusts_the_version_alone_is_caught() {
+    assert_caught(
+        Fault::ReloadByVersionOnly,
+        &["load_if_changed_after_touch_is_the_touched_record"],
+    );
+    assert_eq!(
+        failing(UNREADABLE_CASES, Fault::ReloadByVersionOnly),
+        BTreeSet::from([
+            "load_if_changed_of_an_unreadable_record_is_decode",
+            "load_if_changed_of_damaged_data_is_decode",
+        ])
+    );
+}
+
+#[test]
+fn a_reload_that_keeps_a_deleted_record_is_caught() {
+    assert_caught(
+        Fault::ReloadKeepsTheDeleted,
+        &["load_if_changed_of_a_deleted_or_expired_record_is_none"],
+    );
+}

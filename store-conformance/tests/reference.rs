@@ -41,6 +41,7 @@ fn every_public_case_function_is_listed() {
     let sources = [
         include_str!("../src/cases/create.rs"),
         include_str!("../src/cases/load.rs"),
+        include_str!("../src/cases/reload.rs"),
         include_str!("../src/cases/save.rs"),
         include_str!("../src/cases/touch.rs"),
         include_str!("../src/cases/delete.rs"),

@@ -63,10 +63,18 @@ pub(super) async fn read(core: &Core, stored: &Arc<Stored>) -> Answer {
 /// queued, the others get their answer from it.
 pub(super) async fn change(core: &Core, job: Job) -> Answer {
     let key = job.base.key;
+    let contended = others_hold(&job.base);
     let mut leader = match core.queue.enter(key, job).await {
         Err(answer) => return answer,
         Ok(leader) => leader,
     };
+    if contended {
+        // Other requests hold this session: let them reach the queue, so
+        // that one save carries them all (a store that answers at once
+        // would otherwise save once per request, each save a copy).
+        tokio::task::yield_now().await;
+        leader.gather();
+    }
     let latest = leader.take_latest();
     let jobs = leader.jobs();
     let (answers, latest) = match jobs.as_slice() {
@@ -77,4 +85,11 @@ pub(super) async fn change(core: &Core, job: Job) -> Answer {
         core.recent.put(stored);
     }
     leader.finish(answers, latest)
+}
+
+/// Whether requests other than this one hold `base` (the record a job
+/// builds on): each request holds it twice while committing (its session
+/// and its job), the set of recent records once.
+fn others_hold(base: &Arc<Stored>) -> bool {
+    Arc::strong_count(base) > 3
 }

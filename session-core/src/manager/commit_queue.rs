@@ -119,6 +119,24 @@ pub(super) struct Leader<'a> {
 }
 
 impl Leader<'_> {
+    /// Takes into this round the saves queued behind it since it began
+    /// (none when this round is a rotation, which runs alone; a queued
+    /// rotation ends the batch).
+    pub(super) fn gather(&mut self) {
+        if self.batch.iter().any(|w| w.job.rotation.is_some()) {
+            return;
+        }
+        let mut map = self.lanes.lock();
+        let Some(lane) = map.get_mut(&self.key) else {
+            return;
+        };
+        while lane.queue.front().is_some_and(|w| w.job.rotation.is_none()) {
+            if let Some(next) = lane.queue.pop_front() {
+                self.batch.push(next);
+            }
+        }
+    }
+
     /// The jobs of this round, in arrival order.
     pub(super) fn jobs(&self) -> Vec<&Job> {
         self.batch.iter().map(|w| &w.job).collect()

@@ -20,6 +20,7 @@ pub mod load;
 pub mod logout;
 mod probe;
 pub mod random;
+pub mod reload;
 pub mod requests;
 pub mod rotation;
 pub mod save;

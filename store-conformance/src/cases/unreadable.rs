@@ -179,3 +179,30 @@ pub async fn damaged_data_is_reported_not_fatal_in_list_by_user(cx: Context) -> 
 pub async fn damaged_data_goes_with_delete_by_user(cx: Context) -> Outcome {
     go_with_delete_by_user(cx, Damage::Data).await
 }
+
+/// `load_if_changed` of an unreadable record is `Decode` naming its key,
+/// also when the caller knows the record as it was planted.
+pub async fn load_if_changed_of_an_unreadable_record_is_decode(cx: Context) -> Outcome {
+    load_if_changed_is_decode(cx, Damage::Frame).await
+}
+
+/// `load_if_changed` of a record whose data is damaged, with its version
+/// and timestamps as the caller knows them, is `Decode`, never
+/// `Unchanged`: a store that answers from the version alone would hand a
+/// caller's cached copy out for a record it can no longer read.
+pub async fn load_if_changed_of_damaged_data_is_decode(cx: Context) -> Outcome {
+    load_if_changed_is_decode(cx, Damage::Data).await
+}
+
+async fn load_if_changed_is_decode(cx: Context, damage: Damage) -> Outcome {
+    let record = planted(&cx, None, damage).await?;
+    match cx.store().load_if_changed(&record.key, &record).await {
+        Err(Error::Decode { key, .. }) if key == record.key => Ok(()),
+        other => Err(Failure::new(
+            format!("load_if_changed({:?}) of an unreadable record", record.key),
+            "Err(Decode) naming this key",
+            format!("{other:?}"),
+        )),
+    }?;
+    expect_decode(&cx, &record, "afterwards (it must stay)").await
+}

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
+use session_core::{Error, Record, Reload, SessionStore, StorageKey, Timestamp, UserSessions};
 use session_store_conformance::{CASES, Case, Damage};
 
 /// A way to break the reference store on purpose.
@@ -45,6 +45,11 @@ pub(crate) enum Fault {
     /// store that checks `{`…`}` would: at the stored version it
     /// overwrites a record damaged inside its data.
     SaveChecksOnlyTheFrame,
+    /// `load_if_changed` answers `Unchanged` whenever the stored version
+    /// is the known one: misses a touch, and hands out a damaged record.
+    ReloadByVersionOnly,
+    /// `load_if_changed` answers `Unchanged` for a record that is gone.
+    ReloadKeepsTheDeleted,
 }
 
 /// The runtime the suite's own tests run cases on: two workers, timers on.
@@ -225,6 +230,26 @@ impl SessionStore for Reference {
             self.damaged(key)?;
         }
         Ok(live)
+    }
+
+    async fn load_if_changed(&self, key: &StorageKey, known: &Record) -> Result<Reload, Error> {
+        let Some(live) = self.live(key) else {
+            return Ok(match self.fault {
+                Fault::ReloadKeepsTheDeleted => Reload::Unchanged,
+                _ => Reload::Loaded(None),
+            });
+        };
+        if self.fault == Fault::ReloadByVersionOnly && live.version == known.version {
+            return Ok(Reload::Unchanged);
+        }
+        self.damaged(key)?;
+        let same = (live.version, live.created_at, live.expires_at)
+            == (known.version, known.created_at, known.expires_at);
+        Ok(if same {
+            Reload::Unchanged
+        } else {
+            Reload::Loaded(Some(live))
+        })
     }
 
     async fn save(&self, record: &Record) -> Result<u64, Error> {
