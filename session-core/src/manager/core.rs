@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::change::Op;
 use super::commit_queue::CommitQueue;
 use super::config::SessionConfig;
+use super::load_queue::LoadQueue;
 use super::recent::Recent;
 use super::size::DataSize;
 use super::stored::Stored;
@@ -21,6 +22,7 @@ pub(super) struct Core {
     pub(super) config: SessionConfig,
     pub(super) queue: CommitQueue,
     pub(super) recent: Recent,
+    pub(super) loads: LoadQueue,
 }
 
 impl Core {
@@ -30,6 +32,7 @@ impl Core {
             config,
             queue: CommitQueue::default(),
             recent: Recent::default(),
+            loads: LoadQueue::default(),
         }
     }
 
@@ -47,6 +50,13 @@ impl Core {
     /// A record this manager wrote lately is only checked for changes
     /// (and shared when unchanged), any other loaded.
     pub(super) async fn load_alive(&self, key: &StorageKey) -> Result<Option<Arc<Stored>>, Error> {
+        let found = self.loads.load(*key, || self.load_live(key)).await?;
+        // Shared loads may finish a moment apart: check liveness now.
+        Ok(found.filter(|r| self.alive(r, Timestamp::now())))
+    }
+
+    /// One store call for [`Core::load_alive`].
+    async fn load_live(&self, key: &StorageKey) -> Result<Option<Arc<Stored>>, Error> {
         let loaded = match self.recent.get(key) {
             None => traced("load", Some(key), self.store.load(key)).await?,
             Some(known) => {

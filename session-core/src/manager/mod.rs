@@ -35,6 +35,7 @@ mod core;
 mod follow;
 mod job;
 mod load;
+mod load_queue;
 mod marker;
 mod recent;
 mod retry;
