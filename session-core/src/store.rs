@@ -136,6 +136,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - Unreadable records of the user are deleted too, and counted.
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error>;
 
+    /// A short, fixed name for this kind of store, such as `"redis"` or
+    /// `"postgres"`: the `store` of every [`Error::Backend`] it returns,
+    /// and how the sweeper names it in its log lines.
+    ///
+    /// The default is the implementing type's path
+    /// ([`std::any::type_name`]); a store meant for others should return
+    /// something short and stable instead.
+    ///
+    /// # Behavior
+    ///
+    /// - Not empty, and the same on every call.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
     /// Physically removes expired records and returns how many it removed.
     /// Stores whose backend expires records natively may return 0.
     ///
@@ -173,6 +188,9 @@ macro_rules! forward_store {
             }
             async fn delete_expired(&self) -> Result<u64, Error> {
                 (**self).delete_expired().await
+            }
+            fn name(&self) -> &'static str {
+                (**self).name()
             }
         }
     )*};

@@ -114,7 +114,7 @@ where
     S: SessionStore,
 {
     let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|e| Error::backend("spawn_sweeper", false, e))?;
+        .map_err(|e| Error::backend(Error::CORE, "spawn_sweeper", false, e))?;
     let period = period.max(Duration::from_millis(1));
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let counters = Arc::new(Counters::default());

@@ -52,7 +52,8 @@
 //!   deleted session) from a row it cannot read
 //!   ([`Decode`](session_core::Error::Decode)), which it never overwrites.
 //!   When the row changed while the save waited for its lock, the save runs
-//!   again (at most 8 times) to learn which.
+//!   again (at most 8 times) to learn which; a row that changed every time
+//!   is [`GaveUp`](session_core::Error::GaveUp), retryable.
 //! - Expiry is a comparison with the app server's clock: an expired row is
 //!   absent for every method at once, and removed by
 //!   [`PostgresStore::spawn_sweeper`] in short batches that skip rows
@@ -150,6 +151,10 @@
 
 /// The crate's `README.md`, whose code blocks are compiled as doctests so
 /// they cannot rot.
+/// This store's name: its [`SessionStore::name`](session_core::SessionStore::name) and the
+/// `store` of every [`Error::Backend`](session_core::Error::Backend) it returns.
+pub(crate) const NAME: &str = "postgres";
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

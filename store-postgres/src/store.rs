@@ -19,8 +19,8 @@ use crate::table::TableName;
 
 /// How often a save runs again after a concurrent write changed its row
 /// while it waited (see [`SaveOutcome::Changed`]) before it gives up with
-/// a retryable error.
-const SAVE_RERUNS: usize = 8;
+/// [`Error::GaveUp`] (retryable).
+const SAVE_RERUNS: u32 = 8;
 
 /// A [`SessionStore`] in a PostgreSQL table.
 ///
@@ -196,14 +196,12 @@ fn live_count(expiries: impl IntoIterator<Item = i64>, now: i64) -> u64 {
     expiries.into_iter().filter(|&e| e > now).count() as u64
 }
 
-/// A save ran again [`SAVE_RERUNS`] times, and each time a concurrent
-/// write had changed the row while it waited.
-#[derive(Debug, thiserror::Error)]
-#[error("the session's row kept changing while the save waited for it; try again")]
-struct KeptChanging;
-
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let budget = self.inner.shared.budget();
@@ -236,7 +234,9 @@ impl SessionStore for PostgresStore {
                 SaveOutcome::Changed => {}
             }
         }
-        Err(Error::backend(op, true, KeptChanging))
+        // Ran again SAVE_RERUNS times, and each time a concurrent write
+        // had changed the row while the save waited for it.
+        Err(Error::gave_up(crate::NAME, op, SAVE_RERUNS))
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {

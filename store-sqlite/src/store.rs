@@ -143,7 +143,7 @@ impl SqliteStore {
     ) -> Result<Self, Error> {
         let op = "open";
         let deadline = Instant::now() + timeout;
-        let timed_out = || Error::backend(op, true, TimedOut::new(timeout, false));
+        let timed_out = || Error::backend(crate::NAME, op, true, TimedOut::new(timeout, false));
         schema::ensure(&pool, &table, deadline).await?;
         // The writer's own connection, opened with the pool's options (the
         // same file or in-memory database, journal mode and busy timeout).
@@ -211,6 +211,10 @@ fn now_ms() -> i64 {
 
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let row = Row::for_create(record)?;
@@ -279,7 +283,14 @@ impl SessionStore for SqliteStore {
             .fetch_all(&self.inner.pool);
         let rows = timeout_at(self.deadline(), listed)
             .await
-            .map_err(|_| Error::backend(op, true, TimedOut::new(self.inner.timeout, false)))?
+            .map_err(|_| {
+                Error::backend(
+                    crate::NAME,
+                    op,
+                    true,
+                    TimedOut::new(self.inner.timeout, false),
+                )
+            })?
             .map_err(|e| map_sqlx(op, e))?;
         let mut found = UserSessions::default();
         for row in &rows {

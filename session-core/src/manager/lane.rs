@@ -120,6 +120,7 @@ impl Lanes {
                 // re-queues the waiter first: unreachable, but answer.
                 Err(_) => {
                     return Err(Err(Error::backend(
+                        Error::CORE,
                         "commit",
                         true,
                         std::io::Error::other("the commit round carrying this change went away"),
@@ -179,6 +180,7 @@ impl Leader<'_> {
         }
         mine.unwrap_or_else(|| {
             Err(Error::backend(
+                Error::CORE,
                 "commit",
                 false,
                 std::io::Error::other("a commit round returned fewer answers than jobs"),

@@ -191,7 +191,7 @@ impl SessionManager {
     /// [`Error::TooLarge`] (or [`Error::Unstorable`] for data nested too
     /// deep) before anything is written when this request's changes make
     /// the session too large: only this request fails, others folded into
-    /// the same save go through. [`Error::Conflict`] when the budget runs
+    /// the same save go through. [`Error::GaveUp`] when the budget runs
     /// out; any store error. The session keeps its pending changes after
     /// an error, so the commit can be retried. After [`Session::logout`],
     /// a failed delete is this error too, and the cookie must still be
@@ -484,6 +484,7 @@ impl SessionManager {
                         Ok(None) => Ok(None),
                         Err(e) => Err(e),
                     },
+                    Err(Error::Conflict) => Err(retry.gave_up(self.store().name())),
                     Err(Error::NotFound) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -665,6 +666,7 @@ impl SessionManager {
                     }
                     next = updated;
                 }
+                Err(Error::Conflict) => return Err(retry.gave_up(self.store().name())),
                 Err(Error::NotFound) => return self.rotated_away(&old_key, id, next).await,
                 Err(e) => return Err(e),
             }
@@ -820,6 +822,12 @@ impl Retry {
             tokio::time::sleep(pause).await;
         }
         true
+    }
+
+    /// The error of a commit whose last save conflicted once the budget
+    /// was spent.
+    fn gave_up(&self, store: &'static str) -> Error {
+        Error::gave_up(store, "commit", self.attempts)
     }
 }
 

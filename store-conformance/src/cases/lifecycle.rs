@@ -347,7 +347,8 @@ pub async fn lifecycle_concurrent_updates_lose_no_increment(cx: Context) -> Outc
 /// A commit that keeps losing to another process (30 conflicts in a row)
 /// still lands with the default configuration: conflicts are retried for a
 /// time budget, not a small number of times. With a short budget and a
-/// store that never lets it through, it gives up with `Conflict`.
+/// store that never lets it through, it gives up with `GaveUp` (not a
+/// plain `Conflict`), naming the store.
 pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outcome {
     let probe = Probe::new(&cx);
     let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
@@ -377,10 +378,15 @@ pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outc
     let result = tokio::time::timeout(budget * 10, impatient.commit(&session)).await;
     probe.planted_conflicts.store(0, Ordering::SeqCst);
     let took = started.elapsed();
-    if !matches!(result, Ok(Err(Error::Conflict))) || took > budget * 10 {
+    let store = cx.store().name();
+    let gave_up = |e: &Error| {
+        matches!(e, Error::GaveUp { store: s, operation: "commit", attempts }
+            if *s == store && *attempts > 1)
+    };
+    if !matches!(&result, Ok(Err(e)) if gave_up(e)) || took > budget * 10 {
         return Err(Failure::new(
             "a commit that can never win, with a 300 ms budget",
-            "Err(Conflict) after about 300 ms",
+            "Err(GaveUp { operation: \"commit\", attempts > 1, .. }) naming the store, after about 300 ms",
             format!("{result:?} after {took:?}"),
         ));
     }

@@ -773,6 +773,7 @@ impl Attempt<'_> {
                 seen: Ok(None),
                 removed: Vec::new(),
                 answer: Err(Error::backend(
+                    "conformance",
                     "request task",
                     false,
                     std::io::Error::other(e.to_string()),
