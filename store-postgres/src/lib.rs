@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use session_store_postgres::PostgresOptions;
+//! use session_store_postgres::{PostgresOptions, SweeperExt};
 //!
 //! # async fn example() -> Result<(), session_core::Error> {
 //! let store = PostgresOptions::new("postgres://app@localhost/app")
@@ -56,7 +56,7 @@
 //!   is [`GaveUp`](session_core::Error::GaveUp), retryable.
 //! - Expiry is a comparison with the app server's clock: an expired row is
 //!   absent for every method at once, and removed by
-//!   [`PostgresStore::spawn_sweeper`] in short batches that skip rows
+//!   the sweeper ([`SweeperExt::spawn_sweeper`]) in short batches that skip rows
 //!   other transactions hold.
 //! - Errors carry [`is_retryable`](session_core::Error::is_retryable):
 //!   lost connections, a server shutting down or starting, serialization
@@ -179,7 +179,7 @@ pub use options::{
     PostgresOptions,
 };
 pub use schema::migrate;
-pub use session_core::sweeper::{SweepStats, SweeperHandle};
+pub use session_core::sweeper::{SweepStats, SweeperExt, SweeperHandle};
 /// The driver this store is built on, re-exported so that a pool you
 /// build for [`PostgresStore::from_pool`] is of the same version.
 pub use sqlx;

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::sweeper::{SweeperHandle, spawn_sweeper};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 use sqlx::postgres::PgPool;
 
@@ -30,7 +29,7 @@ const SAVE_RERUNS: u32 = 8;
 /// crate docs). Expired rows are invisible to every method at once and
 /// are physically removed by
 /// [`delete_expired`](SessionStore::delete_expired), which
-/// [`PostgresStore::spawn_sweeper`] runs periodically. Any number of
+/// [`SweeperExt::spawn_sweeper`](session_core::sweeper::SweeperExt::spawn_sweeper) runs periodically. Any number of
 /// stores, in any number of processes, may share one table.
 ///
 /// ```no_run
@@ -170,24 +169,6 @@ impl PostgresStore {
     /// How long a call may take (see [`PostgresOptions::operation_timeout`]).
     pub fn operation_timeout(&self) -> Duration {
         self.inner.shared.timeout
-    }
-
-    /// Spawns a task on the current tokio runtime that calls
-    /// [`delete_expired`](SessionStore::delete_expired) now and then every
-    /// `period` (at least 1 ms), until the returned handle is stopped or
-    /// dropped (see [`session_core::sweeper`]). With several app servers,
-    /// one sweeper is enough; more do no harm (they skip each other's
-    /// rows).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Backend`] when called outside a tokio runtime.
-    pub fn spawn_sweeper(&self, period: Duration) -> Result<SweeperHandle, Error> {
-        spawn_sweeper(
-            self.clone(),
-            period,
-            format!("postgres table {}", self.table()),
-        )
     }
 }
 

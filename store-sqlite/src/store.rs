@@ -27,7 +27,7 @@ use crate::write::{SaveOutcome, Touch, Writer};
 /// connection, to tell [`Error::Conflict`] from [`Error::NotFound`].
 /// Expired rows are invisible to every method at once and are physically
 /// removed by [`delete_expired`](SessionStore::delete_expired), which
-/// [`SqliteStore::spawn_sweeper`] runs periodically.
+/// [`SweeperExt::spawn_sweeper`](crate::SweeperExt::spawn_sweeper) runs periodically.
 ///
 /// ```
 /// use std::time::Duration;
