@@ -84,7 +84,7 @@ mod tests {
         let record = session(42, Timestamp::now())?;
         assert_eq!(record.user.as_deref(), Some("user-00000042"));
         let len = payload(&record)
-            .map_err(|e| Error::backend("encode", false, e))?
+            .map_err(|e| Error::backend("bench", "encode", false, e))?
             .len();
         assert!((180..260).contains(&len), "{len}");
         Ok(())

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use examples::demo::{self, DEMO_USERS, StoreChoice, Users};
 use session_core::SessionManager;
+use session_core::sweeper::SweeperExt;
 use session_tower::CookieConfig;
 
 struct Args {
@@ -57,11 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Expired sessions are invisible at once; a sweep every five minutes
     // also removes them physically from the SQL stores (Redis expires
     // them itself, and the memory store's sweep is its own periodic one).
-    let _sweeper = session_core::sweeper::spawn_sweeper(
-        std::sync::Arc::clone(&store),
-        std::time::Duration::from_secs(300),
-        "demo",
-    )?;
+    let _sweeper = store.spawn_sweeper(std::time::Duration::from_secs(300))?;
     let manager = SessionManager::from_arc(store);
     let users = Arc::new(Users::demo()?);
     // The demo serves plain HTTP, so `Secure` is off unless asked for

@@ -89,6 +89,10 @@ impl HashMapStore {
 
 #[async_trait::async_trait]
 impl SessionStore for HashMapStore {
+    fn name(&self) -> &'static str {
+        "hashmap" // the `store` of any `Error::Backend` this store returned
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?; // before anything is written
         let mut inner = self.lock();

@@ -90,7 +90,8 @@ impl<I: Send + 'static, R: Send + 'static> Coalescer<I, R> {
         S: Fn(Vec<I>) -> F + Send + Sync + 'static,
         F: Future<Output = Vec<R>> + Send,
     {
-        let runtime = Handle::try_current().map_err(|e| Error::backend("spawn", false, e))?;
+        let runtime =
+            Handle::try_current().map_err(|e| Error::backend(Error::CORE, "spawn", false, e))?;
         let max_batch = max_batch.max(1);
         let (queue, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));

@@ -49,7 +49,7 @@ impl SessionId {
     /// randomness (no id is ever made from weaker entropy).
     pub fn generate() -> Result<Self, crate::Error> {
         let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes).map_err(crate::Error::Random)?;
+        getrandom::fill(&mut bytes).map_err(|e| crate::Error::Random(Box::new(e)))?;
         Ok(Self(bytes))
     }
 

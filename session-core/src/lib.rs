@@ -29,7 +29,7 @@ mod expiry;
 mod id;
 mod manager;
 mod record;
-mod store;
+pub mod store;
 pub mod sweeper;
 mod time;
 

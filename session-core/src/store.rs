@@ -1,8 +1,133 @@
-//! The contract every backend implements.
+//! The contract every backend implements, and what a store author needs
+//! besides.
+//!
+//! - [`SessionStore`]: the trait, with its `# Behavior` bullets (each one
+//!   checked by a named case of the `session-store-conformance` crate).
+//! - [`Record`]: what a store keeps, with the limits every store enforces
+//!   before a write ([`Record::check_create`], [`Record::check_save`],
+//!   refusing with [`Unstorable`]).
+//! - [`UserSessions`]: what `list_by_user` returns.
+//! - [`Error`]: name your store in every [`Error::Backend`]
+//!   ([`Error::backend`] takes [`SessionStore::name`] first), and box the
+//!   driver's error as its source.
+//! - [`coalesce`](crate::coalesce): batching of concurrent calls into one
+//!   command or statement, without timers.
+//! - [`sweeper`](crate::sweeper): the background sweep for a backend that
+//!   does not expire records by itself; every store gets
+//!   [`SweeperExt::spawn_sweeper`](crate::sweeper::SweeperExt::spawn_sweeper)
+//!   through [`SessionStore::delete_expired`].
+//!
+//! Everything here is also exported at the crate root.
+//!
+//! # A custom store
+//!
+//! A whole store on a `Mutex<HashMap>`: every method takes the lock once
+//! and does its checks and writes under it, which makes each call atomic.
+//! (A real store would keep a per-user index rather than scan, and would
+//! prove itself with `session_store_conformance::suite!`.)
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Mutex, MutexGuard, PoisonError};
+//! use session_core::store::{Record, SessionStore, UserSessions};
+//! use session_core::{CookieAction, Error, SessionManager, StorageKey, Timestamp};
+//!
+//! #[derive(Default)]
+//! struct MapStore(Mutex<HashMap<StorageKey, Record>>);
+//!
+//! impl MapStore {
+//!     /// The map, with every record that is no longer live dropped.
+//!     fn live(&self) -> MutexGuard<'_, HashMap<StorageKey, Record>> {
+//!         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+//!         let now = Timestamp::now();
+//!         map.retain(|_, r| r.is_live_at(now));
+//!         map
+//!     }
+//! }
+//!
+//! #[async_trait::async_trait]
+//! impl SessionStore for MapStore {
+//!     fn name(&self) -> &'static str {
+//!         "map"
+//!     }
+//!     async fn create(&self, record: &Record) -> Result<(), Error> {
+//!         record.check_create()?;
+//!         let mut map = self.live();
+//!         if map.contains_key(&record.key) {
+//!             return Err(Error::Exists); // never overwrite
+//!         }
+//!         map.insert(record.key, record.clone());
+//!         Ok(())
+//!     }
+//!     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, Error> {
+//!         Ok(self.live().get(key).cloned())
+//!     }
+//!     async fn save(&self, record: &Record) -> Result<u64, Error> {
+//!         record.check_save()?;
+//!         let mut map = self.live();
+//!         let stored = map.get_mut(&record.key).ok_or(Error::NotFound)?; // no resurrection
+//!         if stored.version != record.version {
+//!             return Err(Error::Conflict);
+//!         }
+//!         *stored = Record { version: record.version + 1, ..record.clone() };
+//!         Ok(stored.version) // check_save keeps it at most MAX_VERSION
+//!     }
+//!     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {
+//!         let mut map = self.live();
+//!         Ok(map.get_mut(key).map(|r| r.expires_at = expires_at).is_some())
+//!     }
+//!     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
+//!         Ok(self.live().remove(key).is_some())
+//!     }
+//!     async fn list_by_user(&self, user: &str) -> Result<UserSessions, Error> {
+//!         let map = self.live();
+//!         let mine = map.values().filter(|r| r.user.as_deref() == Some(user));
+//!         Ok(UserSessions::from_records(mine.cloned().collect()))
+//!     }
+//!     async fn delete_by_user(&self, user: &str) -> Result<u64, Error> {
+//!         let mut map = self.live();
+//!         let before = map.len();
+//!         map.retain(|_, r| r.user.as_deref() != Some(user));
+//!         Ok((before - map.len()) as u64)
+//!     }
+//!     async fn delete_expired(&self) -> Result<u64, Error> {
+//!         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+//!         let (before, now) = (map.len(), Timestamp::now());
+//!         map.retain(|_, r| r.is_live_at(now));
+//!         Ok((before - map.len()) as u64)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Error> {
+//! let manager = SessionManager::new(MapStore::default());
+//! // A first request: a login creates the record.
+//! let session = manager.load(None);
+//! session.login("alice").await?;
+//! session.insert("theme", "dark").await?;
+//! let CookieAction::Set { value: cookie, .. } = manager.commit(&session).await? else {
+//!     return Err(Error::NotFound); // a login always sets a cookie
+//! };
+//! // A second request loads it and saves a change (compare-and-set).
+//! let session = manager.load(Some(&cookie));
+//! assert_eq!(session.get::<String>("theme").await?.as_deref(), Some("dark"));
+//! session.insert("theme", "light").await?;
+//! manager.commit(&session).await?;
+//! let stored = manager.sessions_of("alice").await?.records;
+//! assert_eq!(stored.len(), 1);
+//! assert_eq!((stored[0].version, &stored[0].data["theme"]), (1, &"light".into()));
+//! // Logging out deletes it.
+//! session.logout().await;
+//! assert_eq!(manager.commit(&session).await?, CookieAction::Clear);
+//! assert!(manager.sessions_of("alice").await?.records.is_empty());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 
-use crate::{Error, Record, StorageKey, Timestamp, UserSessions};
+pub use crate::record::{Record, Unstorable, UserSessions};
+use crate::{Error, StorageKey, Timestamp};
 
 /// A place where sessions live: memory, Redis, SQLite, or your own.
 ///
@@ -160,6 +285,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// - Unreadable records of the user are deleted too, and counted.
     async fn delete_by_user(&self, user: &str) -> Result<u64, Error>;
 
+    /// A short, fixed name for this kind of store, such as `"redis"` or
+    /// `"postgres"`: the `store` of every [`Error::Backend`] it returns,
+    /// and how the sweeper names it in its log lines.
+    ///
+    /// The default is the implementing type's path
+    /// ([`std::any::type_name`]); a store meant for others should return
+    /// something short and stable instead.
+    ///
+    /// # Behavior
+    ///
+    /// - Not empty, and the same on every call.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
     /// Physically removes expired records and returns how many it removed.
     /// Stores whose backend expires records natively may return 0.
     ///
@@ -211,6 +351,9 @@ macro_rules! forward_store {
             }
             async fn delete_expired(&self) -> Result<u64, Error> {
                 (**self).delete_expired().await
+            }
+            fn name(&self) -> &'static str {
+                (**self).name()
             }
         }
     )*};

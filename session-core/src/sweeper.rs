@@ -3,9 +3,28 @@
 //! [`delete_expired`](crate::SessionStore::delete_expired) periodically
 //! until stopped.
 //!
-//! Stores offer it as a method (`SqliteStore::spawn_sweeper`,
-//! `PostgresStore::spawn_sweeper`); [`spawn_sweeper`] runs it over any
-//! store, yours included.
+//! One sweeper serves every store, third-party ones included: bring
+//! [`SweeperExt`] into scope and call `store.spawn_sweeper(period)` on any
+//! cloneable store (every store of this workspace, any `Arc<S>`, an
+//! `Arc<dyn SessionStore>`). A store with its own way of sweeping (short
+//! batches, rows skipped while locked) puts it in its `delete_expired`,
+//! which is all the sweeper calls. [`spawn_sweeper`] is the same over a
+//! store given by value, with a log label of your choice.
+//!
+//! ```
+//! use std::time::Duration;
+//! use session_core::sweeper::SweeperExt;
+//! use session_store_memory::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), session_core::Error> {
+//! let store = MemoryStore::default();
+//! let sweeper = store.spawn_sweeper(Duration::from_secs(60))?;
+//! // ... serve requests with `store` ...
+//! sweeper.stop().await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
@@ -79,10 +98,65 @@ impl Drop for SweeperHandle {
     }
 }
 
+mod sealed {
+    /// Keeps [`SweeperExt`](super::SweeperExt) implemented by its blanket
+    /// impl only.
+    pub trait Sealed {}
+    impl<S: crate::SessionStore + Clone> Sealed for S {}
+}
+
+/// `store.spawn_sweeper(period)` for every cloneable [`SessionStore`]:
+/// this workspace's stores, yours, `Arc<S>` and `Arc<dyn SessionStore>`.
+///
+/// Sealed: implemented for every `S: SessionStore + Clone`, and nothing
+/// else.
+pub trait SweeperExt: SessionStore + Clone + sealed::Sealed {
+    /// Spawns a task on the current tokio runtime that calls
+    /// [`delete_expired`](SessionStore::delete_expired) on a clone of this
+    /// store now and then every `period` (at least 1 ms), until the
+    /// returned handle is stopped or dropped. Its log lines name the store
+    /// by [`SessionStore::name`].
+    ///
+    /// A failed sweep is logged with `tracing` at `WARN` and counted in
+    /// [`SweeperHandle::stats`]; the task carries on and tries again next
+    /// period. With several app servers on one database, one sweeper is
+    /// enough; whether more do harm is up to the store's `delete_expired`
+    /// (the SQL stores of this workspace skip each other's rows).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use session_core::SessionStore;
+    /// use session_core::sweeper::SweeperExt;
+    /// use session_store_memory::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), session_core::Error> {
+    /// let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::default());
+    /// let sweeper = store.spawn_sweeper(Duration::from_millis(10))?;
+    /// tokio::time::sleep(Duration::from_millis(50)).await;
+    /// assert!(sweeper.stats().sweeps >= 1);
+    /// sweeper.stop().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when called outside a tokio runtime.
+    fn spawn_sweeper(&self, period: Duration) -> Result<SweeperHandle, Error> {
+        spawn_sweeper(self.clone(), period, self.name())
+    }
+}
+
+impl<S: SessionStore + Clone> SweeperExt for S {}
+
 /// Spawns a task on the current tokio runtime that calls
 /// [`delete_expired`](SessionStore::delete_expired) on `store` now and
 /// then every `period` (at least 1 ms), until the returned handle is
-/// stopped or dropped. `name` names the store in its log lines.
+/// stopped or dropped. `name` names the store in its log lines (say, a
+/// table as well as the kind of store). [`SweeperExt::spawn_sweeper`] is
+/// the same with the store's [`SessionStore::name`].
 ///
 /// A failed sweep is logged with `tracing` at `WARN` and counted in
 /// [`SweeperHandle::stats`]; the task carries on and tries again next
@@ -114,7 +188,7 @@ where
     S: SessionStore,
 {
     let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|e| Error::backend("spawn_sweeper", false, e))?;
+        .map_err(|e| Error::backend(Error::CORE, "spawn_sweeper", false, e))?;
     let period = period.max(Duration::from_millis(1));
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let counters = Arc::new(Counters::default());

@@ -85,6 +85,9 @@ impl SessionStore for Trap {
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.inner.delete_expired().await
     }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
 }
 
 /// Another app server saved first, so the login's retirement of the old

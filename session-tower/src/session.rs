@@ -185,7 +185,12 @@ mod tests {
         let cookie = Arc::new(RenderedCookie::new(CookieConfig::default()));
         let header = format!("{}={id}", cookie.config().name());
         let header = HeaderValue::from_str(&header).map_err(|e| {
-            session_core::Error::backend("test", false, std::io::Error::other(e.to_string()))
+            session_core::Error::backend(
+                "test",
+                "test",
+                false,
+                std::io::Error::other(e.to_string()),
+            )
         })?;
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::COOKIE, header);

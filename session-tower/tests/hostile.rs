@@ -48,6 +48,7 @@ impl SessionStore for Counting {
     async fn delete(&self, key: &StorageKey) -> Result<bool, Error> {
         if self.fail_delete.load(Ordering::SeqCst) {
             return Err(Error::backend(
+                "counting",
                 "delete",
                 true,
                 std::io::Error::other("planted delete failure"),
@@ -63,6 +64,9 @@ impl SessionStore for Counting {
     }
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.inner.delete_expired().await
+    }
+    fn name(&self) -> &'static str {
+        self.inner.name()
     }
 }
 

@@ -63,6 +63,9 @@ impl SessionStore for Peer {
         self.count();
         self.inner.delete_expired().await
     }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
 }
 
 #[test]

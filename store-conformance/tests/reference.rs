@@ -6,7 +6,9 @@
 mod common;
 
 use common::{Fault, Reference};
-use session_store_conformance::{CASES, Namespace};
+use session_store_conformance::{
+    CASES, MANAGER_CASES, Namespace, Part, STORE_CASES, UNREADABLE_CASES,
+};
 
 async fn store(_: Namespace) -> Result<Reference, std::convert::Infallible> {
     Ok(Reference::new(Fault::None))
@@ -35,6 +37,45 @@ fn suite_macro_covers_exactly_the_cases() {
 }
 
 #[test]
+fn cases_are_the_store_cases_then_the_manager_cases() {
+    let names = |cases: &[session_store_conformance::Case]| -> Vec<&str> {
+        cases.iter().map(|c| c.name).collect()
+    };
+    let mut parts = names(STORE_CASES);
+    parts.extend(names(MANAGER_CASES));
+    assert_eq!(names(CASES), parts);
+    assert!(STORE_CASES.iter().all(|c| c.part == Part::Store));
+    assert!(UNREADABLE_CASES.iter().all(|c| c.part == Part::Store));
+    assert!(MANAGER_CASES.iter().all(|c| c.part == Part::Manager));
+    // What a store author reads in a failure: whose bug it is.
+    assert_eq!(Part::Store.to_string(), "store contract");
+    assert_eq!(Part::Manager.to_string(), "session manager");
+}
+
+/// Every store contract case calls the store only (no manager), and every
+/// manager case builds one: the split follows what each case drives.
+#[test]
+fn the_parts_follow_what_each_case_drives() {
+    let store_modules = [
+        include_str!("../src/cases/create.rs"),
+        include_str!("../src/cases/load.rs"),
+        include_str!("../src/cases/save.rs"),
+        include_str!("../src/cases/touch.rs"),
+        include_str!("../src/cases/delete.rs"),
+        include_str!("../src/cases/users.rs"),
+        include_str!("../src/cases/expired.rs"),
+        include_str!("../src/cases/data.rs"),
+        include_str!("../src/cases/random.rs"),
+        include_str!("../src/cases/unreadable.rs"),
+        include_str!("../src/cases/name.rs"),
+    ];
+    for source in store_modules {
+        assert!(!source.contains("SessionManager::"), "{}", &source[..80]);
+        assert!(!source.contains("manager("), "{}", &source[..80]);
+    }
+}
+
+#[test]
 fn every_public_case_function_is_listed() {
     // Scan the case modules' sources: a `pub async fn` that is not in
     // CASES would be a case nobody runs.
@@ -53,7 +94,10 @@ fn every_public_case_function_is_listed() {
         include_str!("../src/cases/cookies.rs"),
         include_str!("../src/cases/logout.rs"),
         include_str!("../src/cases/random.rs"),
-        include_str!("../src/cases/requests.rs"),
+        include_str!("../src/cases/requests/mod.rs"),
+        include_str!("../src/cases/requests/attempt.rs"),
+        include_str!("../src/cases/name.rs"),
+        include_str!("../src/cases/hot.rs"),
     ];
     let mut found: Vec<&str> = sources
         .iter()
@@ -84,6 +128,13 @@ fn a_failure_names_case_operation_expected_and_got() {
         ))
         .unwrap_err();
     let text = failure.to_string();
+    assert_eq!(failure.part, Some(Part::Store));
+    assert!(
+        text.starts_with(
+            "store contract case `save_with_stale_version_is_conflict_and_changes_nothing` failed"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("save_with_stale_version_is_conflict_and_changes_nothing"),
         "{text}"

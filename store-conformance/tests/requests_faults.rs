@@ -60,6 +60,9 @@ impl SessionStore for Wrapped {
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.inner.delete_expired().await
     }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
 }
 
 /// The manager-level cases this file is about.

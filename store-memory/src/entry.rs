@@ -148,7 +148,7 @@ impl Payload {
             record.user.as_deref().map(str::as_bytes),
         );
         rmp_serde::encode::write(&mut buf, &record.data)
-            .map_err(|e| Error::backend(operation, false, e))?;
+            .map_err(|e| Error::backend(crate::NAME, operation, false, e))?;
         seal(&mut buf, check_at);
         Self::finish(buf)
     }

@@ -106,6 +106,10 @@
 
 /// The crate's `README.md`, whose code blocks are compiled as doctests so
 /// they cannot rot.
+/// This store's name: its [`SessionStore::name`](session_core::SessionStore::name) and the
+/// `store` of every [`Error::Backend`](session_core::Error::Backend) it returns.
+pub(crate) const NAME: &str = "memory";
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
@@ -437,6 +441,10 @@ impl Inner {
 
 #[async_trait::async_trait]
 impl SessionStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let (short, tail) = entry::split(&record.key);

@@ -96,6 +96,7 @@ impl<K: Kind> Batched<K> {
             MAX_BATCH,
             || {
                 Err(Error::backend(
+                    crate::NAME,
                     K::OPERATION,
                     true,
                     std::io::Error::other(
@@ -247,6 +248,7 @@ async fn run_batch<K: Kind>(shared: &Shared, items: Vec<Timed<K::Item>>) -> Vec<
         .map(|answer| {
             answer.unwrap_or_else(|| {
                 Err(Error::backend(
+                    crate::NAME,
                     K::OPERATION,
                     false,
                     std::io::Error::other("an operation of a batch was left unanswered"),

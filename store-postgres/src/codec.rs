@@ -22,9 +22,15 @@ pub(crate) const MAX_VERSION: u64 = (i64::MAX - 1) as u64;
 /// `version` as the `bigint` it is stored as.
 pub(crate) fn version_to_sql(operation: &'static str, version: u64) -> Result<i64, Error> {
     if version > MAX_VERSION {
-        return Err(Error::backend(operation, false, VersionOutOfRange(version)));
+        return Err(Error::backend(
+            crate::NAME,
+            operation,
+            false,
+            VersionOutOfRange(version),
+        ));
     }
-    i64::try_from(version).map_err(|_| Error::backend(operation, false, VersionOutOfRange(version)))
+    i64::try_from(version)
+        .map_err(|_| Error::backend(crate::NAME, operation, false, VersionOutOfRange(version)))
 }
 
 /// The columns of a record, ready to bind.
@@ -50,7 +56,7 @@ impl Row {
             key: record.key,
             user: record.user.clone(),
             data: serde_json::to_string(&record.data)
-                .map_err(|e| Error::backend(operation, false, e))?,
+                .map_err(|e| Error::backend(crate::NAME, operation, false, e))?,
             version: version_to_sql(operation, record.version)?,
             created_at: record.created_at.as_millis(),
             expires_at: record.expires_at.as_millis(),
@@ -71,6 +77,7 @@ pub(crate) fn decode_row(
     let key_bytes: &[u8] = row.try_get(0).map_err(|e| map_sqlx(operation, e))?;
     let key = StorageKey::from_slice(key_bytes).map_err(|_| {
         Error::backend(
+            crate::NAME,
             operation,
             false,
             BadKey {

@@ -105,9 +105,14 @@ pub(crate) struct Cancelled(#[source] pub(crate) Box<dyn std::error::Error + Sen
 pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
     let retryable = is_retryable(&error);
     if is_cancelled(&error) {
-        return Error::backend(operation, retryable, Cancelled(Box::new(error)));
+        return Error::backend(
+            crate::NAME,
+            operation,
+            retryable,
+            Cancelled(Box::new(error)),
+        );
     }
-    Error::backend(operation, retryable, error)
+    Error::backend(crate::NAME, operation, retryable, error)
 }
 
 /// [`Error::Backend`] for a driver failure shared by every operation of a
@@ -116,9 +121,9 @@ pub(crate) fn map_shared(operation: &'static str, failure: &SharedFailure) -> Er
     let retryable = is_retryable(&failure.0);
     if is_cancelled(&failure.0) {
         let cancelled = Cancelled(Box::new(failure.clone()));
-        return Error::backend(operation, retryable, cancelled);
+        return Error::backend(crate::NAME, operation, retryable, cancelled);
     }
-    Error::backend(operation, retryable, failure.clone())
+    Error::backend(crate::NAME, operation, retryable, failure.clone())
 }
 
 /// A record's version does not fit PostgreSQL's `bigint`.

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use session_store_postgres::PostgresOptions;
+//! use session_store_postgres::{PostgresOptions, SweeperExt};
 //!
 //! # async fn example() -> Result<(), session_core::Error> {
 //! let store = PostgresOptions::new("postgres://app@localhost/app")
@@ -52,10 +52,11 @@
 //!   deleted session) from a row it cannot read
 //!   ([`Decode`](session_core::Error::Decode)), which it never overwrites.
 //!   When the row changed while the save waited for its lock, the save runs
-//!   again (at most 8 times) to learn which.
+//!   again (at most 8 times) to learn which; a row that changed every time
+//!   is [`GaveUp`](session_core::Error::GaveUp), retryable.
 //! - Expiry is a comparison with the app server's clock: an expired row is
 //!   absent for every method at once, and removed by
-//!   [`PostgresStore::spawn_sweeper`] in short batches that skip rows
+//!   the sweeper ([`SweeperExt::spawn_sweeper`]) in short batches that skip rows
 //!   other transactions hold.
 //! - Errors carry [`is_retryable`](session_core::Error::is_retryable):
 //!   lost connections, a server shutting down or starting, serialization
@@ -150,6 +151,10 @@
 
 /// The crate's `README.md`, whose code blocks are compiled as doctests so
 /// they cannot rot.
+/// This store's name: its [`SessionStore::name`](session_core::SessionStore::name) and the
+/// `store` of every [`Error::Backend`](session_core::Error::Backend) it returns.
+pub(crate) const NAME: &str = "postgres";
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
@@ -174,7 +179,7 @@ pub use options::{
     PostgresOptions,
 };
 pub use schema::migrate;
-pub use session_core::sweeper::{SweepStats, SweeperHandle};
+pub use session_core::sweeper::{SweepStats, SweeperExt, SweeperHandle};
 /// The driver this store is built on, re-exported so that a pool you
 /// build for [`PostgresStore::from_pool`] is of the same version.
 pub use sqlx;

@@ -320,6 +320,7 @@ async fn version_in(conn: &mut sqlx::PgConnection, table: &TableName) -> Result<
     match found {
         Ok(Some(version)) => Ok(version),
         Ok(None) => Err(Error::backend(
+            crate::NAME,
             op,
             false,
             SchemaMissing {
@@ -328,6 +329,7 @@ async fn version_in(conn: &mut sqlx::PgConnection, table: &TableName) -> Result<
         )),
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_TABLE) => {
             Err(Error::backend(
+                crate::NAME,
                 op,
                 false,
                 SchemaMissing {
@@ -349,6 +351,7 @@ fn check_version(
 ) -> Result<(), Error> {
     if found > SCHEMA_VERSION {
         return Err(Error::backend(
+            crate::NAME,
             op,
             false,
             SchemaTooNew {
@@ -360,6 +363,7 @@ fn check_version(
     }
     if found < SCHEMA_VERSION && !older_ok {
         return Err(Error::backend(
+            crate::NAME,
             op,
             false,
             SchemaTooOld {

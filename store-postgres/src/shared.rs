@@ -78,7 +78,12 @@ impl Shared {
 
     /// The error `operation` fails with after the deadline passed.
     pub(crate) fn timed_out(&self, operation: &'static str, sent: bool) -> Error {
-        Error::backend(operation, true, TimedOut::new(self.timeout, sent))
+        Error::backend(
+            crate::NAME,
+            operation,
+            true,
+            TimedOut::new(self.timeout, sent),
+        )
     }
 
     /// The error `operation` fails with after `failure`.

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::sweeper::{SweeperHandle, spawn_sweeper};
 use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessions};
 use sqlx::postgres::PgPool;
 
@@ -19,8 +18,8 @@ use crate::table::TableName;
 
 /// How often a save runs again after a concurrent write changed its row
 /// while it waited (see [`SaveOutcome::Changed`]) before it gives up with
-/// a retryable error.
-const SAVE_RERUNS: usize = 8;
+/// [`Error::GaveUp`] (retryable).
+const SAVE_RERUNS: u32 = 8;
 
 /// A [`SessionStore`] in a PostgreSQL table.
 ///
@@ -30,7 +29,7 @@ const SAVE_RERUNS: usize = 8;
 /// crate docs). Expired rows are invisible to every method at once and
 /// are physically removed by
 /// [`delete_expired`](SessionStore::delete_expired), which
-/// [`PostgresStore::spawn_sweeper`] runs periodically. Any number of
+/// [`SweeperExt::spawn_sweeper`](session_core::sweeper::SweeperExt::spawn_sweeper) runs periodically. Any number of
 /// stores, in any number of processes, may share one table.
 ///
 /// ```no_run
@@ -171,24 +170,6 @@ impl PostgresStore {
     pub fn operation_timeout(&self) -> Duration {
         self.inner.shared.timeout
     }
-
-    /// Spawns a task on the current tokio runtime that calls
-    /// [`delete_expired`](SessionStore::delete_expired) now and then every
-    /// `period` (at least 1 ms), until the returned handle is stopped or
-    /// dropped (see [`session_core::sweeper`]). With several app servers,
-    /// one sweeper is enough; more do no harm (they skip each other's
-    /// rows).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Backend`] when called outside a tokio runtime.
-    pub fn spawn_sweeper(&self, period: Duration) -> Result<SweeperHandle, Error> {
-        spawn_sweeper(
-            self.clone(),
-            period,
-            format!("postgres table {}", self.table()),
-        )
-    }
 }
 
 /// How many of the removed rows (by their `expires_at`) were live at `now`.
@@ -196,14 +177,12 @@ fn live_count(expiries: impl IntoIterator<Item = i64>, now: i64) -> u64 {
     expiries.into_iter().filter(|&e| e > now).count() as u64
 }
 
-/// A save ran again [`SAVE_RERUNS`] times, and each time a concurrent
-/// write had changed the row while it waited.
-#[derive(Debug, thiserror::Error)]
-#[error("the session's row kept changing while the save waited for it; try again")]
-struct KeptChanging;
-
 #[async_trait::async_trait]
 impl SessionStore for PostgresStore {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let budget = self.inner.shared.budget();
@@ -236,7 +215,9 @@ impl SessionStore for PostgresStore {
                 SaveOutcome::Changed => {}
             }
         }
-        Err(Error::backend(op, true, KeptChanging))
+        // Ran again SAVE_RERUNS times, and each time a concurrent write
+        // had changed the row while the save waited for it.
+        Err(Error::gave_up(crate::NAME, op, SAVE_RERUNS))
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: Timestamp) -> Result<bool, Error> {

@@ -145,6 +145,6 @@ pub struct InvalidTableName {
 
 impl From<InvalidTableName> for Error {
     fn from(e: InvalidTableName) -> Self {
-        Error::backend("open", false, e)
+        Error::backend(crate::NAME, "open", false, e)
     }
 }

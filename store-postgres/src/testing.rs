@@ -626,7 +626,7 @@ pub async fn plant_unreadable(store: &PostgresStore, record: &Record) -> Result<
         .execute(store.pool())
         .await
         .map(|_| ())
-        .map_err(|e| Error::backend("plant_unreadable", false, e))
+        .map_err(|e| Error::backend(crate::NAME, "plant_unreadable", false, e))
 }
 
 /// Stores `record` in `store`'s table exactly as the store writes it
@@ -644,7 +644,7 @@ pub async fn plant_damaged_data(store: &PostgresStore, record: &Record) -> Resul
     let op = "plant_damaged_data";
     store.delete(&record.key).await?;
     store.create(record).await?;
-    let data = damaged_text(&record.data).map_err(|e| Error::backend(op, false, e))?;
+    let data = damaged_text(&record.data).map_err(|e| Error::backend(crate::NAME, op, false, e))?;
     let statement = format!(
         "UPDATE {} SET data = $2::json WHERE key = $1",
         store.table().quoted()
@@ -654,12 +654,13 @@ pub async fn plant_damaged_data(store: &PostgresStore, record: &Record) -> Resul
         .bind(data)
         .execute(store.pool())
         .await
-        .map_err(|e| Error::backend(op, false, e))?
+        .map_err(|e| Error::backend(crate::NAME, op, false, e))?
         .rows_affected();
     if changed == 1 {
         Ok(())
     } else {
         Err(Error::backend(
+            crate::NAME,
             op,
             false,
             format!("damaging the planted row changed {changed} rows"),
@@ -743,5 +744,8 @@ impl SessionStore for TestStore {
     }
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.store.delete_expired().await
+    }
+    fn name(&self) -> &'static str {
+        self.store.name()
     }
 }

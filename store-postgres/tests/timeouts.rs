@@ -123,7 +123,7 @@ fn every_call<'a>(store: &'a PostgresStore, s: &'a Sessions) -> Vec<Call<'a>> {
         call("delete_expired", store.delete_expired()),
     ];
     for i in 0..16 {
-        let fresh = record(Some("carol")).map_err(|e| Error::backend("test", false, e));
+        let fresh = record(Some("carol")).map_err(|e| Error::backend("test", "test", false, e));
         calls.push(call(format!("concurrent create {i}"), async move {
             store.create(&fresh?).await
         }));

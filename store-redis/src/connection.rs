@@ -381,7 +381,7 @@ impl RedisStoreBuilder {
                     client.get_connection_info().clone(),
                     certificates,
                 )
-                .map_err(|e| Error::backend("connect", false, e));
+                .map_err(|e| Error::backend(crate::NAME, "connect", false, e));
             }
         }
         Ok(client)
@@ -450,7 +450,7 @@ impl RedisStoreBuilder {
 /// A TLS option that cannot work: never retryable.
 #[cfg(feature = "tls-rustls")]
 fn tls_config(error: crate::tls::TlsError) -> Error {
-    Error::backend("connect", false, error)
+    Error::backend(crate::NAME, "connect", false, error)
 }
 
 /// A store call that did not finish within the operation timeout.
@@ -459,7 +459,7 @@ fn tls_config(error: crate::tls::TlsError) -> Error {
 pub struct TimedOut(pub Duration);
 
 pub(crate) fn timed_out(operation: &'static str, after: Duration) -> Error {
-    Error::backend(operation, true, TimedOut(after))
+    Error::backend(crate::NAME, operation, true, TimedOut(after))
 }
 
 /// Maps a driver error to [`Error::Backend`], deciding whether a retry may
@@ -470,16 +470,17 @@ pub(crate) fn backend(operation: &'static str, err: RedisError) -> Error {
     #[cfg(feature = "tls-rustls")]
     if let Some(reason) = crate::tls::handshake_failure(&err) {
         return Error::backend(
+            crate::NAME,
             operation,
             false,
             crate::tls::TlsError::Handshake {
-                reason,
-                source: err,
+                reason: Box::new(reason),
+                source: Box::new(err),
             },
         );
     }
     let retryable = is_retryable(&err);
-    Error::backend(operation, retryable, err)
+    Error::backend(crate::NAME, operation, retryable, err)
 }
 
 fn is_retryable(err: &RedisError) -> bool {

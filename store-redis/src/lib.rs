@@ -274,6 +274,10 @@
 
 /// The crate's `README.md`, whose code blocks are compiled as doctests so
 /// they cannot rot.
+/// This store's name: its [`SessionStore::name`](session_core::SessionStore::name) and the
+/// `store` of every [`Error::Backend`](session_core::Error::Backend) it returns.
+pub(crate) const NAME: &str = "redis";
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -256,8 +256,8 @@ impl RedisStore {
 
     async fn do_create(&self, record: &Record) -> Result<(), Error> {
         const OP: &str = "create";
-        let value =
-            codec::encode(record, record.version).map_err(|e| Error::backend(OP, false, e))?;
+        let value = codec::encode(record, record.version)
+            .map_err(|e| Error::backend(crate::NAME, OP, false, e))?;
         let now = Timestamp::now();
         let key = self.session_key(&record.key);
         if record.is_live_at(now) {
@@ -319,8 +319,8 @@ impl RedisStore {
         new_version: u64,
         seen: Vec<u8>,
     ) -> Result<SaveCall, Error> {
-        let value =
-            codec::encode(record, new_version).map_err(|e| Error::backend(operation, false, e))?;
+        let value = codec::encode(record, new_version)
+            .map_err(|e| Error::backend(crate::NAME, operation, false, e))?;
         Ok(SaveCall {
             key: self.session_key(&record.key),
             now: Timestamp::now().as_millis(),
@@ -336,7 +336,7 @@ impl RedisStore {
         let new_version = record
             .version
             .checked_add(1)
-            .ok_or_else(|| Error::backend(OP, false, VersionOverflow))?;
+            .ok_or_else(|| Error::backend(crate::NAME, OP, false, VersionOverflow))?;
         // The common case, the user unchanged, is this one call. When the
         // session is bound to another user, the script writes nothing and
         // asks for the new user's index entry first.
@@ -446,6 +446,10 @@ struct VersionOverflow;
 
 #[async_trait::async_trait]
 impl SessionStore for RedisStore {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         self.bounded("create", self.do_create(record)).await

@@ -18,6 +18,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// Why TLS to the server failed. Carried as the source of
 /// [`session_core::Error::Backend`], which is then never retryable: the
 /// same handshake with the same certificates fails the same way.
+///
+/// The `rustls` and `redis` errors inside are boxed, so that their major
+/// versions are not part of this crate's API: downcast them
+/// (`reason.downcast_ref::<rustls::Error>()`) for the details.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
@@ -31,11 +35,11 @@ pub enum TlsError {
          against the certificate's, and for mutual TLS the client certificate)"
     )]
     Handshake {
-        /// What rustls reported.
-        reason: rustls::Error,
-        /// The driver's error.
+        /// What rustls reported: a boxed `rustls::Error`.
+        reason: session_core::BoxError,
+        /// The driver's error: a boxed `redis::RedisError`.
         #[source]
-        source: RedisError,
+        source: session_core::BoxError,
     },
     /// A PEM given to the builder does not hold what it should.
     #[error("the {what} given to the builder is not usable: {problem}")]
@@ -63,12 +67,14 @@ pub enum PemProblem {
     /// It holds no item of the expected kind.
     #[error("it holds no PEM item of the expected kind")]
     Empty,
-    /// It does not parse as PEM.
+    /// It does not parse as PEM. The source is a boxed
+    /// `rustls::pki_types::pem::Error`.
     #[error("it does not parse as PEM")]
-    Malformed(#[source] rustls::pki_types::pem::Error),
+    Malformed(#[source] session_core::BoxError),
     /// A certificate in it is not one rustls can use as a trust anchor.
+    /// The source is a boxed `rustls::Error`.
     #[error("a certificate in it cannot be a trust anchor")]
-    Anchor(#[source] rustls::Error),
+    Anchor(#[source] session_core::BoxError),
 }
 
 const CA: &str = "CA certificates (tls_ca_pem)";
@@ -116,7 +122,7 @@ impl TlsOptions {
                 what: KEY,
                 problem: match e {
                     rustls::pki_types::pem::Error::NoItemsFound => PemProblem::Empty,
-                    other => PemProblem::Malformed(other),
+                    other => PemProblem::Malformed(Box::new(other)),
                 },
             })?;
         }
@@ -139,7 +145,7 @@ fn check_items<T>(
         .collect::<Result<Vec<T>, _>>()
         .map_err(|e| TlsError::Pem {
             what,
-            problem: PemProblem::Malformed(e),
+            problem: PemProblem::Malformed(Box::new(e)),
         })?;
     if items.is_empty() {
         return Err(TlsError::Pem {
@@ -157,7 +163,7 @@ fn check_ca(pem: &[u8]) -> Result<(), TlsError> {
     for cert in check_items(CA, CertificateDer::pem_slice_iter(pem))? {
         roots.add(cert).map_err(|e| TlsError::Pem {
             what: CA,
-            problem: PemProblem::Anchor(e),
+            problem: PemProblem::Anchor(Box::new(e)),
         })?;
     }
     Ok(())

@@ -212,7 +212,8 @@ fn tls_error(error: &Error) -> &TlsError {
 fn assert_refused(error: &Error, matches: impl Fn(&rustls::Error) -> bool) {
     match tls_error(error) {
         TlsError::Handshake { reason, .. } => {
-            assert!(matches(reason), "{reason:?}");
+            let rustls = reason.downcast_ref::<rustls::Error>();
+            assert!(rustls.is_some_and(&matches), "{reason:?}");
             let shown = error_chain(error);
             assert!(shown.contains("TLS handshake"), "{shown}");
         }

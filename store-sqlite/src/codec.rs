@@ -18,9 +18,15 @@ pub(crate) const MAX_VERSION: u64 = (i64::MAX - 1) as u64;
 /// `version` as the SQLite integer it is stored as.
 pub(crate) fn version_to_sql(operation: &'static str, version: u64) -> Result<i64, Error> {
     if version > MAX_VERSION {
-        return Err(Error::backend(operation, false, VersionOutOfRange(version)));
+        return Err(Error::backend(
+            crate::NAME,
+            operation,
+            false,
+            VersionOutOfRange(version),
+        ));
     }
-    i64::try_from(version).map_err(|_| Error::backend(operation, false, VersionOutOfRange(version)))
+    i64::try_from(version)
+        .map_err(|_| Error::backend(crate::NAME, operation, false, VersionOutOfRange(version)))
 }
 
 /// The columns of a record, ready to bind.
@@ -90,7 +96,7 @@ impl Row {
 fn data_to_sql(operation: &'static str, data: &Data) -> Result<String, Error> {
     serde_json::to_string(data)
         .map(escape_replacement_char)
-        .map_err(|e| Error::backend(operation, false, e))
+        .map_err(|e| Error::backend(crate::NAME, operation, false, e))
 }
 
 /// Decodes a row selected with [`crate::schema::RECORD_COLUMNS`].
@@ -105,6 +111,7 @@ pub(crate) fn decode_row(
     let key_bytes: Vec<u8> = row.try_get(0).map_err(|e| map_sqlx(operation, e))?;
     let key = StorageKey::from_slice(&key_bytes).map_err(|_| {
         Error::backend(
+            crate::NAME,
             operation,
             false,
             BadKey {

@@ -73,7 +73,7 @@ pub(crate) fn voids_transaction(error: &sqlx::Error) -> bool {
 /// [`Error::Backend`] for a driver failure during `operation`.
 pub(crate) fn map_sqlx(operation: &'static str, error: sqlx::Error) -> Error {
     let retryable = is_retryable(&error);
-    Error::backend(operation, retryable, error)
+    Error::backend(crate::NAME, operation, retryable, error)
 }
 
 /// A record's version does not fit SQLite's signed 64-bit integers.

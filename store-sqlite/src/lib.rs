@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use session_store_sqlite::SqliteStore;
+//! use session_store_sqlite::{SqliteStore, SweeperExt};
 //!
 //! # async fn demo() -> Result<(), session_core::Error> {
 //! let store = SqliteStore::open("sessions.db").await?;
@@ -32,7 +32,7 @@
 //! A row is live while `now < expires_at`; every method filters on that,
 //! so an expired row is absent at once, and
 //! [`delete_expired`](session_core::SessionStore::delete_expired) (or the
-//! [sweeper](SqliteStore::spawn_sweeper)) removes it physically in short
+//! [sweeper](SweeperExt::spawn_sweeper)) removes it physically in short
 //! batches. `create` is an upsert that only replaces an expired row;
 //! `save` is `UPDATE ... WHERE key = ? AND version = ? AND expires_at >
 //! now AND <digest matches>` (leaving the `user` column, and so its
@@ -155,6 +155,10 @@
 
 /// The crate's `README.md`, whose code blocks are compiled as doctests so
 /// they cannot rot.
+/// This store's name: its [`SessionStore::name`](session_core::SessionStore::name) and the
+/// `store` of every [`Error::Backend`](session_core::Error::Backend) it returns.
+pub(crate) const NAME: &str = "sqlite";
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
@@ -167,7 +171,6 @@ mod options;
 mod reader;
 mod schema;
 mod store;
-mod sweeper;
 #[cfg(test)]
 mod test_db;
 mod write;
@@ -177,7 +180,7 @@ pub use options::{
     DEFAULT_SWEEP_BATCH, DEFAULT_TABLE_NAME, InvalidTableName, MAX_TABLE_NAME_LEN, SqliteOptions,
     Synchronous, TableName,
 };
-pub use session_core::sweeper::{SweepStats, SweeperHandle};
+pub use session_core::sweeper::{SweepStats, SweeperExt, SweeperHandle};
 pub use store::SqliteStore;
 
 /// The `sqlx` this crate is built on, for [`SqliteStore::from_pool`] and

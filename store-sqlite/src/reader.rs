@@ -125,7 +125,7 @@ impl Reader {
                 if self.queue.send(load).await.is_ok() {
                     return answer
                         .await
-                        .map_err(|_| Error::backend(OP, false, ReaderGone))?;
+                        .map_err(|_| Error::backend(crate::NAME, OP, false, ReaderGone))?;
                 }
             }
             load_one(&self.pool, &self.sql, key, now)
@@ -134,7 +134,14 @@ impl Reader {
                 .map_err(|e| map_sqlx(OP, e))
         })
         .await;
-        found.unwrap_or_else(|_| Err(Error::backend(OP, true, TimedOut::new(self.timeout, false))))
+        found.unwrap_or_else(|_| {
+            Err(Error::backend(
+                crate::NAME,
+                OP,
+                true,
+                TimedOut::new(self.timeout, false),
+            ))
+        })
     }
 }
 
@@ -170,7 +177,9 @@ async fn serve(pool: &SqlitePool, sql: &Statements, batch: &mut Vec<Load>) {
             let error = Arc::new(error);
             for load in batch.drain(..) {
                 let error = NoConnection(Arc::clone(&error));
-                let _ = load.reply.send(Err(Error::backend(OP, retryable, error)));
+                let _ = load
+                    .reply
+                    .send(Err(Error::backend(crate::NAME, OP, retryable, error)));
             }
             return;
         }
@@ -225,7 +234,7 @@ pub(crate) async fn serve_batch(
         found.push(
             answer
                 .await
-                .unwrap_or_else(|_| Err(Error::backend(OP, false, ReaderGone))),
+                .unwrap_or_else(|_| Err(Error::backend(crate::NAME, OP, false, ReaderGone))),
         );
     }
     found

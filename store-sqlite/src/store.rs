@@ -27,7 +27,7 @@ use crate::write::{SaveOutcome, Touch, Writer};
 /// connection, to tell [`Error::Conflict`] from [`Error::NotFound`].
 /// Expired rows are invisible to every method at once and are physically
 /// removed by [`delete_expired`](SessionStore::delete_expired), which
-/// [`SqliteStore::spawn_sweeper`] runs periodically.
+/// [`SweeperExt::spawn_sweeper`](crate::SweeperExt::spawn_sweeper) runs periodically.
 ///
 /// ```
 /// use std::time::Duration;
@@ -143,7 +143,7 @@ impl SqliteStore {
     ) -> Result<Self, Error> {
         let op = "open";
         let deadline = Instant::now() + timeout;
-        let timed_out = || Error::backend(op, true, TimedOut::new(timeout, false));
+        let timed_out = || Error::backend(crate::NAME, op, true, TimedOut::new(timeout, false));
         schema::ensure(&pool, &table, deadline).await?;
         // The writer's own connection, opened with the pool's options (the
         // same file or in-memory database, journal mode and busy timeout).
@@ -211,6 +211,10 @@ fn now_ms() -> i64 {
 
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
     async fn create(&self, record: &Record) -> Result<(), Error> {
         record.check_create()?;
         let row = Row::for_create(record)?;
@@ -279,7 +283,14 @@ impl SessionStore for SqliteStore {
             .fetch_all(&self.inner.pool);
         let rows = timeout_at(self.deadline(), listed)
             .await
-            .map_err(|_| Error::backend(op, true, TimedOut::new(self.inner.timeout, false)))?
+            .map_err(|_| {
+                Error::backend(
+                    crate::NAME,
+                    op,
+                    true,
+                    TimedOut::new(self.inner.timeout, false),
+                )
+            })?
             .map_err(|e| map_sqlx(op, e))?;
         let mut found = UserSessions::default();
         for row in &rows {

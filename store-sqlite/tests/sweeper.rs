@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{HOUR, TempFileStore, TestResult, expired_record, live_record};
 use session_core::SessionStore;
-use session_store_sqlite::{SqliteStore, SweepStats, SweeperHandle};
+use session_store_sqlite::{SqliteStore, SweepStats, SweeperExt, SweeperHandle};
 use sqlx::AssertSqlSafe;
 
 /// Polls (every 10 ms, for at most 10 s) until `done(stats)` holds.

@@ -88,6 +88,7 @@ impl CommitQueue {
                 // re-queues the waiter first: unreachable, but answer.
                 Err(_) => {
                     return Err(Err(Error::backend(
+                        Error::CORE,
                         "commit",
                         true,
                         std::io::Error::other("the commit round carrying this change went away"),
@@ -165,6 +166,7 @@ impl Leader<'_> {
         }
         mine.unwrap_or_else(|| {
             Err(Error::backend(
+                Error::CORE,
                 "commit",
                 false,
                 std::io::Error::other("a commit round returned fewer answers than jobs"),

@@ -68,7 +68,7 @@ impl SessionConfig {
     /// Sets how long a commit that keeps losing compare-and-set races to
     /// *other processes* goes on reloading, replaying its changes and
     /// saving again (with randomised, growing pauses) before it gives up
-    /// with [`Error::Conflict`](crate::Error::Conflict). Commits of one
+    /// with [`Error::GaveUp`](crate::Error::GaveUp). Commits of one
     /// session inside one manager never race each other: they are folded
     /// into one save.
     pub const fn with_conflict_budget(mut self, budget: Duration) -> Self {

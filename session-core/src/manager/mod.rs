@@ -208,7 +208,7 @@ impl SessionManager {
     /// [`Error::TooLarge`] (or [`Error::Unstorable`] for data nested too
     /// deep) before anything is written when this request's changes make
     /// the session too large: only this request fails, others folded into
-    /// the same save go through. [`Error::Conflict`] when the budget runs
+    /// the same save go through. [`Error::GaveUp`] when the budget runs
     /// out; any store error. The session keeps its pending changes after
     /// an error, so the commit can be retried. After [`Session::logout`],
     /// a failed delete is this error too, and the cookie must still be

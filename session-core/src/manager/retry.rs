@@ -36,6 +36,12 @@ impl Retry {
         }
         true
     }
+
+    /// The error of a commit whose last save conflicted once the budget
+    /// was spent.
+    pub(super) fn gave_up(&self, store: &'static str) -> crate::Error {
+        crate::Error::gave_up(store, "commit", self.attempts)
+    }
 }
 
 #[cfg(test)]

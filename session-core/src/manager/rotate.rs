@@ -110,6 +110,7 @@ async fn retire(
                     None => return rotated_away(core, &old_key, id, next).await,
                 }
             }
+            Err(Error::Conflict) => return Err(retry.gave_up(core.store.name())),
             Err(Error::NotFound) => return rotated_away(core, &old_key, id, next).await,
             Err(e) => return Err(e),
         }

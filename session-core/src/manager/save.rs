@@ -119,6 +119,7 @@ async fn attempt(
             Ok(None) => Attempt::Gone,
             Err(e) => Attempt::Failed(e),
         },
+        Err(Error::Conflict) => Attempt::Failed(retry.gave_up(core.store.name())),
         Err(Error::NotFound) => Attempt::Gone,
         Err(e) => Attempt::Failed(e),
     }

@@ -110,6 +110,7 @@ impl SessionStore for Down {
 
 pub(crate) fn down(op: &'static str) -> Error {
     Error::backend(
+        "down",
         op,
         true,
         std::io::Error::other("secret-backend-detail: connection refused"),

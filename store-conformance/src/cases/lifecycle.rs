@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use session_core::{
-    CookieAction, Error, Session, SessionConfig, SessionManager, SessionStore, StorageKey,
-    Timestamp,
+    CookieAction, Error, Session, SessionConfig, SessionManager, StorageKey, Timestamp,
 };
 
+use super::hot::hot_session;
 use super::probe::{ABSOLUTE, IDLE, Probe, STEP, commit, config, key_of, manager, seed, set_value};
 use super::{call, ensure_eq, expect_absent, load};
 use crate::{Context, Failure, Outcome};
@@ -189,87 +189,6 @@ pub async fn lifecycle_new_empty_session_is_never_stored(cx: Context) -> Outcome
     probe.expect_calls("a new empty session", &[])
 }
 
-/// `managers` × `per_manager` requests on one session, with the default
-/// configuration: all load first (the same version), then all add their
-/// own key and commit together, three rounds. Every commit is `Ok(Set)`
-/// with the session's own id, and every key lands. With one manager the
-/// store sees at most two saves per request (its commits are folded
-/// together; retrying each conflict alone would make O(N²) saves). With
-/// several, every other manager (another app server) runs over the peer
-/// store ([`Context::peer_store_arc`]).
-async fn hot_session(cx: &Context, managers: usize, per_manager: usize) -> Outcome {
-    let probes = [Probe::new(cx), Probe::over(cx.peer_store_arc())];
-    let managers: Vec<SessionManager> = (0..managers)
-        .map(|m| {
-            let store: Arc<dyn SessionStore> = Arc::clone(&probes[m % 2]) as Arc<dyn SessionStore>;
-            SessionManager::from_arc(store)
-        })
-        .collect();
-    let (cookie, record) = seed(cx, Duration::from_secs(5), IDLE).await?;
-    let total = managers.len() * per_manager;
-    for round in 0..3 {
-        for probe in &probes {
-            probe.reset();
-        }
-        let barrier = Arc::new(tokio::sync::Barrier::new(total));
-        let mut tasks = Vec::new();
-        for (m, manager) in managers.iter().enumerate() {
-            for i in 0..per_manager {
-                let (manager, cookie, barrier) =
-                    (manager.clone(), cookie.clone(), Arc::clone(&barrier));
-                let name = format!("r{round}m{m}i{i}");
-                tasks.push(tokio::spawn(async move {
-                    let session = manager.load(Some(&cookie));
-                    session.get_value("seeded").await?; // everyone reads first
-                    barrier.wait().await;
-                    session.insert(name, true).await?;
-                    manager.commit(&session).await
-                }));
-            }
-        }
-        for (i, task) in tasks.into_iter().enumerate() {
-            match task.await {
-                Ok(Ok(CookieAction::Set { value, .. })) if value == cookie => {}
-                other => {
-                    return Err(Failure::new(
-                        format!("commit of concurrent request {i} in round {round} of {total}"),
-                        "Ok(Set) with the session's own id",
-                        format!("{other:?}"),
-                    ));
-                }
-            }
-        }
-        // Across managers, conflicts are real and retried; inside one, the
-        // commits must be folded together.
-        let saves: u64 = probes
-            .iter()
-            .map(|probe| probe.calls[2].load(Ordering::SeqCst))
-            .sum();
-        if managers.len() == 1 && saves > 2 * total as u64 {
-            return Err(Failure::new(
-                format!("{total} concurrent commits of one session"),
-                format!("at most {} saves", 2 * total),
-                format!("{saves} saves (commits are not folded together)"),
-            ));
-        }
-    }
-    let stored = load(cx, &record.key)
-        .await?
-        .ok_or_else(|| Failure::new("load after the concurrent commits", "the session", "None"))?;
-    let missing: Vec<String> = (0..3)
-        .flat_map(|round| {
-            (0..managers.len())
-                .flat_map(move |m| (0..per_manager).map(move |i| format!("r{round}m{m}i{i}")))
-        })
-        .filter(|k| !stored.data.contains_key(k))
-        .collect();
-    ensure_eq(
-        "keys lost by concurrent commits",
-        Vec::<String>::new(),
-        missing,
-    )
-}
-
 /// 64 concurrent requests on one session in one manager lose nothing.
 pub async fn lifecycle_concurrent_requests_lose_no_update(cx: Context) -> Outcome {
     hot_session(&cx, 1, 64).await
@@ -347,7 +266,8 @@ pub async fn lifecycle_concurrent_updates_lose_no_increment(cx: Context) -> Outc
 /// A commit that keeps losing to another process (30 conflicts in a row)
 /// still lands with the default configuration: conflicts are retried for a
 /// time budget, not a small number of times. With a short budget and a
-/// store that never lets it through, it gives up with `Conflict`.
+/// store that never lets it through, it gives up with `GaveUp` (not a
+/// plain `Conflict`), naming the store.
 pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outcome {
     let probe = Probe::new(&cx);
     let (cookie, record) = seed(&cx, Duration::from_secs(5), IDLE).await?;
@@ -377,10 +297,15 @@ pub async fn lifecycle_commit_outlasts_a_burst_of_conflicts(cx: Context) -> Outc
     let result = tokio::time::timeout(budget * 10, impatient.commit(&session)).await;
     probe.planted_conflicts.store(0, Ordering::SeqCst);
     let took = started.elapsed();
-    if !matches!(result, Ok(Err(Error::Conflict))) || took > budget * 10 {
+    let store = cx.store().name();
+    let gave_up = |e: &Error| {
+        matches!(e, Error::GaveUp { store: s, operation: "commit", attempts }
+            if *s == store && *attempts > 1)
+    };
+    if !matches!(&result, Ok(Err(e)) if gave_up(e)) || took > budget * 10 {
         return Err(Failure::new(
             "a commit that can never win, with a 300 ms budget",
-            "Err(Conflict) after about 300 ms",
+            "Err(GaveUp { operation: \"commit\", attempts > 1, .. }) naming the store, after about 300 ms",
             format!("{result:?} after {took:?}"),
         ));
     }

@@ -127,6 +127,7 @@ impl SessionStore for Probe {
         }
         if self.fail_create.load(Ordering::SeqCst) {
             return Err(Error::backend(
+                self.inner.name(),
                 "create",
                 true,
                 std::io::Error::other("planted create failure"),
@@ -144,6 +145,7 @@ impl SessionStore for Probe {
         let _ = self.gate.subscribe().wait_for(|open| *open).await;
         if self.fail_save.load(Ordering::SeqCst) {
             return Err(Error::backend(
+                self.inner.name(),
                 "save",
                 true,
                 std::io::Error::other("planted save failure"),
@@ -177,6 +179,7 @@ impl SessionStore for Probe {
         self.count(4);
         if self.fail_delete.load(Ordering::SeqCst) {
             return Err(Error::backend(
+                self.inner.name(),
                 "delete",
                 true,
                 std::io::Error::other("planted delete failure"),
@@ -195,6 +198,9 @@ impl SessionStore for Probe {
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.count(7);
         self.inner.delete_expired().await
+    }
+    fn name(&self) -> &'static str {
+        self.inner.name()
     }
 }
 

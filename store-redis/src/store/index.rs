@@ -97,6 +97,7 @@ impl RedisStore {
                     (replies.pop(), replies.pop(), replies.pop())
                 else {
                     return Err(Error::backend(
+                        crate::NAME,
                         operation,
                         false,
                         CodecError::Reply("a pipeline of two commands answered otherwise".into()),

@@ -301,6 +301,7 @@ pub(crate) async fn ensure(
     if found > SCHEMA_VERSION {
         // Dropping the transaction rolls it back.
         return Err(Error::backend(
+            crate::NAME,
             op,
             false,
             SchemaTooNew {

@@ -60,7 +60,8 @@ pub(super) async fn from_v1(conn: &mut SqliteConnection, table: &TableName) -> R
             .filter_map(digest_if_readable)
             .map(|(key, digest)| (hex(&key), digest))
             .collect();
-        let payload = serde_json::to_string(&digests).map_err(|e| Error::backend(op, false, e))?;
+        let payload = serde_json::to_string(&digests)
+            .map_err(|e| Error::backend(crate::NAME, op, false, e))?;
         sqlx::query(AssertSqlSafe(update.clone()))
             .bind(payload)
             .execute(&mut *conn)

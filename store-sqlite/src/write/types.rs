@@ -106,7 +106,7 @@ impl<T> Reply<T> {
     fn send(self, operation: &'static str) {
         let result = self
             .result
-            .unwrap_or_else(|| Err(Error::backend(operation, false, NotRun)));
+            .unwrap_or_else(|| Err(Error::backend(crate::NAME, operation, false, NotRun)));
         // The caller may have given up waiting; nothing to do then.
         let _ = self.sender.send(result);
     }

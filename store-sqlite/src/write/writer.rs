@@ -204,10 +204,10 @@ impl Writer {
             self.queue
                 .send(job)
                 .await
-                .map_err(|_| Error::backend(operation, false, WriterGone))?;
+                .map_err(|_| Error::backend(crate::NAME, operation, false, WriterGone))?;
             answer
                 .await
-                .map_err(|_| Error::backend(operation, false, WriterGone))?
+                .map_err(|_| Error::backend(crate::NAME, operation, false, WriterGone))?
         })
         .await;
         match waited {
@@ -220,7 +220,12 @@ impl Writer {
 
 /// The error of a write that ran out of its operation timeout.
 fn timed_out(operation: &'static str, after: Duration, committing: bool) -> Error {
-    Error::backend(operation, true, TimedOut::new(after, committing))
+    Error::backend(
+        crate::NAME,
+        operation,
+        true,
+        TimedOut::new(after, committing),
+    )
 }
 
 async fn run(
@@ -369,9 +374,19 @@ fn fail_unsettled(batch: &mut [Job], error: sqlx::Error) {
     for job in batch.iter_mut().filter(|job| !job.write.is_settled()) {
         let operation = job.write.operation();
         let failed = if is_busy(&error) {
-            Error::backend(operation, retryable, Locked(Arc::clone(&error)))
+            Error::backend(
+                crate::NAME,
+                operation,
+                retryable,
+                Locked(Arc::clone(&error)),
+            )
         } else {
-            Error::backend(operation, retryable, BatchRolledBack(Arc::clone(&error)))
+            Error::backend(
+                crate::NAME,
+                operation,
+                retryable,
+                BatchRolledBack(Arc::clone(&error)),
+            )
         };
         job.write.fail(failed);
     }
@@ -394,7 +409,8 @@ async fn in_transaction(
                 for job in batch {
                     let operation = job.write.operation();
                     let failed = CommitFailed(Arc::clone(&error));
-                    job.write.fail(Error::backend(operation, true, failed));
+                    job.write
+                        .fail(Error::backend(crate::NAME, operation, true, failed));
                 }
             }
         }
@@ -412,7 +428,8 @@ fn rolled_back_batch(batch: &mut [Job], error: sqlx::Error) {
     for job in batch {
         let operation = job.write.operation();
         let failed = BatchRolledBack(Arc::clone(&error));
-        job.write.fail(Error::backend(operation, retryable, failed));
+        job.write
+            .fail(Error::backend(crate::NAME, operation, retryable, failed));
     }
 }
 

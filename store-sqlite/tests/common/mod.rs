@@ -55,6 +55,9 @@ impl SessionStore for TempFileStore {
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.store.delete_expired().await
     }
+    fn name(&self) -> &'static str {
+        self.store.name()
+    }
 }
 
 /// A fresh random storage key.
