@@ -31,7 +31,9 @@ pub(super) async fn create(core: &Core, id: SessionId, data: Data, user: Option<
     core.check_size(&record, size)?;
     record.check_create()?;
     let id = core.create_with_fresh_key(&mut record, id).await?;
-    Ok(Outcome::Rotated(id, Stored::written(record, size)))
+    let stored = Stored::written(record, size);
+    core.recent.put(&stored);
+    Ok(Outcome::Rotated(id, stored))
 }
 
 /// A request that only read: touches the record when the sliding expiry
@@ -78,7 +80,13 @@ pub(super) async fn change(core: &Core, job: Job) -> Answer {
     let latest = leader.take_latest();
     let jobs = leader.jobs();
     let (answers, latest) = match jobs.as_slice() {
-        [job] if job.rotation.is_some() => (vec![rotate(core, job, latest).await], None),
+        [job] if job.rotation.is_some() => {
+            let answer = rotate(core, job, latest).await;
+            if let Ok(Outcome::Rotated(_, stored)) = &answer {
+                core.recent.put(stored);
+            }
+            (vec![answer], None)
+        }
         _ => save_round(core, &jobs, latest).await,
     };
     if let Some(stored) = &latest {
