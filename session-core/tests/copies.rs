@@ -3,6 +3,7 @@
 //! size check is tracked as changes apply); a read copies nothing. Counted
 //! with an allocator that tallies the bytes this thread allocates, over a
 //! store that keeps only versions, so every byte counted is the manager's.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::Mutex;

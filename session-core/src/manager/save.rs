@@ -66,24 +66,12 @@ pub(super) async fn save_round(
             Attempt::Gone => follow(core, &key).await,
             Attempt::Failed(e) => Err(e),
         };
-        match gone {
-            Ok(Followed::To(moved)) => {
+        match followed(gone, &mut answers, &included, forwarded) {
+            Some(moved) => {
                 base = Some(moved);
                 forwarded = true;
             }
-            Ok(Followed::NewOwner) => {
-                fill(&mut answers, &included, || Ok(Outcome::Superseded));
-                break None;
-            }
-            Ok(Followed::Ended) => {
-                let clear = !forwarded;
-                fill(&mut answers, &included, || Ok(Outcome::Gone { clear }));
-                break None;
-            }
-            Err(e) => {
-                fan_out(&mut answers, &included, e);
-                break None;
-            }
+            None => break None,
         }
     };
     let answers = answers
@@ -91,6 +79,27 @@ pub(super) async fn save_round(
         .map(|a| a.unwrap_or(Err(Error::Conflict)))
         .collect();
     (answers, stored)
+}
+
+/// Where a round goes after finding its key gone: on into the session a
+/// rotation moved it to (`Some`), or it ends with every included job
+/// answered.
+fn followed(
+    gone: Result<Followed, Error>,
+    answers: &mut [Option<Answer>],
+    included: &[usize],
+    forwarded: bool,
+) -> Option<Arc<Stored>> {
+    match gone {
+        Ok(Followed::To(moved)) => return Some(moved),
+        Ok(Followed::NewOwner) => fill(answers, included, || Ok(Outcome::Superseded)),
+        Ok(Followed::Ended) => {
+            let clear = !forwarded;
+            fill(answers, included, || Ok(Outcome::Gone { clear }));
+        }
+        Err(e) => fan_out(answers, included, e),
+    }
+    None
 }
 
 /// Stores `next` (or deletes it, past its absolute deadline).
