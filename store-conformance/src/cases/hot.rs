@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use session_core::{CookieAction, SessionManager, SessionStore};
+use session_core::{SessionManager, SessionStore};
 
-use super::probe::{IDLE, Probe, seed};
+use super::probe::{IDLE, Probe, expect_all_kept_the_id, seed};
 use super::{ensure_eq, load};
 use crate::{Context, Failure, Outcome};
 
@@ -50,18 +50,10 @@ pub(crate) async fn hot_session(cx: &Context, managers: usize, per_manager: usiz
                 }));
             }
         }
-        for (i, task) in tasks.into_iter().enumerate() {
-            match task.await {
-                Ok(Ok(CookieAction::Set { value, .. })) if value == cookie => {}
-                other => {
-                    return Err(Failure::new(
-                        format!("commit of concurrent request {i} in round {round} of {total}"),
-                        "Ok(Set) with the session's own id",
-                        format!("{other:?}"),
-                    ));
-                }
-            }
-        }
+        expect_all_kept_the_id(tasks, &cookie, |i| {
+            format!("commit of concurrent request {i} in round {round} of {total}")
+        })
+        .await?;
         // Across managers, conflicts are real and retried; inside one, the
         // commits must be folded together.
         let saves: u64 = probes

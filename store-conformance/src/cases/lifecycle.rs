@@ -15,7 +15,10 @@ use session_core::{
 };
 
 use super::hot::hot_session;
-use super::probe::{ABSOLUTE, IDLE, Probe, STEP, commit, config, key_of, manager, seed, set_value};
+use super::probe::{
+    ABSOLUTE, IDLE, Probe, STEP, commit, config, expect_all_kept_the_id, key_of, manager, seed,
+    set_value,
+};
 use super::{call, ensure_eq, expect_absent, load};
 use crate::{Context, Failure, Outcome};
 
@@ -243,18 +246,10 @@ pub async fn lifecycle_concurrent_updates_lose_no_increment(cx: Context) -> Outc
             manager.commit(&session).await
         }));
     }
-    for (i, task) in tasks.into_iter().enumerate() {
-        match task.await {
-            Ok(Ok(CookieAction::Set { value, .. })) if value == cookie => {}
-            other => {
-                return Err(Failure::new(
-                    format!("commit of concurrent increment {i} of {total}"),
-                    "Ok(Set) with the session's own id",
-                    format!("{other:?}"),
-                ));
-            }
-        }
-    }
+    expect_all_kept_the_id(tasks, &cookie, |i| {
+        format!("commit of concurrent increment {i} of {total}")
+    })
+    .await?;
     let stored = load(&cx, &record.key).await?;
     ensure_eq(
         "the counter after 64 concurrent increments",

@@ -262,3 +262,26 @@ pub(crate) async fn seed(
     create(cx, &record).await?;
     Ok((id.to_cookie_value(), record))
 }
+
+/// Awaits concurrent requests' commits, requiring each to answer
+/// `Ok(Set)` with the session's own id `cookie`; `what(i)` names request
+/// `i` in a failure.
+pub(super) async fn expect_all_kept_the_id(
+    tasks: Vec<tokio::task::JoinHandle<Result<session_core::CookieAction, session_core::Error>>>,
+    cookie: &str,
+    what: impl Fn(usize) -> String,
+) -> Result<(), crate::Failure> {
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await {
+            Ok(Ok(session_core::CookieAction::Set { value, .. })) if value == cookie => {}
+            other => {
+                return Err(crate::Failure::new(
+                    what(i),
+                    "Ok(Set) with the session's own id",
+                    format!("{other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
