@@ -15,18 +15,29 @@
 //! saves. Operations: `redis-load` (the W3 load of the benchmark: load
 //! and decode a stored session) and `redis-cycle` (the W1 request cycle:
 //! load, change, save; each task on its own stripe of sessions, as in the
-//! benchmark), and the same on the memory store, `memory-load` and
-//! `memory-cycle` (the whole call is counted there: no server).
+//! benchmark), `redis-create` (the W2 create: a fresh session bound to
+//! a fresh user); the same on Valkey, `valkey-load`, `valkey-cycle` and
+//! `valkey-create` (its `valkey-server` from `VALKEY_SERVER` or `PATH`);
+//! and on the memory store, `memory-load`, `memory-cycle` and
+//! `memory-create` (the whole call is counted there: no server).
 
 use std::sync::Arc;
 
 use session_core::{SessionStore, Timestamp};
 use session_store_memory::MemoryStore;
 use session_store_redis::RedisStore;
-use session_store_redis::testing::RedisServer;
+use session_store_redis::testing::Server;
 
 use crate::data::{key_of, session, touch_for_save};
 use crate::systems::BoxError;
+
+/// What each call does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Load,
+    Cycle,
+    Create,
+}
 
 /// Sessions stored before the calls; the calls cycle over them.
 const SESSIONS: u64 = 1_000;
@@ -38,15 +49,21 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
         [operation, calls, tasks] => (operation, calls.parse()?, tasks.parse::<u64>()?),
         _ => return Err("profile: expected OPERATION CALLS [TASKS]".into()),
     };
-    let (redis, cycle) = match operation.as_str() {
-        "redis-load" => (true, false),
-        "redis-cycle" => (true, true),
-        "memory-load" => (false, false),
-        "memory-cycle" => (false, true),
-        other => {
+    // `valkey-…`: the same on Valkey (`VALKEY_SERVER` or `PATH`).
+    let (server_kind, op) = match operation.split_once('-') {
+        Some(("redis", op)) => (Some(Server::Redis), op),
+        Some(("valkey", op)) => (Some(Server::Valkey), op),
+        Some(("memory", op)) => (None, op),
+        _ => (None, "?"),
+    };
+    let (redis, kind) = match op {
+        "load" => (server_kind, Kind::Load),
+        "cycle" => (server_kind, Kind::Cycle),
+        "create" => (server_kind, Kind::Create),
+        _ => {
             return Err(format!(
-                "profile: unknown operation {other} (known: redis-load, redis-cycle, \
-                 memory-load, memory-cycle)"
+                "profile: unknown operation {operation} (known: redis-load, redis-cycle, \
+                 redis-create, the same with valkey- or memory-)"
             )
             .into());
         }
@@ -57,13 +74,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
     let dir = tempfile::Builder::new()
         .prefix("session-bench-profile-")
         .tempdir()?;
-    let server = if redis {
-        Some(RedisServer::spawn_unix(
-            dir.path(),
-            &dir.path().join("redis.sock"),
-        )?)
-    } else {
-        None
+    let server = match redis {
+        Some(kind) => Some(kind.spawn_unix(dir.path(), &dir.path().join("redis.sock"))?),
+        None => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -84,13 +97,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), BoxError> {
             let store = Arc::clone(&store);
             handles.push(tokio::spawn(async move {
                 for i in 0..per_task {
+                    if kind == Kind::Create {
+                        let now = Timestamp::now();
+                        let mut record = session(SESSIONS + t * per_task + i, now)?;
+                        record.expires_at = now.saturating_add(crate::proto::TTL);
+                        store.create(&record).await?;
+                        continue;
+                    }
                     // Task `t` works on its own sessions `t`, `t + tasks`,
                     // …, so no two tasks save one session.
                     let key = key_of(t + (i % (SESSIONS / tasks).max(1)) * tasks);
                     let Some(mut record) = store.load(&key).await? else {
                         return Err(BoxError::from("profile: a stored session is missing"));
                     };
-                    if cycle {
+                    if kind == Kind::Cycle {
                         touch_for_save(&mut record);
                         store.save(&record).await?;
                     }
