@@ -102,7 +102,8 @@ impl SaveCall {
     /// The call of the one-key save script; `indexed`: whether the new
     /// user's index already holds the session.
     pub(crate) fn with_index(&self, scripts: &Scripts, indexed: bool) -> Cmd {
-        let mut cmd = evalsha(&scripts.save, &self.key);
+        let bytes = self.expected.len() + self.value.len() + self.seen.len() + 64;
+        let mut cmd = evalsha(&scripts.save, &self.key, 6, bytes);
         cmd.arg(self.now);
         self.push_args(&mut cmd);
         if indexed {
@@ -163,7 +164,7 @@ impl Call for TouchCall {
         &scripts.touch
     }
     fn single(&self, scripts: &Scripts) -> Cmd {
-        let mut cmd = evalsha(&scripts.touch, &self.key);
+        let mut cmd = evalsha(&scripts.touch, &self.key, 3, 64);
         cmd.arg(self.now);
         self.push_args(&mut cmd);
         cmd
@@ -204,7 +205,8 @@ impl Call for DeleteCall {
         &scripts.delete
     }
     fn single(&self, scripts: &Scripts) -> Cmd {
-        let mut cmd = evalsha(&scripts.delete, &self.key);
+        let only = self.only_of.as_ref().map_or(0, String::len);
+        let mut cmd = evalsha(&scripts.delete, &self.key, 2, 32 + only);
         cmd.arg(self.now);
         if let Some(user) = &self.only_of {
             cmd.arg(user);

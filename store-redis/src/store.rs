@@ -270,8 +270,9 @@ impl RedisStore {
             // only when the server holds a value under the key, which the
             // script below then judges by our clock (an expired leftover
             // is replaced; anything else is `Exists`).
-            let mut set = redis::cmd("SET");
-            set.arg(&key)
+            let mut set = Cmd::with_capacity(6, key.len() + value.len() + 48);
+            set.arg("SET")
+                .arg(&key)
                 .arg(value.as_slice())
                 .arg("NX")
                 .arg("PXAT")
@@ -299,7 +300,7 @@ impl RedisStore {
             }
         }
         let script = &self.scripts.create;
-        let mut cmd = evalsha(script, &key);
+        let mut cmd = evalsha(script, &key, 3, value.len() + 64);
         cmd.arg(now.as_millis())
             .arg(record.expires_at.as_millis())
             .arg(value.as_slice());
@@ -347,8 +348,11 @@ impl RedisStore {
         {
             return Ok(false);
         }
-        let mut set = redis::cmd("SET");
-        set.arg(&call.key)
+        // Sized for its arguments at once: the two values are most of it.
+        let bytes = call.key.len() + call.value.len() + call.seen.len() + 48;
+        let mut set = Cmd::with_capacity(7, bytes);
+        set.arg("SET")
+            .arg(&call.key)
             .arg(call.value.as_slice())
             .arg("IFEQ")
             .arg(call.seen.as_slice())
