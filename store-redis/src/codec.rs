@@ -202,6 +202,24 @@ pub(crate) fn cas_expectation(expected_version: u64, encoded: &[u8]) -> Vec<u8> 
     out
 }
 
+/// Whether the stored value `stored` is what the save script accepts
+/// to save over, as far as its version, user and data's framing go: in
+/// format `S2` or `S1`, `expected` (see [`cas_expectation`]) at the
+/// version field, then `{`, and `}` last (the script's same test; its
+/// other tests, liveness and the digest, are the caller's).
+pub(crate) fn meets_expectation(stored: &[u8], expected: &[u8]) -> bool {
+    let fields_at = match stored.get(..2) {
+        Some(tag) if tag == TAG => CREATED_AT,
+        Some(tag) if tag == TAG_S1 => AFTER_EXPIRES_S1,
+        _ => return false,
+    };
+    let at = fields_at + VERSION_OFF;
+    let end = at + expected.len();
+    stored.get(at..end) == Some(expected)
+        && stored.get(end) == Some(&b'{')
+        && stored.last() == Some(&b'}')
+}
+
 /// The expiry as written in the header (for `touch`'s `SETRANGE`).
 pub(crate) fn expires_text(expires_at: Timestamp) -> Vec<u8> {
     let mut out = Vec::with_capacity(TIME_LEN);
@@ -573,5 +591,33 @@ mod tests {
             decode(key, &s1.as_bytes()[..72]),
             Err(CodecError::NotASession)
         ));
+    }
+
+    #[test]
+    fn meets_expectation_is_the_save_scripts_test() {
+        let bytes = encode(&record(Some("ann"), 5, 6), 7).unwrap();
+        // The version stored (7) and the same user: met.
+        assert!(meets_expectation(&bytes, &cas_expectation(7, &bytes)));
+        // Another version, or another user: not met.
+        assert!(!meets_expectation(&bytes, &cas_expectation(6, &bytes)));
+        let other = encode(&record(Some("bob"), 5, 6), 7).unwrap();
+        assert!(!meets_expectation(&bytes, &cas_expectation(7, &other)));
+        let unbound = encode(&record(None, 5, 6), 7).unwrap();
+        assert!(!meets_expectation(&bytes, &cas_expectation(7, &unbound)));
+        assert!(meets_expectation(&unbound, &cas_expectation(7, &unbound)));
+        // Data not framed as an object, another format: not met.
+        let mut open = bytes.clone();
+        open.pop();
+        assert!(!meets_expectation(&open, &cas_expectation(7, &bytes)));
+        let mut tagged = bytes.clone();
+        tagged[1] = b'9';
+        assert!(!meets_expectation(&tagged, &cas_expectation(7, &bytes)));
+        // `S1`: the same fields 16 bytes earlier.
+        let mut s1 = b"S1".to_vec();
+        s1.extend_from_slice(&bytes[EXPIRES_AT..DIGEST_AT]);
+        s1.extend_from_slice(&bytes[CREATED_AT..]);
+        assert!(meets_expectation(&s1, &cas_expectation(7, &bytes)));
+        assert!(!meets_expectation(&s1, &cas_expectation(8, &bytes)));
+        assert!(!meets_expectation(b"S2", b""));
     }
 }

@@ -389,10 +389,12 @@ pub(crate) fn is_no_script(err: &RedisError) -> bool {
     err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
-/// `EVALSHA <script> 1 <key>`, ready for the script's arguments.
-pub(crate) fn evalsha(script: &Script, key: &str) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(1).arg(key);
+/// `EVALSHA <script> 1 <key>`, ready for the script's arguments, with
+/// room for `args` more arguments of `bytes` bytes in all (the command
+/// is then written without growing its buffer).
+pub(crate) fn evalsha(script: &Script, key: &str, args: usize, bytes: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(4 + args, 64 + key.len() + bytes);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(1).arg(key);
     cmd
 }
 

@@ -11,6 +11,7 @@ use session_core::{Error, Record, SessionStore, StorageKey, Timestamp, UserSessi
 use crate::batched::{DeleteCall, SaveCall, TouchCall, Writes};
 use crate::codec::{self, CodecError};
 use crate::connection::{Conn, Connector, RedisStoreBuilder, backend, timed_out};
+use crate::ifeq::{self, IfEq, Outcome};
 use crate::loads::Loads;
 use crate::scripts::{
     ABSENT, BIND_FIRST, DAMAGED, DONE_OR_CONFLICT, SAVED, Scripts, UNREADABLE, eval, evalsha,
@@ -60,6 +61,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Values loads found sound, for the saves that follow them.
     verified: Arc<Verified>,
+    /// Whether the server takes `SET … IFEQ`, as learnt.
+    ifeq: Arc<IfEq>,
     operation_timeout: Duration,
 }
 
@@ -166,6 +169,7 @@ impl RedisStore {
             prefix: builder.prefix.into(),
             scripts,
             verified: Arc::new(Verified::new()),
+            ifeq: Arc::new(IfEq::new()),
             operation_timeout: builder.operation_timeout,
         }
     }
@@ -266,8 +270,9 @@ impl RedisStore {
             // only when the server holds a value under the key, which the
             // script below then judges by our clock (an expired leftover
             // is replaced; anything else is `Exists`).
-            let mut set = redis::cmd("SET");
-            set.arg(&key)
+            let mut set = Cmd::with_capacity(6, key.len() + value.len() + 48);
+            set.arg("SET")
+                .arg(&key)
                 .arg(value.as_slice())
                 .arg("NX")
                 .arg("PXAT")
@@ -295,7 +300,7 @@ impl RedisStore {
             }
         }
         let script = &self.scripts.create;
-        let mut cmd = evalsha(script, &key);
+        let mut cmd = evalsha(script, &key, 3, value.len() + 64);
         cmd.arg(now.as_millis())
             .arg(record.expires_at.as_millis())
             .arg(value.as_slice());
@@ -331,6 +336,39 @@ impl RedisStore {
         })
     }
 
+    /// The common save as one `SET … IFEQ` (see `ifeq`), when the value
+    /// seen applies and the server may take it: whether it saved. When it
+    /// did not, the save script must run, and `call.seen` is cleared if
+    /// the stored value is known not to be it (the script then checks the
+    /// digest without the needless argument).
+    async fn save_if_seen(&self, call: &mut SaveCall) -> Result<bool, Error> {
+        if call.seen.is_empty()
+            || !self.ifeq.worth_trying()
+            || !ifeq::applies(&call.seen, &call.expected, call.now, call.expires_at)
+        {
+            return Ok(false);
+        }
+        // Sized for its arguments at once: the two values are most of it.
+        let bytes = call.key.len() + call.value.len() + call.seen.len() + 48;
+        let mut set = Cmd::with_capacity(7, bytes);
+        set.arg("SET")
+            .arg(&call.key)
+            .arg(call.value.as_slice())
+            .arg("IFEQ")
+            .arg(call.seen.as_slice())
+            .arg("PXAT")
+            .arg(call.expires_at);
+        let reply = set.query_async(&mut self.conn()).await;
+        match self.ifeq.outcome(reply).map_err(|e| backend("save", e))? {
+            Outcome::Saved => Ok(true),
+            Outcome::NotSeen => {
+                call.seen.clear();
+                Ok(false)
+            }
+            Outcome::Unsupported => Ok(false),
+        }
+    }
+
     async fn do_save(&self, record: &Record) -> Result<u64, Error> {
         const OP: &str = "save";
         let new_version = record
@@ -341,7 +379,10 @@ impl RedisStore {
         // session is bound to another user, the script writes nothing and
         // asks for the new user's index entry first.
         let seen = self.verified.take(&record.key).unwrap_or_default();
-        let call = self.save_call(OP, record, new_version, seen)?;
+        let mut call = self.save_call(OP, record, new_version, seen)?;
+        if self.save_if_seen(&mut call).await? {
+            return Ok(new_version);
+        }
         let value = self
             .writes
             .saves

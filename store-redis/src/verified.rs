@@ -15,7 +15,9 @@
 //! of two equal values is one pointer comparison). Anything else (no
 //! bytes kept, a touch or a save in between, damage since the load) takes
 //! the digest check as before; nothing here can make a save succeed that
-//! the digest check would refuse.
+//! the digest check would refuse. Where the server has `SET … IFEQ`, the
+//! bytes are that command's comparison value instead, and the common save
+//! runs no script at all (see `ifeq`).
 //!
 //! Bounded: each of [`SHARDS`] shards holds two generations of at most
 //! [`GENERATION_BYTES`] bytes of values each; when the current one is

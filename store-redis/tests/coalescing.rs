@@ -17,10 +17,7 @@ use session_store_redis::{RedisStore, redis as client};
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Keeps a test's own server (and its directory) alive while held.
-struct OwnServer(
-    #[allow(dead_code)] RedisServer,
-    #[allow(dead_code)] tempfile::TempDir,
-);
+struct OwnServer(RedisServer, #[allow(dead_code)] tempfile::TempDir);
 
 /// A store and a raw connection on a server of the test's own, so that
 /// the server's command counts are this test's alone; hold the third
@@ -80,6 +77,7 @@ per_server!(
     concurrent_saves_are_batched_and_each_gets_its_own_outcome,
     concurrent_creates_touches_and_deletes_each_get_their_own_outcome,
     batched_saves_never_overwrite_damaged_data,
+    a_save_after_a_load_is_one_set_ifeq_where_the_server_has_it,
 );
 
 /// What a load is expected to find.
@@ -361,4 +359,70 @@ async fn batched_saves_never_overwrite_damaged_data(kind: Server) {
         evalshas < issued,
         "{evalshas} script calls for {issued} saves: no batch"
     );
+}
+
+/// Whether the server takes `SET … IFEQ`, asked directly.
+async fn server_has_ifeq(raw: &mut MultiplexedConnection) -> bool {
+    let reply: Result<client::Value, _> = client::cmd("SET")
+        .arg("ifeq-probe")
+        .arg("x")
+        .arg("IFEQ")
+        .arg("y")
+        .query_async(raw)
+        .await;
+    match reply {
+        Ok(client::Value::Nil) => true,
+        Err(e) if e.code() == Some("ERR") => false,
+        other => panic!("SET … IFEQ on an absent key answered {other:?}"),
+    }
+}
+
+/// Where the server has `IFEQ` (Valkey 8.1), a save right after a load
+/// is one `SET … IFEQ` and no script; a save after a touch by another
+/// client (the stored bytes are no longer the ones loaded) falls back to
+/// the script, which saves it. Where the server has no `IFEQ` (Redis 7),
+/// every save is the script, and the store tries `IFEQ` once only.
+async fn a_save_after_a_load_is_one_set_ifeq_where_the_server_has_it(kind: Server) {
+    let (store, mut raw, server) = setup(kind).await;
+    let has_ifeq = server_has_ifeq(&mut raw).await;
+    // Valkey has it since 8.1 (the tests' Valkey), Redis since 8.4: the
+    // fast path is tested on Valkey at least.
+    assert!(has_ifeq || kind != Server::Valkey, "a Valkey without IFEQ");
+    let other = RedisStore::connect(server.0.url()).await.unwrap();
+    let mut r = record(1);
+    r.user = Some("ifeq".into());
+    store.create(&r).await.unwrap();
+    // A save with no load before it is the script (nothing kept to
+    // compare with); it also loads the script into the server.
+    assert_eq!(store.save(&r).await.unwrap(), 1);
+    let mut counts = Vec::new();
+    for round in 0..3 {
+        let mut loaded = store.load(&r.key).await.unwrap().unwrap();
+        if round == 2 {
+            // Another client moves the expiry: the value loaded is gone.
+            let later = loaded.expires_at.saturating_add(HOUR);
+            assert!(other.touch(&r.key, later).await.unwrap());
+        }
+        loaded.data.insert("round".into(), round.into());
+        let (sets, scripts) = (
+            calls(&mut raw, "set").await,
+            calls(&mut raw, "evalsha").await,
+        );
+        assert_eq!(store.save(&loaded).await.unwrap(), round + 2);
+        counts.push((
+            calls(&mut raw, "set").await - sets,
+            calls(&mut raw, "evalsha").await - scripts,
+        ));
+        let stored = store.load(&r.key).await.unwrap().unwrap();
+        assert_eq!(stored.data.get("round"), Some(&round.into()));
+    }
+    // (`set` counts the script's own `SET` too.)
+    if has_ifeq {
+        // Two `SET … IFEQ` that saved; then one that found the touched
+        // value, and the script that saved over it.
+        assert_eq!(counts, [(1, 0), (1, 0), (2, 1)]);
+    } else {
+        // The first save's `IFEQ` was refused; then only scripts.
+        assert_eq!(counts, [(2, 1), (1, 1), (1, 1)]);
+    }
 }
