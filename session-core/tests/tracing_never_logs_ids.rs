@@ -44,11 +44,17 @@ fn traces_name_storage_keys_and_never_session_ids() {
         .build()
         .unwrap();
     let (ids, keys) = runtime.block_on(async {
-        let manager = SessionManager::new(MemoryStore::default());
+        let store = MemoryStore::default();
+        let manager = SessionManager::new(store.clone());
         let mut ids = Vec::new();
         let session = manager.load(None);
         session.insert("k", 1).await.unwrap();
         ids.push(cookie(manager.commit(&session).await.unwrap()));
+        // Another manager (another app server) loads it; this one, which
+        // wrote it, only asks whether it changed.
+        let elsewhere = SessionManager::new(store);
+        let session = elsewhere.load(Some(&ids[0]));
+        assert_eq!(session.get::<u32>("k").await.unwrap(), Some(1));
         let session = manager.load(Some(&ids[0]));
         session.login("alice").await.unwrap();
         ids.push(cookie(manager.commit(&session).await.unwrap()));
@@ -68,7 +74,7 @@ fn traces_name_storage_keys_and_never_session_ids() {
     });
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    for op in ["create", "load", "delete"] {
+    for op in ["create", "load", "load_if_changed", "save", "delete"] {
         assert!(
             logs.contains(&format!("op=\"{op}\"")),
             "no trace of {op}:\n{logs}"
