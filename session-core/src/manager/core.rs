@@ -55,31 +55,25 @@ impl Core {
         Ok(found.filter(|r| self.alive(r, Timestamp::now())))
     }
 
-    /// One store call for [`Core::load_alive`].
+    /// One store call for [`Core::load_alive`], which checks liveness.
     async fn load_live(&self, key: &StorageKey) -> Result<Option<Arc<Stored>>, Error> {
-        let loaded = match self.recent.get(key) {
-            None => traced("load", Some(key), self.store.load(key)).await?,
-            Some(known) => {
-                let call = self.store.load_if_changed(key, &known);
-                match traced("load_if_changed", Some(key), call).await? {
-                    Reload::Unchanged => {
-                        return Ok(Some(known).filter(|r| self.alive(r, Timestamp::now())));
-                    }
-                    Reload::Loaded(None) => {
-                        self.recent.forget(key);
-                        None
-                    }
-                    Reload::Loaded(Some(record)) => {
-                        let stored = Stored::loaded(record);
-                        self.recent.put(&stored);
-                        return Ok(Some(stored).filter(|r| self.alive(r, Timestamp::now())));
-                    }
-                }
-            }
+        let Some(known) = self.recent.get(key) else {
+            let loaded = traced("load", Some(key), self.store.load(key)).await?;
+            return Ok(loaded.map(Stored::loaded));
         };
-        Ok(loaded
-            .filter(|r| self.alive(r, Timestamp::now()))
-            .map(Stored::loaded))
+        let call = self.store.load_if_changed(key, &known);
+        Ok(match traced("load_if_changed", Some(key), call).await? {
+            Reload::Unchanged => Some(known),
+            Reload::Loaded(None) => {
+                self.recent.forget(key);
+                None
+            }
+            Reload::Loaded(Some(record)) => {
+                let stored = Stored::loaded(record);
+                self.recent.put(&stored);
+                Some(stored)
+            }
+        })
     }
 
     /// Loads `key` again after a conflict; `None` when it is gone or past
